@@ -1,0 +1,227 @@
+"""Typed, validated configuration: the one place that decides what a run is.
+
+Everything that reaches compiled code has passed through these models, so bad input fails
+here with a one-line message naming the field and the fix, before any JAX compilation.
+YAML files in `configs/` are documents of `TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MINATAR_ENVS = ("breakout", "asterix", "space_invaders", "freeway")
+BRAX_ENVS = ("ant", "humanoid")
+ENV_NAMES = MINATAR_ENVS + BRAX_ENVS
+BRAX_BACKENDS = ("positional", "generalized", "spring", "mjx")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing description of a bad input and its fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+UnitInterval = Annotated[float, Field(ge=0, le=1)]
+
+
+class EnvConfig(_Strict):
+    name: Literal[ENV_NAMES]  # type: ignore[valid-type]
+    # Brax only; default picked by benchmarks/ppo_throughput.py (see benchmarks/README.md).
+    backend: Literal[BRAX_BACKENDS] = "positional"  # type: ignore[valid-type]
+    episode_length: PositiveInt = 1000
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+
+    @property
+    def is_brax(self) -> bool:
+        return self.name in BRAX_ENVS
+
+
+class PPOConfig(_Strict):
+    num_envs: PositiveInt = 64
+    num_steps: PositiveInt = 128
+    total_timesteps: PositiveInt = 10_000_000
+    update_epochs: PositiveInt = 4
+    num_minibatches: PositiveInt = 8
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.99
+    gae_lambda: UnitInterval = 0.95
+    clip_eps: PositiveFloat = 0.2
+    ent_coef: Annotated[float, Field(ge=0)] = 0.01
+    vf_coef: Annotated[float, Field(ge=0)] = 0.5
+    clip_value_loss: bool = True
+    hidden_width: PositiveInt = 64
+    hidden_layers: PositiveInt = 2
+    activation: Literal["relu", "tanh"] = "relu"
+    # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
+    dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @model_validator(mode="after")
+    def _check_batching(self) -> PPOConfig:
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_envs*num_steps={self.batch_size} is not divisible by "
+                f"num_minibatches={self.num_minibatches}; pick a divisor of {self.batch_size}"
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is below one batch "
+                f"(num_envs*num_steps={self.batch_size}); raise total_timesteps or shrink the batch"
+            )
+        return self
+
+
+class _OptimizerBase(_Strict):
+    # Clipping by global norm, separately for actor and critic, as in the published code.
+    # None turns it off.
+    max_grad_norm: PositiveFloat | None = 0.5
+
+
+class AdamConfig(_OptimizerBase):
+    name: Literal["adam"] = "adam"
+    learning_rate: PositiveFloat = 5e-3
+    anneal_lr: bool = True
+    b1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    b2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: PositiveFloat = 1e-5
+
+
+class RMSPropConfig(_OptimizerBase):
+    name: Literal["rmsprop"] = "rmsprop"
+    learning_rate: PositiveFloat = 5e-3
+    anneal_lr: bool = True
+    decay: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    eps: PositiveFloat = 1e-5
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    centered: bool = False
+
+
+OptimizerConfig = Annotated[Union[AdamConfig, RMSPropConfig], Field(discriminator="name")]
+OPTIMIZER_NAMES = ("adam", "rmsprop")
+
+
+class TrainConfig(_Strict):
+    env: EnvConfig
+    ppo: PPOConfig = PPOConfig()
+    optimizer: OptimizerConfig = AdamConfig()
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_seeds: PositiveInt = 1
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _fix_for(err: dict[str, Any]) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "literal_error":
+        return f"choose one of {ctx.get('expected')}"
+    if kind == "union_tag_invalid":
+        return f"choose one of {ctx.get('expected_tags')}"
+    if kind == "extra_forbidden":
+        return "remove it or fix its spelling"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "use a value in range"
+    if kind == "missing":
+        return "add it"
+    return "fix the value"
+
+
+def format_validation_error(exc: ValidationError, source: str = "config") -> str:
+    """One line: the first offending field, what is wrong, and the fix."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":  # our own validators already state the fix
+        return f"{source}: {field or 'value'}: {msg}"
+    got = err.get("input")
+    got_txt = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
+    return f"{source}: {field}: {msg}{got_txt}; {_fix_for(err)}"
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """`tree["ppo"]["num_envs"] = value` from "ppo.num_envs"; replaces whole sections too."""
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section; check the key")
+    node[keys[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; pass an existing YAML file (see configs/)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at top level; see configs/ppo/breakout.yaml")
+    return data
+
+
+def default_config_path(env: str) -> Path:
+    if env not in ENV_NAMES:
+        raise ConfigError(f"env: unknown env {env!r}; choose one of {', '.join(ENV_NAMES)}")
+    return CONFIG_DIR / "ppo" / f"{env}.yaml"
+
+
+def optimizer_defaults(name: str) -> dict[str, Any]:
+    if name not in OPTIMIZER_NAMES:
+        raise ConfigError(f"optimizer: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    return read_yaml(CONFIG_DIR / "optimizers" / f"{name}.yaml")
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_train_config(
+    *,
+    env: str | None = None,
+    config_file: str | Path | None = None,
+    optimizer: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Resolve a run: a YAML file (explicit, or the published one for `env`), then a
+    different optimizer's defaults if asked, then dotted overrides; validate once."""
+    if config_file is None and env is None:
+        raise ConfigError("env: give --env NAME or --config FILE")
+    raw = read_yaml(config_file if config_file is not None else default_config_path(env))
+    source = str(config_file) if config_file is not None else f"configs/ppo/{env}.yaml"
+    if env is not None:
+        default_config_path(env)  # validates the name
+        set_dotted(raw, "env.name", env)
+    if optimizer is not None:
+        current = raw.get("optimizer") or {}
+        if current.get("name") != optimizer:
+            raw["optimizer"] = optimizer_defaults(optimizer)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return build_config(raw, source)
