@@ -38,7 +38,7 @@ class EnvConfig(_Strict):
     name: Literal[ENV_NAMES]  # type: ignore[valid-type]
     # Brax only; default picked by benchmarks/ppo_throughput.py (see benchmarks/README.md).
     backend: Literal[BRAX_BACKENDS] = "positional"  # type: ignore[valid-type]
-    episode_length: PositiveInt = 1000
+    episode_length: PositiveInt = 1000  # time limit (truncation), MinAtar and Brax alike
     normalize_obs: bool = False
     normalize_reward: bool = False
 
@@ -150,7 +150,10 @@ def _fix_for(err: dict[str, Any]) -> str:
 def format_validation_error(exc: ValidationError, source: str = "config") -> str:
     """One line: the first offending field, what is wrong, and the fix."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    if len(loc) > 2 and loc[0] == "optimizer" and loc[1] in OPTIMIZER_NAMES:
+        del loc[1]  # the discriminated-union tag is not part of the user's dotted path
+    field = ".".join(loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "value_error":  # our own validators already state the fix
         return f"{source}: {field or 'value'}: {msg}"

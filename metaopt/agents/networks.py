@@ -20,13 +20,31 @@ def layer_names(num_hidden: int) -> list[str]:
     return [f"dense_{i}" for i in range(num_hidden + 1)]
 
 
+def orthogonal(key, shape: tuple[int, int], scale: float) -> jax.Array:
+    """Orthogonal init by Gram-Schmidt (twice, for float32) on a Gaussian matrix: the same
+    distribution as sign-corrected QR. Not LAPACK QR: under vmap on XLA:CPU its batched
+    custom call re-enters the intra-op thread pool it runs on and can deadlock."""
+    n_in, n_out = shape
+    rows, cols = max(n_in, n_out), min(n_in, n_out)
+    a = jax.random.normal(key, (rows, cols), jnp.float32)
+
+    def column(j, q):
+        v = a[:, j]
+        for _ in range(2):  # q's columns >= j are still zero, so they drop out
+            v = v - q @ (q.T @ v)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    q = jax.lax.fori_loop(0, cols, column, jnp.zeros((rows, cols), jnp.float32))
+    return scale * (q if n_in >= n_out else q.T)
+
+
 def init_mlp(key, in_dim: int, width: int, num_hidden: int, out_dim: int, head_scale: float) -> dict:
     sizes = [in_dim] + [width] * num_hidden + [out_dim]
     keys = jax.random.split(key, num_hidden + 1)
     params = {}
     for i, name in enumerate(layer_names(num_hidden)):
         scale = head_scale if i == num_hidden else math.sqrt(2.0)
-        kernel = jax.nn.initializers.orthogonal(scale)(keys[i], (sizes[i], sizes[i + 1]), jnp.float32)
+        kernel = orthogonal(keys[i], (sizes[i], sizes[i + 1]), scale)
         params[name] = {"kernel": kernel, "bias": jnp.zeros((sizes[i + 1],), jnp.float32)}
     return params
 

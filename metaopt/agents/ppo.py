@@ -182,7 +182,7 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
                     key=step_key,
                 )
                 params = optax.apply_updates(params, updates)
-                aux["grad_norm"] = optax.global_norm(grads)
+                aux["grad_norm"] = optax.tree.norm(grads)
                 aux["dormant_actor"] = dormant_fraction(activations["actor"])
                 aux["dormant_critic"] = dormant_fraction(activations["critic"])
                 return (params, opt_state), aux

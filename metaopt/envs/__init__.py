@@ -16,7 +16,7 @@ def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
     else:
         from metaopt.envs.minatar import make_minatar
 
-        env = make_minatar(cfg.name, num_envs)
+        env = make_minatar(cfg.name, num_envs, cfg.episode_length)
     reset, step = with_normalization(
         env.reset, env.step, env.obs_dim, num_envs, gamma, cfg.normalize_obs, cfg.normalize_reward
     )

@@ -15,10 +15,11 @@ GYMNAX_IDS = {
 }
 
 
-def make_minatar(name: str, num_envs: int) -> VecEnv:
+def make_minatar(name: str, num_envs: int, episode_length: int = 1000) -> VecEnv:
     import gymnax  # imported here: gymnax's import costs seconds
 
     env, params = gymnax.make(GYMNAX_IDS[name])
+    params = params.replace(max_steps_in_episode=episode_length)  # gymnax's default is 1000
     obs_shape = env.observation_space(params).shape
     obs_dim = int(jnp.prod(jnp.asarray(obs_shape)))
 

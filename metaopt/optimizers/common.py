@@ -18,7 +18,7 @@ def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTra
     def update_fn(updates, state, params=None):
         del params
         def clip(tree):
-            norm = optax.global_norm(tree)
+            norm = optax.tree.norm(tree)
             scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
             return jax.tree.map(lambda g: g * scale.astype(g.dtype), tree)
         return {k: clip(v) for k, v in updates.items()}, state

@@ -1,0 +1,102 @@
+"""`metaopt ...` commands. Thin: parse, validate (exit 2 on bad input), call the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from metaopt.config import ENV_NAMES, OPTIMIZER_NAMES, ConfigError, TrainConfig, load_train_config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like ConfigError
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE such as ppo.num_envs=32")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _common_overrides(args) -> dict[str, Any]:
+    ov = _parse_set(args.set)
+    if args.total_steps is not None:
+        ov["ppo.total_timesteps"] = _int_or_float(args.total_steps, "--total-steps")
+    if args.seeds is not None:
+        ov["num_seeds"] = args.seeds
+    if args.seed is not None:
+        ov["seed"] = args.seed
+    if getattr(args, "lr", None) is not None:
+        ov["optimizer.learning_rate"] = args.lr
+    return ov
+
+
+def _int_or_float(text: str, flag: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a number; give e.g. 200000 or 1e6") from None
+    if value != int(value):
+        raise ConfigError(f"{flag}: {text!r} is not a whole number of steps; give e.g. 200000")
+    return int(value)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", help=f"one of {', '.join(ENV_NAMES)} (uses configs/ppo/ENV.yaml)")
+    p.add_argument("--config", help="a TrainConfig YAML file instead of the published one for --env")
+    p.add_argument("--total-steps", help="env steps per seed (e.g. 200000 or 1e6)")
+    p.add_argument("--seeds", type=int, help="number of seeds, trained at once (vmapped)")
+    p.add_argument("--seed", type=int, help="base seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set ppo.num_envs=32 (repeatable)")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="metaopt", description="Learned optimizers for RL: train, compare, meta-train.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train PPO agents with one optimizer")
+    _add_run_args(t)
+    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}")
+    t.add_argument("--lr", type=float, help="learning rate override")
+
+    c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
+    _add_run_args(c)
+    c.add_argument("--optimizers", nargs="+", required=True, help=f"from {', '.join(OPTIMIZER_NAMES)}")
+    return parser
+
+
+def _resolve(args, optimizer: str | None) -> TrainConfig:
+    return load_train_config(env=args.env, config_file=args.config, optimizer=optimizer,
+                             overrides=_common_overrides(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            configs = [_resolve(args, args.optimizer)]
+        else:
+            configs = [_resolve(args, name) for name in args.optimizers]
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Validated: only now pay for importing and compiling JAX code.
+    from metaopt.console import run_and_report
+
+    run_and_report(configs, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

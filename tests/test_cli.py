@@ -1,0 +1,35 @@
+"""`metaopt train` / `compare` end to end at a tiny size: files a person and a script read."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from metaopt.cli import main
+from tests.conftest import TINY
+
+TINY_ARGS = [arg for k, v in TINY.items() if k != "ppo.total_timesteps" for arg in ("--set", f"{k}={v}")]
+
+
+def test_train_writes_results_curves_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--env", "breakout", "--optimizer", "adam", "--total-steps", "384",
+               "--seeds", "2", "--out", str(out), *TINY_ARGS])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["final_return"]) == 2 and res["env_steps_per_second"] > 0
+    assert res["config"]["ppo"]["num_envs"] == 8 and res["num_updates"] == 3
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert len(rows) == 3 and {"return_mean", "return_stderr", "return_seed1"} <= set(rows[0])
+    assert (out / "returns.png").stat().st_size > 10_000
+    assert "final return" in capsys.readouterr().out
+
+
+def test_compare_writes_one_folder_per_optimizer(tmp_path):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--env", "breakout", "--optimizers", "adam", "rmsprop", "--total-steps", "384",
+               "--out", str(out), *TINY_ARGS])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["runs"]) == {"adam", "rmsprop"}
+    assert (out / "adam" / "curves.csv").exists() and (out / "rmsprop" / "results.json").exists()

@@ -1,0 +1,85 @@
+"""Bad input: one line naming the field and the fix, exit code 2, before any compilation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from metaopt.cli import main
+from metaopt.config import ConfigError, load_train_config
+
+BAD_INPUTS = [
+    (["--env", "pong"], "env", "choose one of"),
+    (["--env", "breakout", "--optimizer", "sgdx"], "optimizer", "choose one of"),
+    (["--env", "breakout", "--total-steps", "0"], "ppo.total_timesteps", "greater than 0"),
+    (["--env", "breakout", "--total-steps", "-5"], "ppo.total_timesteps", "greater than 0"),
+    (["--env", "breakout", "--total-steps", "lots"], "--total-steps", "not a number"),
+    (["--env", "breakout", "--seeds", "0"], "num_seeds", "greater than 0"),
+    (["--env", "breakout", "--set", "ppo.num_envs=-1"], "ppo.num_envs", "greater than 0"),
+    (["--env", "breakout", "--set", "ppo.num_minibatches=7"], "num_minibatches=7", "pick a divisor of 8192"),
+    (["--env", "breakout", "--total-steps", "1000"], "total_timesteps=1000", "below one batch"),
+    (["--env", "breakout", "--set", "ppo.num_envz=3"], "ppo.num_envz", "remove it or fix its spelling"),
+    (["--env", "breakout", "--lr", "-1"], "optimizer.learning_rate", "greater than 0"),
+    (["--config", "/nonexistent/run.yaml"], "/nonexistent/run.yaml", "does not exist"),
+    ([], "env", "give --env NAME or --config FILE"),
+]
+
+
+@pytest.mark.parametrize("args, field, fix", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2(args, field, fix, capsys, tmp_path):
+    rc = main(["train", *args, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert field in err and fix in err, err
+
+
+def test_unknown_optimizer_in_compare(capsys, tmp_path):
+    assert main(["compare", "--env", "breakout", "--optimizers", "adam", "nope", "--out", str(tmp_path)]) == 2
+    assert "optimizer" in capsys.readouterr().err
+
+
+def test_console_script_exits_2_without_importing_jax(tmp_path):
+    """The real entry point: validation happens before JAX is even imported."""
+    code = (
+        "import sys; from metaopt.cli import main; "
+        f"rc = main(['train', '--env', 'breakout', '--set', 'ppo.num_minibatches=7', '--out', {str(tmp_path)!r}]); "
+        "assert 'jax' not in sys.modules, 'jax imported before validation'; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and "num_minibatches" in proc.stderr
+
+
+def test_argparse_errors_are_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--env", "breakout"])  # --out missing
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
+
+
+def test_published_configs_all_validate():
+    for env in ("breakout", "asterix", "space_invaders", "freeway", "ant", "humanoid"):
+        cfg = load_train_config(env=env)
+        assert cfg.env.name == env
+        assert cfg.ppo.batch_size % cfg.ppo.num_minibatches == 0
+    ant = load_train_config(env="ant")
+    assert (ant.ppo.num_envs, ant.ppo.num_steps, ant.ppo.num_minibatches, ant.ppo.activation) == (2048, 10, 32, "tanh")
+    assert ant.env.normalize_obs and ant.env.normalize_reward and ant.env.episode_length == 1000
+    brk = load_train_config(env="breakout")
+    assert (brk.ppo.num_envs, brk.ppo.num_steps, brk.ppo.total_timesteps, brk.ppo.ent_coef) == (64, 128, 10_000_000, 0.01)
+
+
+def test_switching_optimizer_takes_its_defaults():
+    cfg = load_train_config(env="breakout", optimizer="rmsprop", overrides={"optimizer.learning_rate": 1e-3})
+    assert cfg.optimizer.name == "rmsprop" and cfg.optimizer.learning_rate == 1e-3
+
+
+def test_yaml_syntax_error_is_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: {name: breakout\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_train_config(config_file=bad)
