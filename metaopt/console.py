@@ -1,7 +1,12 @@
-"""Terminal presentation of runs: a progress bar while training, a table at the end."""
+"""Terminal presentation of runs: progress while training, a table at the end.
+
+On a terminal, a rich progress bar; in logs and pipes (ray jobs, CI), one plain line per
+chunk, since a bar that only renders at exit shows nothing for a long job.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -17,18 +22,34 @@ from metaopt.evaluation.runs import RunResult, run_training
 console = Console(stderr=True)
 
 
+def _latest_return(metrics: dict[str, np.ndarray]) -> str:
+    mean, _ = mean_stderr(metrics["episode_return"][:, -1])
+    return "-" if np.isnan(mean) else f"{float(mean):.2f}"
+
+
 def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
+    name = f"{label} {cfg.env.name}"
+    if not console.is_terminal:
+        first: dict[str, tuple[float, int]] = {}
+
+        def log_line(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
+            now = time.perf_counter()
+            t_first, d_first = first.setdefault("chunk", (now, done))  # rate known from chunk 2
+            eta = f", eta {(total - done) * (now - t_first) / (done - d_first):.0f}s" if done > d_first else ""
+            console.print(f"{name}: update {done}/{total}, return {_latest_return(metrics)}{eta}", highlight=False)
+
+        console.print(f"{name}: compiling", highlight=False)
+        return run_training(cfg, label=label, progress=log_line)
+
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(f"{label} · compiling", total=cfg.ppo.num_updates, ret="-")
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"{name} · compiling", total=cfg.ppo.num_updates, ret="-")
 
         def on_chunk(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
-            mean, _ = mean_stderr(metrics["episode_return"][:, -1:].ravel()[:, None].T, axis=1)
-            ret = "-" if np.isnan(mean[0]) else f"{mean[0]:.2f}"
-            bar.update(task, completed=done, ret=ret, description=f"{label} {cfg.env.name}")
+            bar.update(task, completed=done, ret=_latest_return(metrics), description=name)
 
         return run_training(cfg, label=label, progress=on_chunk)
 
@@ -45,5 +66,5 @@ def run_and_report(configs: Sequence[TrainConfig], out: Path) -> list[RunResult]
     if not out_console.is_terminal:
         out_console.width = 120  # logs and pipes: keep the table on one line per row
     out_console.print(table)
-    console.print(f"wrote {out}/results.json, curves.csv, returns.png")
+    console.print(f"wrote {out}/results.json, curves.csv, returns.png", highlight=False)
     return results
