@@ -20,7 +20,7 @@ demo: install
 		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
