@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test bench clean
 
 install: $(STAMP)
 
@@ -20,10 +20,7 @@ demo: install
 		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
-
-test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/ppo_throughput.py --out benchmarks/results
