@@ -39,11 +39,10 @@ class Transition(NamedTuple):
     obs: jax.Array
     action: jax.Array
     log_prob: jax.Array
-    value: jax.Array
     reward: jax.Array
     terminated: jax.Array
     done: jax.Array
-    final_obs: jax.Array
+    truncated_value: jax.Array  # V(obs the transition ended in) where truncated, else 0
     episode_return: jax.Array
 
 
@@ -107,10 +106,19 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
             out, log_std, _ = policy(params, obs)
             action = nets.sample_action(k_act, out, log_std)
             log_prob, _ = nets.log_prob_entropy(out, log_std, action)
-            value = value_fn(params, obs)
             env_state, s = env.step(k_env, env_state, action)
-            tr = Transition(obs, action, log_prob, value, s.reward, s.terminated.astype(jnp.float32),
-                            (s.terminated | s.truncated).astype(jnp.float32), s.final_obs, s.episode_return)
+            # The critic is not needed to act; V(obs) is computed after the rollout in one
+            # batched pass. V of the observation a transition ended in is only needed where
+            # the time limit cut an episode (elsewhere it is the next step's V or unused),
+            # which is rare: evaluate it only at steps where that happened.
+            trunc = s.truncated & ~s.terminated
+            truncated_value = jax.lax.cond(
+                trunc.any(),
+                lambda: jnp.where(trunc, value_fn(params, s.final_obs), 0.0),
+                lambda: jnp.zeros_like(s.reward),
+            )
+            tr = Transition(obs, action, log_prob, s.reward, s.terminated.astype(jnp.float32),
+                            (s.terminated | s.truncated).astype(jnp.float32), truncated_value, s.episode_return)
             return (env_state, s.obs), tr
 
         (env_state, obs), traj = jax.lax.scan(one_step, (env_state, obs), jax.random.split(key, p.num_steps))
@@ -153,12 +161,12 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         params = state.params
         env_state, obs, traj = rollout(params, state.env_state, state.obs, k_roll)
 
-        # The critic is not needed to act: one large batched pass over the observations and
-        # the observations each transition ended in is far cheaper than 64-row passes per step.
-        # V of the observation each transition ended in: equals the next step's value except
-        # at episode ends, where truncated steps need it to bootstrap.
-        next_values = value_fn(params, traj.final_obs)
-        values = traj.value
+        values = value_fn(params, traj.obs.reshape(p.batch_size, -1)).reshape(traj.reward.shape)
+        # V of the observation each transition ended in: the next step's value except at
+        # episode ends, where only truncated steps need it (terminated ones do not bootstrap).
+        next_values = jnp.concatenate([values[1:], value_fn(params, obs)[None]], 0)
+        truncated = (traj.done > 0) & (traj.terminated == 0)
+        next_values = jnp.where(truncated, traj.truncated_value, next_values)
         adv, targets = gae(traj.reward, values, next_values, traj.terminated, traj.done, p.gamma, p.gae_lambda)
 
         batch = (traj.obs, traj.action, traj.log_prob, values, adv, targets)
@@ -166,8 +174,7 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         training_progress = state.update_idx / training_denominator
 
         def epoch(carry, inp):
-            epoch_idx, perm_key, opt_key = inp
-            perm = jax.random.permutation(perm_key, p.batch_size)
+            epoch_idx, perm, opt_key = inp
             mbs = jax.tree.map(lambda x: x[perm].reshape((p.num_minibatches, -1) + x.shape[1:]), batch)
 
             def minibatch(carry, inp):
@@ -190,9 +197,10 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
             return jax.lax.scan(minibatch, carry, (mbs, jax.random.split(opt_key, p.num_minibatches)))
 
         epochs = jnp.arange(p.update_epochs, dtype=jnp.float32)
+        # All epochs' permutations in one batched sort (same permutations as one per epoch).
+        perms = jax.vmap(lambda k: jax.random.permutation(k, p.batch_size))(jax.random.split(k_perm, p.update_epochs))
         (params, opt_state), aux = jax.lax.scan(
-            epoch, (params, state.opt_state),
-            (epochs, jax.random.split(k_perm, p.update_epochs), jax.random.split(k_opt, p.update_epochs)),
+            epoch, (params, state.opt_state), (epochs, perms, jax.random.split(k_opt, p.update_epochs)),
         )
         finished = traj.done.sum()
         metrics = {k: v.mean() for k, v in aux.items()}
