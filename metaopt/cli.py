@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from metaopt.config import ENV_NAMES, OPTIMIZER_NAMES, ConfigError, TrainConfig, load_train_config
+from metaopt.config import ENV_NAMES, LEARNED_OPTIMIZERS, OPTIMIZER_NAMES, ConfigError, TrainConfig, load_train_config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,16 +69,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(t)
     t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}")
     t.add_argument("--lr", type=float, help="learning rate override")
+    t.add_argument("--meta-params", metavar="FILE",
+                   help="open/optim4rl: trained meta-parameters (.safetensors, or a published OPEN .npy)")
 
     c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
     _add_run_args(c)
     c.add_argument("--optimizers", nargs="+", required=True, help=f"from {', '.join(OPTIMIZER_NAMES)}")
+    c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
+                   help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
     return parser
 
 
+def _meta_params_for(args, optimizer: str) -> str | None:
+    """`train --meta-params FILE`; `compare --meta-params [NAME=]FILE ...`."""
+    items = args.meta_params if isinstance(args.meta_params, list) else [args.meta_params] if args.meta_params else []
+    plain = None
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep and name in LEARNED_OPTIMIZERS:
+            if name == optimizer:
+                return path
+        elif plain is None:
+            plain = item
+    return plain
+
+
 def _resolve(args, optimizer: str | None) -> TrainConfig:
-    return load_train_config(env=args.env, config_file=args.config, optimizer=optimizer,
-                             overrides=_common_overrides(args))
+    overrides = _common_overrides(args)
+    cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides)
+    if cfg.optimizer.name in LEARNED_OPTIMIZERS:
+        path = _meta_params_for(args, cfg.optimizer.name)
+        if path is not None:
+            overrides["optimizer.meta_params"] = path
+            cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides)
+        _check_meta_params(cfg)
+    return cfg
+
+
+def _check_meta_params(cfg: TrainConfig) -> None:
+    """Load the file now, so a wrong or corrupt one fails before any compilation."""
+    name, path = cfg.optimizer.name, cfg.optimizer.meta_params
+    if path is None:
+        raise ConfigError(f"optimizer.meta_params: {name} needs trained meta-parameters; pass --meta-params FILE")
+    from metaopt.optimizers.learned import load_meta_params
+
+    try:
+        load_meta_params(path, name)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"optimizer.meta_params: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

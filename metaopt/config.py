@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MINATAR_ENVS = ("breakout", "asterix", "space_invaders", "freeway")
 BRAX_ENVS = ("ant", "humanoid")
@@ -117,8 +117,41 @@ class RMSPropConfig(_OptimizerBase):
     centered: bool = False
 
 
-OptimizerConfig = Annotated[Union[AdamConfig, RMSPropConfig], Field(discriminator="name")]
-OPTIMIZER_NAMES = ("adam", "rmsprop")
+class _LearnedBase(_OptimizerBase):
+    # Trained meta-parameters: a saved .safetensors or a published OPEN .npy. Meta-training
+    # supplies its own and leaves this empty; `metaopt train` needs it.
+    meta_params: str | None = None
+
+    @field_validator("meta_params")
+    @classmethod
+    def _file_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"file {v} does not exist; pass a saved .safetensors or a published OPEN .npy")
+        return v
+
+
+class OpenConfig(_LearnedBase):
+    """OPEN: no learning rate; the network sets step sizes. Clipping as published."""
+
+    name: Literal["open"] = "open"
+    larger: bool = False  # network size when meta-training from scratch (GRU 16, MLP 32)
+
+
+class Optim4RLConfig(_LearnedBase):
+    """Optim4RL: a fixed learning rate scales the learned m / sqrt(v)."""
+
+    name: Literal["optim4rl"] = "optim4rl"
+    learning_rate: PositiveFloat = 1e-3
+    max_grad_norm: PositiveFloat | None = None
+    clip_elementwise: PositiveFloat | None = 1.0  # as published (Brax), before the optimizer
+    hidden: PositiveInt = 8
+
+
+OptimizerConfig = Annotated[
+    Union[AdamConfig, RMSPropConfig, OpenConfig, Optim4RLConfig], Field(discriminator="name")
+]
+OPTIMIZER_NAMES = ("adam", "rmsprop", "open", "optim4rl")
+LEARNED_OPTIMIZERS = ("open", "optim4rl")
 
 
 class TrainConfig(_Strict):

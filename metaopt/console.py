@@ -54,8 +54,14 @@ def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
         return run_training(cfg, label=label, progress=on_chunk)
 
 
+def run_label(cfg: TrainConfig) -> str:
+    """The optimizer's name, plus the meta-parameter file's stem for learned ones."""
+    path = getattr(cfg.optimizer, "meta_params", None)
+    return f"{cfg.optimizer.name}-{Path(path).stem}" if path else cfg.optimizer.name
+
+
 def run_and_report(configs: Sequence[TrainConfig], out: Path) -> list[RunResult]:
-    results = [train_with_progress(cfg, cfg.optimizer.name) for cfg in configs]
+    results = [train_with_progress(cfg, run_label(cfg)) for cfg in configs]
     write_run(out, results)
     table = Table(title=f"PPO results ({out})")
     for h in TABLE_HEADER:

@@ -33,3 +33,28 @@ def test_compare_writes_one_folder_per_optimizer(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert set(res["runs"]) == {"adam", "rmsprop"}
     assert (out / "adam" / "curves.csv").exists() and (out / "rmsprop" / "results.json").exists()
+
+
+def test_train_with_learned_optimizers(tmp_path):
+    """`--optimizer open|optim4rl --meta-params FILE` through the same loop; compare takes
+    NAME=FILE for each learned optimizer."""
+    import jax
+
+    from metaopt.optimizers import optim4rl
+    from metaopt.optimizers.learned import save_meta_params
+    from tests.test_open import WEIGHTS
+
+    o4_file = save_meta_params(tmp_path / "o4.safetensors", "optim4rl", optim4rl.init_meta_params(jax.random.key(0)))
+    optimizers, meta = ["optim4rl"], [f"optim4rl={o4_file}"]
+    if WEIGHTS.is_dir():
+        optimizers.append("open")
+        meta.append(f"open={WEIGHTS / 'breakout_OPEN.npy'}")
+    out = tmp_path / "learned"
+    rc = main(["compare", "--env", "breakout", "--optimizers", *optimizers, "--total-steps", "384",
+               "--out", str(out), *[a for m in meta for a in ("--meta-params", m)], *TINY_ARGS])
+    assert rc == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert set(runs) == {"optim4rl-o4"} | ({"open-breakout_OPEN"} if WEIGHTS.is_dir() else set())
+    for run in runs.values():
+        assert all(isinstance(x, float) for x in run["final_return"])
+        assert run["config"]["optimizer"]["meta_params"]

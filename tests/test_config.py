@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from metaopt.cli import main
@@ -24,6 +25,10 @@ BAD_INPUTS = [
     (["--env", "breakout", "--lr", "-1"], "optimizer.learning_rate", "greater than 0"),
     (["--config", "/nonexistent/run.yaml"], "/nonexistent/run.yaml", "does not exist"),
     ([], "env", "give --env NAME or --config FILE"),
+    (["--env", "breakout", "--optimizer", "open"], "optimizer.meta_params", "pass --meta-params FILE"),
+    (["--env", "breakout", "--optimizer", "optim4rl", "--meta-params", "/nonexistent/m.safetensors"],
+     "optimizer.meta_params", "does not exist"),
+    (["--env", "breakout", "--optimizer", "open", "--lr", "0.1"], "optimizer.learning_rate", "remove it"),
 ]
 
 
@@ -34,6 +39,18 @@ def test_bad_input_is_one_line_exit_2(args, field, fix, capsys, tmp_path):
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert field in err and fix in err, err
+
+
+@pytest.mark.parametrize(
+    "content, fix",
+    [(np.zeros(999, np.float32), "999 values match no OPEN network"), (b"garbage" * 20, "not a readable safetensors")],
+)
+def test_bad_meta_params_file_is_one_line_exit_2(content, fix, capsys, tmp_path):
+    path = tmp_path / ("m.npy" if isinstance(content, np.ndarray) else "m.safetensors")
+    np.save(path, content) if isinstance(content, np.ndarray) else path.write_bytes(content)
+    rc = main(["train", "--env", "breakout", "--optimizer", "open", "--meta-params", str(path), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "optimizer.meta_params" in err and fix in err, err
 
 
 def test_unknown_optimizer_in_compare(capsys, tmp_path):

@@ -1,0 +1,140 @@
+"""One flat vector for all of an agent's parameters, so per-parameter networks run as a
+few large matrix products instead of one small network per leaf.
+
+The layout is static (shapes and tree paths only), so it is built at trace time from the
+params (or their shapes) and costs nothing at run time. It knows, for every element, which
+network ("actor", "critic") and which layer it belongs to: what OPEN's layer proportion,
+dormancy and actor-only noise need.
+
+A tree whose top level holds "actor" and/or "critic" is an agent: each of those is a network
+and the first key under it is a layer (sorted order = depth order, see agents/networks.py).
+Any other tree is one network called "actor" whose top-level keys are its layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+AGENT_NETWORKS = ("actor", "critic")
+
+
+def _key_name(entry) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    network: str
+    layer: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class FlatLayout:
+    """Static description of a params tree laid out as one float32 vector."""
+
+    def __init__(self, params):
+        paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
+        top = {_key_name(p[0]) for p, _ in paths_leaves if p}
+        is_agent = bool(top) and top <= set(AGENT_NETWORKS)
+        leaves, offset = [], 0
+        for path, leaf in paths_leaves:
+            names = [_key_name(p) for p in path]
+            if is_agent:
+                network, layer = names[0], (names[1] if len(names) > 1 else names[0])
+            else:
+                network, layer = "actor", (names[0] if names else "")
+            leaves.append(Leaf(network, layer, tuple(int(d) for d in jnp.shape(leaf)), offset))
+            offset += leaves[-1].size
+        self.is_agent = is_agent
+        self.leaves: tuple[Leaf, ...] = tuple(leaves)
+        self.size = offset
+        self.dtypes = tuple(jnp.result_type(leaf) for _, leaf in paths_leaves)
+
+    # ---------------------------------------------------------------- static per-element data
+
+    def layers(self, network: str) -> list[str]:
+        return sorted({leaf.layer for leaf in self.leaves if leaf.network == network})
+
+    def per_element(self, value_of_leaf) -> np.ndarray:
+        """A float32 (N,) constant with `value_of_leaf(leaf)` repeated over each leaf."""
+        return np.concatenate([np.full(leaf.size, value_of_leaf(leaf), np.float32) for leaf in self.leaves])
+
+    def layer_proportion(self) -> np.ndarray:
+        """layer index / (layers - 1) within the leaf's network; a one-layer network gives 0."""
+        props = {}
+        for network in {leaf.network for leaf in self.leaves}:
+            names = self.layers(network)
+            for i, name in enumerate(names):
+                props[network, name] = i / max(len(names) - 1, 1)
+        return self.per_element(lambda leaf: props[leaf.network, leaf.layer])
+
+    def mask(self, network: str) -> np.ndarray:
+        return self.per_element(lambda leaf: float(leaf.network == network))
+
+    def masked_normal(self, key: jax.Array, network: str) -> jax.Array:
+        """(N,) standard normal noise on `network`'s elements, 0 elsewhere. Agents flatten
+        "actor" first, so its noise is drawn for the prefix only."""
+        inside = [leaf.network == network for leaf in self.leaves]
+        k = 0
+        while k < len(inside) and inside[k]:
+            k += 1
+        if not any(inside[k:]):
+            head = sum(leaf.size for leaf in self.leaves[:k])
+            noise = jax.random.normal(key, (head,), jnp.float32)
+            return jnp.concatenate([noise, jnp.zeros((self.size - head,), jnp.float32)])
+        return jax.random.normal(key, (self.size,), jnp.float32) * jnp.asarray(self.mask(network))
+
+    # ---------------------------------------------------------------- traced operations
+
+    def ravel(self, tree) -> jax.Array:
+        leaves = self.treedef.flatten_up_to(tree)
+        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+
+    def unravel(self, flat: jax.Array):
+        leaves = [
+            flat[leaf.offset : leaf.offset + leaf.size].reshape(leaf.shape).astype(dtype)
+            for leaf, dtype in zip(self.leaves, self.dtypes)
+        ]
+        return self.treedef.unflatten(leaves)
+
+    def segment_mean(self, x: jax.Array) -> jax.Array:
+        """(F, N) -> (F, L): mean over each leaf's elements, per row."""
+        return jnp.stack([x[:, l.offset : l.offset + l.size].mean(1) for l in self.leaves], 1)
+
+    def scale_segments(self, x: jax.Array, per_leaf: jax.Array) -> jax.Array:
+        """(F, N) * (F, L): each leaf's columns times its own column of `per_leaf`
+        (one fused pass; a gather or repeat of the scales costs more)."""
+        return jnp.concatenate(
+            [x[:, l.offset : l.offset + l.size] * per_leaf[:, i : i + 1] for i, l in enumerate(self.leaves)], 1
+        )
+
+    def _stats_for(self, activations, leaf: Leaf):
+        if activations is None:
+            return None
+        tree = activations.get(leaf.network) if self.is_agent else activations
+        return None if tree is None else tree.get(leaf.layer)
+
+    def unit_scores(self, activations, score_fn) -> jax.Array:
+        """(N,) per-element score of the output unit each element feeds (kernel (in, out)
+        and bias (out,) entries share unit j's score). Leaves with no matching activation
+        statistics, or whose last axis is not the unit axis, get 1."""
+        parts = []
+        for leaf in self.leaves:
+            stats = self._stats_for(activations, leaf)
+            if stats is not None and leaf.shape and stats.shape[-1:] == leaf.shape[-1:]:
+                parts.append(jnp.broadcast_to(score_fn(stats), leaf.shape).ravel())
+            else:
+                parts.append(jnp.ones((leaf.size,), jnp.float32))
+        return jnp.concatenate(parts)

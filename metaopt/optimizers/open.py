@@ -1,0 +1,191 @@
+"""OPEN (Goldie et al., NeurIPS 2024): a learned per-parameter GRU optimizer for RL.
+
+The network is the published one (flax GRUCell -> Dense -> LayerNorm -> relu -> Dense ->
+LayerNorm -> relu -> Dense(3)) and its parameters use the published tree, so `ravel_pytree`
+of ours is the published flat vector and the published `.npy` files load as they are.
+
+Speed: the published code runs one small network per parameter leaf. Here all leaves are
+one flat vector (see flat.py) and the network runs feature-major, (features, N), so each
+layer is one (out, in) x (in, N) matrix product over every parameter of the agent and the
+per-tensor normalisation is a row reduction per leaf.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from metaopt.optimizers import cells
+from metaopt.optimizers.flat import FlatLayout
+
+NUM_FEATURES = 19
+NUM_OUTPUTS = 3
+NUM_NORMALISED = 15  # features 0-14; 15-18 (proportions, dormancy) go in raw
+BETAS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+SIZES = {False: (8, 16), True: (16, 32)}  # larger -> (gru, mlp hidden)
+STEP_SCALE = 0.001
+LOG_EPS = 1e-13
+NORM_EPS = 1e-5
+LN_EPS = 1e-6
+DORMANCY_EPS = 1e-11
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def param_shapes(larger: bool = False) -> dict:
+    """The published tree, names as flax gives them, leaf -> shape."""
+    gru, hidden = SIZES[larger]
+    mlp = {
+        "layers_0": {"bias": (hidden,), "kernel": (gru, hidden)},
+        "layers_1": {"bias": (hidden,), "scale": (hidden,)},
+        "layers_3": {"bias": (hidden,), "kernel": (hidden, hidden)},
+        "layers_4": {"bias": (hidden,), "scale": (hidden,)},
+        "layers_6": {"bias": (NUM_OUTPUTS,), "kernel": (hidden, NUM_OUTPUTS)},
+    }
+    return {"gru_params": cells.gru_shapes(NUM_FEATURES, gru), "params": mlp}
+
+
+def num_meta_params(larger: bool = False) -> int:
+    return cells.count(param_shapes(larger))
+
+
+def init_meta_params(rng: jax.Array, larger: bool = False) -> dict:
+    """flax's default initialisers (ES starts from all zeros instead: `zeros_meta_params`)."""
+    return cells.init_like_flax(rng, param_shapes(larger))
+
+
+def zeros_meta_params(larger: bool = False) -> dict:
+    return cells.zeros_like_shapes(param_shapes(larger))
+
+
+def unravel(flat: jax.Array | np.ndarray, larger: bool) -> dict:
+    """A flat vector in `ravel_pytree` order -> the parameter tree (traceable: ES uses it)."""
+    _, unravel_fn = jax.flatten_util.ravel_pytree(zeros_meta_params(larger))
+    return unravel_fn(jnp.asarray(flat, jnp.float32))
+
+
+def ravel(meta_params: dict) -> jax.Array:
+    return jax.flatten_util.ravel_pytree(meta_params)[0]
+
+
+def is_larger(meta_params: dict) -> bool:
+    return meta_params["gru_params"]["hn"]["bias"].shape[-1] == SIZES[True][0]
+
+
+def load_published(path: str | Path) -> dict:
+    """A published OPEN `.npy` (flat float32, `ravel_pytree` order) -> parameter tree.
+    The network size follows from the length; anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"OPEN weights {path} do not exist; pass a published .npy file")
+    try:
+        flat = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a plain .npy array ({exc}); published OPEN weights are flat float32") from None
+    if flat.dtype != np.float32 or flat.ndim != 1:
+        raise ValueError(f"{path}: expected a 1-D float32 vector, got {flat.dtype} of shape {flat.shape}")
+    sizes = {num_meta_params(large): large for large in (False, True)}
+    if flat.size not in sizes:
+        raise ValueError(
+            f"{path}: {flat.size} values match no OPEN network; "
+            f"small has {num_meta_params(False)}, larger {num_meta_params(True)}"
+        )
+    if not np.isfinite(flat).all():
+        raise ValueError(f"{path}: holds NaN or inf values")
+    return unravel(flat, sizes[flat.size])
+
+
+# ------------------------------------------------------------------ the network
+
+
+def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array):
+    """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N))."""
+    new_carry = cells.gru_step(meta_params["gru_params"], carry, features)
+    mlp = meta_params["params"]
+    x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_0"], mlp["layers_1"], new_carry, LN_EPS))
+    x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_3"], mlp["layers_4"], x, LN_EPS))
+    return new_carry, cells.dense(mlp["layers_6"], x)
+
+
+def network_apply(meta_params: dict, carry: jax.Array, features: jax.Array):
+    """The raw network, feature-last as in the published code: carry (..., H), features
+    (..., 19) -> (new carry (..., H), outputs (..., 3))."""
+    lead = features.shape[:-1]
+    new_carry, out = apply_feature_major(
+        meta_params, carry.reshape(-1, carry.shape[-1]).T, features.reshape(-1, NUM_FEATURES).T
+    )
+    return new_carry.T.reshape(lead + (-1,)), out.T.reshape(lead + (NUM_OUTPUTS,))
+
+
+# ------------------------------------------------------------------ the optimizer
+
+
+class OpenState(NamedTuple):
+    momenta: jax.Array  # (6, N) momenta of the clipped gradient, betas as BETAS
+    carry: jax.Array  # (H, N) GRU hidden state per parameter
+    count: jax.Array  # optimizer steps taken (key fallback when no key is passed)
+
+
+def dormancy_score(unit_mean_abs: jax.Array) -> jax.Array:
+    """s_i = a_i / mean_j a_j (ReDo), 1e-11 added to the mean as published."""
+    return unit_mean_abs / (unit_mean_abs.mean() + DORMANCY_EPS)
+
+
+def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch_progress, activations):
+    """(19, N) input features in the published order, 0-14 normalised per tensor."""
+    raw = jnp.concatenate(
+        [p[None], jnp.sign(momenta), jnp.log(jnp.abs(momenta) + LOG_EPS), jnp.sign(g)[None], jnp.log(jnp.abs(g) + LOG_EPS)[None]]
+    )
+    scale = jax.lax.rsqrt(NORM_EPS + layout.segment_mean(raw * raw))
+    normalised = layout.scale_segments(raw, scale)
+    n = layout.size
+    return jnp.concatenate(
+        [
+            normalised,
+            jnp.full((1, n), training_progress, jnp.float32),
+            jnp.asarray(layout.layer_proportion())[None],
+            jnp.full((1, n), epoch_progress, jnp.float32),
+            layout.unit_scores(activations, dormancy_score)[None],
+        ]
+    )
+
+
+def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
+    """OPEN as an optax transformation: give it clipped gradients (chain it after
+    `clip_by_global_norm_per_network(0.5)`, as `build_optimizer` does).
+
+    Extra args (all optional, defaults in brackets): training_progress [0],
+    epoch_progress [0], activations [dormancy 1 everywhere], key [derived from the step
+    count]. The update has no learning rate and zero mean over all parameters."""
+    gru_size = meta_params["gru_params"]["hn"]["bias"].shape[-1]
+    betas = jnp.asarray(BETAS, jnp.float32)[:, None]
+
+    def init_fn(params):
+        n = FlatLayout(params).size
+        return OpenState(jnp.zeros((len(BETAS), n), jnp.float32), jnp.zeros((gru_size, n), jnp.float32), jnp.zeros((), jnp.int32))
+
+    def update_fn(updates, state: OpenState, params=None, *, training_progress=0.0, epoch_progress=0.0,
+                  activations=None, key=None, **_):
+        if params is None:
+            raise ValueError("open_optimizer needs params: call update(grads, state, params)")
+        layout = FlatLayout(updates)
+        g = layout.ravel(updates)
+        p = layout.ravel(params)
+        momenta = betas * state.momenta + (1.0 - betas) * g[None]
+        features = compute_features(layout, momenta, p, g, training_progress, epoch_progress, activations)
+        carry, out = apply_feature_major(meta_params, state.carry, features)
+        step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
+        if key is None:
+            key = jax.random.fold_in(jax.random.key(0), state.count)
+        step = step + STEP_SCALE * out[2] * layout.masked_normal(key, "actor")
+        step = step - step.mean()
+        return layout.unravel(-step), OpenState(momenta, carry, state.count + 1)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

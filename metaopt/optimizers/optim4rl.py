@@ -1,0 +1,79 @@
+"""Optim4RL (Lan et al., RLC 2024): two per-parameter GRUs that produce Adam-like m and v.
+
+    m = sign(g) exp(o1)     o1 = Dense(GRU_m(g))
+    v = exp(o2)             o2 = Dense(GRU_v(g^2))
+    update = -lr m / sqrt(v + 1e-8)
+
+So a step always goes against the gradient's sign; the networks learn its size. The
+gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
+time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
+training needs exactly that). Runs feature-major over one flat vector, as OPEN does.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metaopt.optimizers import cells
+from metaopt.optimizers.flat import FlatLayout
+
+HIDDEN = 8
+V_EPS = 1e-8
+RNNS = ("rnn_m", "rnn_v")
+
+
+def param_shapes(hidden: int = HIDDEN) -> dict:
+    rnn = lambda: {"gru": cells.gru_shapes(1, hidden), "out": {"bias": (1,), "kernel": (hidden, 1)}}  # noqa: E731
+    return {name: rnn() for name in RNNS}
+
+
+def num_meta_params(hidden: int = HIDDEN) -> int:
+    return cells.count(param_shapes(hidden))
+
+
+def init_meta_params(rng: jax.Array, hidden: int = HIDDEN) -> dict:
+    """flax's default initialisers, as the reference code's modules start."""
+    return cells.init_like_flax(rng, param_shapes(hidden))
+
+
+class Optim4RLState(NamedTuple):
+    carry: jax.Array  # (2, H, N): hidden states of rnn_m and rnn_v per parameter
+
+
+def _stacked(meta_params: dict):
+    return jax.tree.map(lambda a, b: jnp.stack([a, b]), meta_params["rnn_m"], meta_params["rnn_v"])
+
+
+def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
+    """carry (2, H, N), g (N,) -> (new carry, o (2, N)): o1 and o2 for every parameter."""
+    x = jnp.stack([g, g * g])[:, None]  # (2, 1, N)
+
+    def one_rnn(rnn, h, inp):
+        h = cells.gru_step(rnn["gru"], h, inp)
+        return h, cells.dense(rnn["out"], h)[0]
+
+    return jax.vmap(one_rnn)(_stacked(meta_params), carry, x)
+
+
+def optim4rl_optimizer(meta_params: dict, learning_rate: float) -> optax.GradientTransformationExtraArgs:
+    """Optim4RL as an optax transformation. Clip gradients before it (element-wise at 1 as
+    published for Brax: `optax.clip(1.0)`); extra args are accepted and ignored."""
+    hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
+
+    def init_fn(params):
+        return Optim4RLState(jnp.zeros((2, hidden, FlatLayout(params).size), jnp.float32))
+
+    def update_fn(updates, state: Optim4RLState, params=None, **_):
+        del params
+        layout = FlatLayout(updates)
+        g = jax.lax.stop_gradient(layout.ravel(updates))
+        carry, o = network_apply(meta_params, state.carry, g)
+        m = jnp.sign(g) * jnp.exp(o[0])
+        v = jnp.exp(o[1])
+        return layout.unravel(-learning_rate * m / jnp.sqrt(v + V_EPS)), Optim4RLState(carry)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
