@@ -134,7 +134,6 @@ class OpenConfig(_LearnedBase):
     """OPEN: no learning rate; the network sets step sizes. Clipping as published."""
 
     name: Literal["open"] = "open"
-    larger: bool = False  # network size when meta-training from scratch (GRU 16, MLP 32)
 
 
 class Optim4RLConfig(_LearnedBase):
