@@ -56,7 +56,7 @@ def test_published_offsets_by_hand():
 )
 def test_load_published_rejects_bad_files(tmp_path, array, message):
     path = tmp_path / "bad.npy"
-    np.save(path, array, allow_pickle=True)
+    np.save(path, array, allow_pickle=True)  # writing a pickled file on purpose: the loader must refuse it
     with pytest.raises(ValueError, match=message):
         op.load_published(path)
 
