@@ -5,11 +5,18 @@ flax modules agree with these functions (tests check that against flax itself)."
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 GATES_IN = ("ir", "iz", "in")
 GATES_HIDDEN = ("hr", "hz", "hn")
+
+
+def is_shape(x) -> bool:
+    """Leaves of a shape tree are tuples."""
+    return isinstance(x, tuple)
 
 
 def gru_shapes(in_features: int, hidden: int) -> dict:
@@ -62,7 +69,6 @@ def dense_layer_norm(layer: dict, norm: dict, x: jax.Array, eps: float = 1e-6) -
 def init_like_flax(rng: jax.Array, shapes: dict) -> dict:
     """flax's default initialisers by leaf name: lecun-normal kernels (orthogonal for a
     GRU's recurrent h* kernels), zero biases, unit LayerNorm scales."""
-    is_shape = lambda x: isinstance(x, tuple)  # noqa: E731
     flat, treedef = jax.tree_util.tree_flatten_with_path(shapes, is_leaf=is_shape)
     lecun, ortho = jax.nn.initializers.lecun_normal(), jax.nn.initializers.orthogonal()
     leaves = []
@@ -78,14 +84,8 @@ def init_like_flax(rng: jax.Array, shapes: dict) -> dict:
 
 
 def zeros_like_shapes(shapes: dict) -> dict:
-    return jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), shapes, is_leaf=lambda x: isinstance(x, tuple))
+    return jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), shapes, is_leaf=is_shape)
 
 
 def count(shapes: dict) -> int:
-    total = 0
-    for s in jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple)):
-        n = 1
-        for d in s:
-            n *= d
-        total += n
-    return total
+    return sum(math.prod(s) for s in jax.tree.leaves(shapes, is_leaf=is_shape))

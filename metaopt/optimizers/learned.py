@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from metaopt import serialization
+from metaopt.optimizers import cells
 from metaopt.optimizers import open as open_opt
 from metaopt.optimizers import optim4rl
 
@@ -45,7 +46,7 @@ def save_meta_params(path: str | Path, method: str, meta_params: dict, **metadat
 
 
 def _check_shapes(path, tree: dict, shapes: dict) -> None:
-    want = serialization.flatten_tree(jax.tree.map(lambda s: np.zeros(s), shapes, is_leaf=lambda x: isinstance(x, tuple)))
+    want = serialization.flatten_tree(jax.tree.map(np.zeros, shapes, is_leaf=cells.is_shape))
     got = serialization.flatten_tree(tree)
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
