@@ -77,7 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", nargs="+", required=True, help=f"from {', '.join(OPTIMIZER_NAMES)}")
     c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
                    help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
+    m = sub.add_parser("meta-train", help="meta-train OPEN (ES) or Optim4RL (pipeline) from a config in configs/meta/")
+    m.add_argument("--config", required=True, help="a MetaTrainConfig YAML file, e.g. configs/meta/open_breakout_smoke.yaml")
+    m.add_argument("--out", required=True, help="output folder; a folder with checkpoints of the same config is resumed")
+    m.add_argument("--iterations", type=int, help="ES generations or pipeline meta-iterations (overrides the config)")
+    m.add_argument("--fresh", action="store_true", help="ignore checkpoints in --out and start over")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set es.population_size=16 (repeatable)")
     return parser
+
+
+def _meta_train(args) -> int:
+    from metaopt.config import load_meta_config
+
+    overrides = _parse_set(args.set)
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    cfg = load_meta_config(args.config, overrides)
+    from metaopt.console import meta_train_with_progress
+    from metaopt.meta.pipeline import MetaTrainingDiverged
+
+    try:
+        meta_train_with_progress(cfg, Path(args.out), resume=not args.fresh)
+    except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _meta_params_for(args, optimizer: str) -> str | None:
@@ -122,6 +147,8 @@ def _check_meta_params(cfg: TrainConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "meta-train":
+            return _meta_train(args)
         if args.command == "train":
             configs = [_resolve(args, args.optimizer)]
         else:

@@ -134,6 +134,9 @@ class OpenConfig(_LearnedBase):
     """OPEN: no learning rate; the network sets step sizes. Clipping as published."""
 
     name: Literal["open"] = "open"
+    # Network size when meta-training (small: GRU 8 / MLP 16; larger: 16 / 32, the
+    # published multi-task size). A loaded file brings its own size.
+    larger: bool = False
 
 
 class Optim4RLConfig(_LearnedBase):
@@ -146,6 +149,7 @@ class Optim4RLConfig(_LearnedBase):
     hidden: PositiveInt = 8
 
 
+LearnedOptimizerConfig = Annotated[Union[OpenConfig, Optim4RLConfig], Field(discriminator="name")]
 OptimizerConfig = Annotated[
     Union[AdamConfig, RMSPropConfig, OpenConfig, Optim4RLConfig], Field(discriminator="name")
 ]
@@ -159,6 +163,163 @@ class TrainConfig(_Strict):
     optimizer: OptimizerConfig = AdamConfig()
     seed: Annotated[int, Field(ge=0)] = 0
     num_seeds: PositiveInt = 1
+
+
+# ---------------------------------------------------------------------------- meta-training
+
+# Tuned-Adam final returns (1e7 steps MinAtar, 5e7 Ant) from OPEN.md: multi-task fitness
+# divides each env's return by these before averaging.
+REFERENCE_RETURNS = {
+    "asterix": 15.04, "freeway": 61.84, "breakout": 50.08, "space_invaders": 167.09, "ant": 6517.31,
+}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class TaskConfig(_Strict):
+    """One env of meta-training with its PPO settings. In YAML `env: breakout` starts from
+    configs/ppo/breakout.yaml; `ppo:` and `env:` mappings given next to it override fields."""
+
+    env: EnvConfig
+    ppo: PPOConfig
+    reference_return: PositiveFloat | None = None  # None: REFERENCE_RETURNS[env]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_published(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"env": data}
+        if not isinstance(data, dict):
+            return data
+        env = data.get("env")
+        name = env if isinstance(env, str) else env.get("name") if isinstance(env, dict) else None
+        if name not in ENV_NAMES:
+            return data  # the field validator reports it
+        base = read_yaml(default_config_path(name))
+        env_over = env if isinstance(env, dict) else {}
+        return {
+            **data,
+            "env": _deep_merge(base.get("env", {}), env_over),
+            "ppo": _deep_merge(base.get("ppo", {}), data.get("ppo") or {}),
+        }
+
+    @property
+    def reference(self) -> float | None:
+        return self.reference_return if self.reference_return is not None else REFERENCE_RETURNS.get(self.env.name)
+
+    def train_config(self, optimizer, seed: int = 0) -> TrainConfig:
+        return TrainConfig(env=self.env, ppo=self.ppo, optimizer=optimizer, seed=seed)
+
+
+class ESConfig(_Strict):
+    """evosax OpenES, settings as published for OPEN (OPEN.md)."""
+
+    population_size: PositiveInt = 64
+    # Members per compiled evaluation call. Fixed, so a population evaluated in shards
+    # (locally in sequence, or on Ray workers) gives bit-identical fitnesses.
+    members_per_shard: PositiveInt | None = None  # None: the whole population in one call
+    rollouts_per_member: PositiveInt = 1
+    sigma_init: PositiveFloat = 0.03
+    sigma_decay: Annotated[float, Field(gt=0, le=1)] = 0.999  # per generation
+    learning_rate: PositiveFloat = 0.03
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.999  # per generation
+    adam_b1: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    adam_b2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    antithetic: bool = True
+    fitness_shaping: Literal["centered_rank", "z_score", "raw"] = "centered_rank"
+    init: Literal["zeros", "random"] = "zeros"  # zeros: the optimizer starts as a no-op
+
+    @property
+    def shard_size(self) -> int:
+        return self.members_per_shard or self.population_size
+
+    @model_validator(mode="after")
+    def _check_population(self) -> ESConfig:
+        if self.antithetic and self.population_size % 2:
+            raise ValueError(f"population_size={self.population_size} must be even with antithetic sampling; use {self.population_size + 1}")
+        if self.population_size % self.shard_size:
+            raise ValueError(
+                f"members_per_shard={self.members_per_shard} does not divide population_size={self.population_size}; pick a divisor"
+            )
+        return self
+
+
+class PipelineConfig(_Strict):
+    """Optim4RL pipeline training (OPTIM4RL.md)."""
+
+    width: PositiveInt = 8  # agents per task, each on its own stage of training
+    # Agents per compiled meta-gradient call; fixed, so any split over workers gives the
+    # same meta-gradient.
+    agents_per_group: PositiveInt | None = None  # None: all agents of a task in one call
+    reset_interval: PositiveInt = 64  # meta-iterations between an agent's resets
+    inner_updates: PositiveInt = 4  # PPO updates backpropagated through per meta-iteration
+    meta_learning_rate: PositiveFloat = 1e-3
+    meta_grad_clip: Literal["global_norm", "elementwise", "none"] = "global_norm"
+    meta_grad_clip_value: PositiveFloat = 0.5
+    l2: Annotated[float, Field(ge=0)] = 0.0  # weight of ||meta-parameters||^2 in the meta-loss
+    # Recompute each inner PPO update in the backward pass instead of storing it:
+    # memory of one update instead of `inner_updates`, for about one more forward pass.
+    rematerialize: bool = False
+
+    @property
+    def group_size(self) -> int:
+        return self.agents_per_group or self.width
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> PipelineConfig:
+        if self.width % self.group_size:
+            raise ValueError(f"agents_per_group={self.agents_per_group} does not divide width={self.width}; pick a divisor")
+        return self
+
+
+class MetaTrainConfig(_Strict):
+    """A meta-training run: OPEN by ES or Optim4RL by pipeline training, on one or more envs."""
+
+    method: Literal["open", "optim4rl"]
+    tasks: Annotated[list[TaskConfig], Field(min_length=1)]
+    optimizer: LearnedOptimizerConfig  # missing fields: configs/optimizers/METHOD.yaml
+    es: ESConfig = ESConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    iterations: PositiveInt = 500  # ES generations or pipeline meta-iterations
+    checkpoint_every: PositiveInt = 10
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_optimizer(cls, data: Any) -> Any:
+        """Fields not given in `optimizer` come from configs/optimizers/METHOD.yaml."""
+        if isinstance(data, dict) and data.get("method") in LEARNED_OPTIMIZERS:
+            given = data.get("optimizer") or {}
+            if isinstance(given, dict) and given.get("name", data["method"]) == data["method"]:
+                data = {**data, "optimizer": {**optimizer_defaults(data["method"]), **given}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MetaTrainConfig:
+        if self.optimizer.name != self.method:
+            raise ValueError(f"optimizer.name is {self.optimizer.name} but method is {self.method}; make them match")
+        if self.optimizer.meta_params is not None:
+            raise ValueError("optimizer.meta_params: meta-training creates the meta-parameters; remove it")
+        other = "pipeline" if self.method == "open" else "es"
+        if other in self.model_fields_set:
+            raise ValueError(f"{other}: not used by method {self.method}; remove the section")
+        if len(self.tasks) > 1:
+            missing = [t.env.name for t in self.tasks if t.reference is None]
+            if missing:
+                raise ValueError(f"tasks: no reference return for {missing[0]}; set tasks[].reference_return for multi-task fitness")
+            names = [t.env.name for t in self.tasks]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tasks: {names} repeats an env; list each env once")
+        return self
+
+    @property
+    def env_names(self) -> list[str]:
+        return [t.env.name for t in self.tasks]
 
 
 # ---------------------------------------------------------------------------- loading
@@ -188,7 +349,7 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
     field = ".".join(loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "value_error":  # our own validators already state the fix
-        return f"{source}: {field or 'value'}: {msg}"
+        return f"{source}: {field}: {msg}" if field else f"{source}: {msg}"
     got = err.get("input")
     got_txt = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
     return f"{source}: {field}: {msg}{got_txt}; {_fix_for(err)}"
@@ -260,3 +421,13 @@ def load_train_config(
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return build_config(raw, source)
+
+
+def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:
+    raw = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return MetaTrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None

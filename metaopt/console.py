@@ -74,3 +74,69 @@ def run_and_report(configs: Sequence[TrainConfig], out: Path) -> list[RunResult]
     out_console.print(table)
     console.print(f"wrote {out}/results.json, curves.csv, returns.png", highlight=False)
     return results
+
+
+def _meta_fields(row: dict[str, float]) -> dict[str, str]:
+    def fmt(key: str) -> str:
+        v = row.get(key, float("nan"))
+        return "-" if np.isnan(v) else f"{v:.3f}"
+
+    if "fitness_best" in row:
+        return {"a": f"best {fmt('fitness_best')}", "b": f"mean {fmt('fitness_mean')}"}
+    return {"a": f"meta-loss {fmt('meta_loss')}", "b": f"|grad| {fmt('meta_grad_norm')}"}
+
+
+def meta_train_with_progress(cfg, out: Path, resume: bool = True):
+    """`meta_train` with a bar (generation, best/mean fitness or meta-loss, env steps/s, ETA),
+    then a table, metrics plot and file list."""
+    from metaopt.evaluation.report import plot_meta_training
+    from metaopt.meta.run import meta_train
+
+    name = f"{cfg.method} {'+'.join(cfg.env_names)}"
+    unit = "generation" if cfg.method == "open" else "meta-iteration"
+    if console.is_terminal:
+        columns = (
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[a]} · {task.fields[b]} · {task.fields[rate]} steps/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"{name} · compiling", total=cfg.iterations, a="", b="", rate="-")
+
+            def on_step(done: int, total: int, row: dict[str, float]) -> None:
+                bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}", **_meta_fields(row))
+
+            result = meta_train(cfg, out, progress=on_step, resume=resume)
+    else:
+        console.print(f"{name}: compiling", highlight=False)
+
+        def log_line(done: int, total: int, row: dict[str, float]) -> None:
+            f = _meta_fields(row)
+            eta = (total - done) * row["seconds"]
+            console.print(f"{name}: {unit} {done}/{total}, {f['a']}, {f['b']}, "
+                          f"{row['env_steps_per_second']:,.0f} env steps/s, eta {eta:.0f}s", highlight=False)
+
+        result = meta_train(cfg, out, progress=log_line, resume=resume)
+
+    if result.resumed_from:
+        console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)
+    if result.history:
+        plot_meta_training(out / "meta_training.png", result.history, cfg.method, cfg.env_names)
+    table = Table(title=f"{cfg.method} meta-training ({out})")
+    last = result.history[-1] if result.history else {}
+    cells = [(unit + "s", f"{int(last.get('iteration', result.resumed_from))}/{cfg.iterations}")]
+    for key, v in last.items():
+        if key not in ("iteration", "seconds"):
+            cells.append((key, f"{v:,.4g}"))
+    total_s = sum(h["seconds"] for h in result.history)
+    cells.append(("wall seconds (all calls)", f"{total_s:,.1f}"))
+    for h, _ in cells:
+        table.add_column(h, justify="right")
+    table.add_row(*[v for _, v in cells])
+    out_console = Console()
+    if not out_console.is_terminal:
+        out_console.width = 200
+    out_console.print(table)
+    console.print(f"wrote {result.meta_params_path} (use: metaopt train --optimizer {cfg.method} "
+                  f"--meta-params {result.meta_params_path}), metrics.csv, meta_training.png, checkpoints/", highlight=False)
+    return result

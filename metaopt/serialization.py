@@ -27,7 +27,7 @@ def flatten_tree(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
         if isinstance(value, dict):
             out.update(flatten_tree(value, name))
         else:
-            out[name] = np.ascontiguousarray(np.asarray(value))
+            out[name] = np.asarray(value, order="C")
     return out
 
 
@@ -42,17 +42,18 @@ def unflatten_tree(flat: dict[str, Any]) -> dict:
     return tree
 
 
-def save_tree(path: str | Path, tree: dict, metadata: dict[str, str]) -> Path:
+def save_flat(path: str | Path, flat: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
     """Write atomically (temp file + rename): a crash never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(flatten_tree(tree), str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+    flat = {k: np.asarray(v, order="C") for k, v in flat.items()}
+    save_file(flat, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
     tmp.replace(path)
     return path
 
 
-def load_tree(path: str | Path) -> tuple[dict, dict[str, str]]:
+def load_flat(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -62,4 +63,13 @@ def load_tree(path: str | Path) -> tuple[dict, dict[str, str]]:
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    return flat, metadata
+
+
+def save_tree(path: str | Path, tree: dict, metadata: dict[str, str]) -> Path:
+    return save_flat(path, flatten_tree(tree), metadata)
+
+
+def load_tree(path: str | Path) -> tuple[dict, dict[str, str]]:
+    flat, metadata = load_flat(path)
     return unflatten_tree(flat), metadata

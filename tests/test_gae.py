@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaopt.agents import gae
+from metaopt.agents.ppo import last_episode_returns
 
 
 def test_gae_truncation_vs_termination_by_hand():
@@ -38,3 +39,12 @@ def test_gae_matches_discounted_return_when_lambda_is_one():
     adv, _ = gae(r, v, zeros, zeros, zeros, 0.9, 1.0)
     expected = [sum(0.9**k * float(r[t + k, 0]) for k in range(T - t)) for t in range(T)]
     np.testing.assert_allclose(np.asarray(adv[:, 0]), expected, rtol=1e-5)
+
+
+def test_last_episode_returns_keeps_the_latest_end_per_env():
+    # 3 steps x 3 envs: env 0 ends at t=0 and t=2, env 1 at t=1, env 2 never.
+    done = jnp.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], jnp.float32)
+    episode_return = jnp.array([[4.0, 0, 0], [0, 7.0, 0], [9.0, 0, 0]])
+    previous = jnp.array([1.0, 2.0, jnp.nan])
+    got = last_episode_returns(previous, done, episode_return)
+    np.testing.assert_array_equal(np.asarray(got), [9.0, 7.0, np.nan])

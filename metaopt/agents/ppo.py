@@ -33,6 +33,7 @@ class RunnerState(NamedTuple):
     obs: jax.Array
     key: jax.Array
     update_idx: jax.Array
+    last_return: jax.Array  # (num_envs,): raw return of each env's last finished episode, NaN before one
 
 
 class Transition(NamedTuple):
@@ -49,6 +50,8 @@ class Transition(NamedTuple):
 class PPO(NamedTuple):
     init: Callable[[jax.Array], RunnerState]
     update: Callable[[RunnerState], tuple[RunnerState, dict]]
+    # The PPO loss of the current parameters on a fresh rollout: Optim4RL's meta-loss.
+    fresh_loss: Callable[[RunnerState], tuple[jax.Array, tuple[RunnerState, dict]]]
     num_updates: int
     env: VecEnv
 
@@ -80,6 +83,15 @@ def gae(
     return adv, adv + values
 
 
+def last_episode_returns(previous: jax.Array, done: jax.Array, episode_return: jax.Array) -> jax.Array:
+    """Per env, the return of the last episode that ended in this (time-major) rollout, or
+    `previous` where none ended: what PureJaxRL logs as returned_episode_returns."""
+    ended = done > 0
+    last = done.shape[0] - 1 - jnp.argmax(ended[::-1], axis=0)
+    value = jnp.take_along_axis(episode_return, last[None], axis=0)[0]
+    return jnp.where(ended.any(0), value, previous)
+
+
 def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs) -> PPO:
     p: PPOConfig = cfg.ppo
     env = make_env(cfg.env, p.num_envs, p.gamma)
@@ -97,7 +109,8 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         k_net, k_env, k_run = jax.random.split(key, 3)
         params = nets.init_actor_critic(k_net, env.obs_dim, env.action_dim, env.discrete, p.hidden_width, p.hidden_layers)
         obs, env_state = env.reset(k_env)
-        return RunnerState(params, optimizer.init(params), env_state, obs, k_run, jnp.zeros((), jnp.int32))
+        no_return = jnp.full((p.num_envs,), jnp.nan, jnp.float32)
+        return RunnerState(params, optimizer.init(params), env_state, obs, k_run, jnp.zeros((), jnp.int32), no_return)
 
     def rollout(params, env_state, obs, key):
         def one_step(carry, step_key):
@@ -156,11 +169,11 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         hidden = [nets.dormancy_scores(v) for k, v in activations.items() if k.startswith("dense_")][:-1]
         return (jnp.concatenate(hidden) <= p.dormant_threshold).mean()
 
-    def update(state: RunnerState) -> tuple[RunnerState, dict]:
-        key, k_roll, k_perm, k_opt = jax.random.split(state.key, 4)
-        params = state.params
-        env_state, obs, traj = rollout(params, state.env_state, state.obs, k_roll)
-
+    def collect(params, env_state, obs, key):
+        """A rollout and its GAE targets: a flat PPO batch. Data is a constant of the loss,
+        so no gradient flows into it (meta-gradients differentiate through updates only)."""
+        params = jax.lax.stop_gradient(params)
+        env_state, obs, traj = rollout(params, env_state, obs, key)
         values = value_fn(params, traj.obs.reshape(p.batch_size, -1)).reshape(traj.reward.shape)
         # V of the observation each transition ended in: the next step's value except at
         # episode ends, where only truncated steps need it (terminated ones do not bootstrap).
@@ -168,9 +181,34 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         truncated = (traj.done > 0) & (traj.terminated == 0)
         next_values = jnp.where(truncated, traj.truncated_value, next_values)
         adv, targets = gae(traj.reward, values, next_values, traj.terminated, traj.done, p.gamma, p.gae_lambda)
-
         batch = (traj.obs, traj.action, traj.log_prob, values, adv, targets)
         batch = jax.tree.map(lambda x: x.reshape((p.batch_size,) + x.shape[2:]), batch)
+        return batch, traj, env_state, obs
+
+    def episode_metrics(traj, state: RunnerState) -> tuple[dict, jax.Array]:
+        finished = traj.done.sum()
+        last_return = last_episode_returns(state.last_return, traj.done, traj.episode_return)
+        metrics = {
+            "episode_return": jnp.where(finished > 0, traj.episode_return.sum() / jnp.maximum(finished, 1), jnp.nan),
+            "episodes_finished": finished,
+            # Mean over envs of each env's last finished episode (NaN until one finishes):
+            # the published ES fitness, defined even when no episode ends in this update.
+            "last_episode_return": jnp.nanmean(last_return),
+        }
+        return metrics, last_return
+
+    def fresh_loss(state: RunnerState):
+        key, k_roll = jax.random.split(state.key)
+        batch, traj, env_state, obs = collect(state.params, state.env_state, state.obs, k_roll)
+        loss, (aux, _) = loss_fn(state.params, batch)
+        metrics, last_return = episode_metrics(traj, state)
+        new_state = state._replace(env_state=env_state, obs=obs, key=key, last_return=last_return)
+        return loss, (new_state, {**aux, **metrics})
+
+    def update(state: RunnerState) -> tuple[RunnerState, dict]:
+        key, k_roll, k_perm, k_opt = jax.random.split(state.key, 4)
+        params = state.params
+        batch, traj, env_state, obs = collect(params, state.env_state, state.obs, k_roll)
         training_progress = state.update_idx / training_denominator
 
         def epoch(carry, inp):
@@ -202,11 +240,9 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         (params, opt_state), aux = jax.lax.scan(
             epoch, (params, state.opt_state), (epochs, perms, jax.random.split(k_opt, p.update_epochs)),
         )
-        finished = traj.done.sum()
-        metrics = {k: v.mean() for k, v in aux.items()}
-        metrics["episode_return"] = jnp.where(finished > 0, traj.episode_return.sum() / jnp.maximum(finished, 1), jnp.nan)
-        metrics["episodes_finished"] = finished
-        new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1)
+        episodes, last_return = episode_metrics(traj, state)
+        metrics = {**{k: v.mean() for k, v in aux.items()}, **episodes}
+        new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1, last_return)
         return new_state, metrics
 
-    return PPO(init, update, num_updates, env)
+    return PPO(init, update, fresh_loss, num_updates, env)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -21,7 +23,7 @@ def make_minatar(name: str, num_envs: int, episode_length: int = 1000) -> VecEnv
     env, params = gymnax.make(GYMNAX_IDS[name])
     params = params.replace(max_steps_in_episode=episode_length)  # gymnax's default is 1000
     obs_shape = env.observation_space(params).shape
-    obs_dim = int(jnp.prod(jnp.asarray(obs_shape)))
+    obs_dim = math.prod(obs_shape)
 
     def flat(x):
         return x.reshape(num_envs, obs_dim).astype(jnp.float32)

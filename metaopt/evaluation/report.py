@@ -126,3 +126,34 @@ def table_rows(results: Sequence[RunResult]) -> list[tuple[str, ...]]:
 
 
 TABLE_HEADER = ("optimizer", "env", "seeds", "steps/seed", "final return", "env steps/s", "compile s")
+
+
+def plot_meta_training(path: Path, history: Sequence[dict[str, float]], method: str, envs: Sequence[str]) -> None:
+    """Left: what the meta-optimizer sees (ES fitness, or the pipeline's meta-loss).
+    Right: the inner agents' return per env."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [h["iteration"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    if method == "open":
+        series = [("fitness_best", "best member"), ("fitness_mean", "population mean")]
+        left.set_ylabel("fitness (normalised return, mean over envs)" if len(envs) > 1 else "fitness (return)")
+    else:
+        series = [("meta_loss", "meta-loss")]
+        left.set_ylabel("PPO loss after the inner updates")
+    for key, label in series:
+        left.plot(x, [h.get(key, np.nan) for h in history], label=label, lw=1.4)
+    for env in envs:
+        right.plot(x, [h.get(f"return_{env}", np.nan) for h in history], label=env, lw=1.2)
+    right.set_ylabel("inner agents' return" + (" (population mean)" if method == "open" else ""))
+    for ax in (left, right):
+        ax.set_xlabel("generation" if method == "open" else "meta-iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{method} meta-training on {', '.join(envs)}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""OPEN's ES engine: it optimises, ranks failures worst, normalises tasks, resumes exactly."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metaopt.cli import main
+from metaopt.config import CONFIG_DIR, ConfigError, ESConfig, MetaTrainConfig, load_meta_config
+from metaopt.meta.es import combine_fitness, make_es_engine, open_es_engine
+from metaopt.meta.run import meta_train
+from metaopt.optimizers.learned import load_meta_params
+from tests.helpers import assert_same_run
+
+SMOKE = CONFIG_DIR / "meta" / "open_breakout_smoke.yaml"
+TARGET = jnp.linspace(-1.0, 1.0, 10)
+
+
+def quadratic(members, keys):
+    """Fitness = -||x - target||^2, the same for every rollout."""
+    f = -jnp.sum((members - TARGET) ** 2, axis=-1)
+    return jnp.broadcast_to(f[:, None, None], (members.shape[0], keys.shape[0], 1))
+
+
+def test_es_improves_a_deterministic_toy_fitness():
+    cfg = ESConfig(population_size=32, members_per_shard=8, rollouts_per_member=2, sigma_init=0.1, learning_rate=0.05)
+    engine = make_es_engine(cfg, jnp.zeros(10), quadratic)
+    state = engine.init(jax.random.key(0))
+    state, first = engine.step(state)
+    for _ in range(60):
+        state, last = engine.step(state)
+    start = float(jnp.sum(TARGET ** 2))
+    end = float(jnp.sum((state.strategy.mean - TARGET) ** 2))
+    assert end < 0.1 * start, (start, end)
+    assert float(last["fitness_mean"]) > float(first["fitness_mean"]) + 2.0
+
+
+def test_nonfinite_fitness_ranks_worst_and_is_counted():
+    cfg = ESConfig(population_size=8, sigma_init=0.1)
+
+    def poisoned(value):
+        def evaluate(members, keys):
+            f = quadratic(members, keys)
+            return f.at[0].set(value).at[5].set(-value if value == jnp.inf else value)
+        return evaluate
+
+    results = {}
+    for name, value in [("nan", jnp.nan), ("inf", jnp.inf), ("worst", -1e9)]:
+        engine = make_es_engine(cfg, jnp.zeros(10), poisoned(value))
+        state, metrics = engine.step(engine.init(jax.random.key(1)))
+        results[name] = (np.asarray(state.strategy.mean), metrics)
+    # A NaN (or +/-inf) member moves the mean exactly as the worst finite fitness would.
+    np.testing.assert_array_equal(results["nan"][0], results["worst"][0])
+    np.testing.assert_array_equal(results["inf"][0], results["worst"][0])
+    assert int(results["nan"][1]["nonfinite_members"]) == 2
+    assert int(results["inf"][1]["nonfinite_members"]) == 2
+    assert int(results["worst"][1]["nonfinite_members"]) == 0
+    assert np.isfinite(float(results["nan"][1]["fitness_mean"]))
+
+
+def test_multitask_fitness_by_hand():
+    # 2 members x 2 rollouts x 2 tasks; references 50 and 10.
+    raw = jnp.array([[[50.0, 10.0], [150.0, 30.0]], [[0.0, 5.0], [100.0, jnp.nan]]])
+    got = np.asarray(combine_fitness(raw, jnp.array([50.0, 10.0])))
+    # member 0: task means 100 and 20 -> 2.0 and 2.0 -> 2.0; member 1: NaN in a rollout -> NaN.
+    assert got[0] == pytest.approx(2.0)
+    assert np.isnan(got[1])
+
+
+def test_multitask_config_needs_reference_returns():
+    with pytest.raises(ValueError, match="reference_return"):
+        MetaTrainConfig.model_validate({"method": "open", "tasks": ["breakout", "humanoid"]})
+    cfg = MetaTrainConfig.model_validate({"method": "open", "tasks": ["breakout", {"env": "humanoid", "reference_return": 5000}]})
+    assert [t.reference for t in cfg.tasks] == [50.08, 5000]
+
+
+@pytest.mark.parametrize("override, fix", [
+    ({"es.population_size": 7}, "must be even"),
+    ({"es.members_per_shard": 3}, "does not divide population_size"),
+    ({"pipeline": {"width": 2}}, "pipeline: not used by method open"),
+    ({"optimizer.meta_params": str(SMOKE)}, "meta-training creates the meta-parameters"),
+    ({"tasks": []}, "tasks"),
+])
+def test_bad_meta_config_is_one_line(override, fix):
+    with pytest.raises(ConfigError, match=fix) as err:
+        load_meta_config(SMOKE, override)
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="session")
+def smoke_engine():
+    cfg = load_meta_config(SMOKE)
+    return cfg, open_es_engine(cfg)
+
+
+def test_real_env_generations_give_finite_fitness(smoke_engine, tmp_path):
+    cfg, engine = smoke_engine
+    result = meta_train(cfg, tmp_path, engine=engine, stop_after=2)
+    assert len(result.history) == 2
+    for row in result.history:
+        assert np.isfinite(row["fitness_mean"]) and row["nonfinite_members"] == 0
+        assert row["fitness_best"] >= row["fitness_mean"] >= row["fitness_min"]
+    # The members differ: ranks carry information and the mean moves off zero.
+    assert any(row["fitness_best"] > row["fitness_min"] for row in result.history)
+    assert result.history[-1]["mean_norm"] > 0
+
+
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(smoke_engine, tmp_path):
+    cfg, engine = smoke_engine
+    full = meta_train(cfg, tmp_path / "full", engine=engine)
+    meta_train(cfg, tmp_path / "cut", engine=engine, stop_after=2)
+    resumed = meta_train(cfg, tmp_path / "cut", engine=engine)
+    assert resumed.resumed_from == 2
+    assert_same_run(full, resumed)
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "full" / "metrics.csv", delimiter=",", skiprows=1)[:, :-2],
+                                  np.loadtxt(tmp_path / "cut" / "metrics.csv", delimiter=",", skiprows=1)[:, :-2])
+
+
+def test_checkpoint_of_another_config_is_refused(smoke_engine, tmp_path):
+    cfg, engine = smoke_engine
+    meta_train(cfg, tmp_path, engine=engine, stop_after=2)
+    other = load_meta_config(SMOKE, {"es.sigma_init": 0.25})
+    with pytest.raises(ValueError, match="config_hash"):
+        meta_train(other, tmp_path, engine=engine)
+
+
+def test_cli_meta_train_writes_loadable_meta_params(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["meta-train", "--config", str(SMOKE), "--out", str(out), "--iterations", "1"]) == 0
+    method, params = load_meta_params(out / "meta_params.safetensors", "open")
+    assert method == "open" and "gru_params" in params
+    for name in ("config.yaml", "metrics.csv", "summary.json", "meta_training.png", "checkpoints/ckpt_000001.safetensors"):
+        assert (out / name).is_file(), name
