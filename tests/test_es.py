@@ -133,3 +133,35 @@ def test_cli_meta_train_writes_loadable_meta_params(tmp_path, capsys):
     assert method == "open" and "gru_params" in params
     for name in ("config.yaml", "metrics.csv", "summary.json", "meta_training.png", "checkpoints/ckpt_000001.safetensors"):
         assert (out / name).is_file(), name
+
+
+SPREAD_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+from metaopt.config import ESConfig
+from metaopt.meta.es import make_es_engine
+target = jnp.linspace(-1.0, 1.0, 10)
+def evaluate(members, keys):
+    f = -jnp.sum((members - target) ** 2, axis=-1)
+    return jnp.broadcast_to(f[:, None, None], (members.shape[0], keys.shape[0], 1))
+engine = make_es_engine(ESConfig(population_size=16, members_per_shard=8, sigma_init=0.1), jnp.zeros(10), evaluate)
+population, keys, _ = engine.ask(engine.init(jax.random.key(0)))
+shard = engine.evaluate_shard
+placed = []
+engine = engine.__class__(**{**engine.__dict__, "evaluate_shard": lambda m, k: placed.append(m.sharding) or shard(m, k)})
+total = np.asarray(engine.evaluate(population, keys)).sum()
+print(len(jax.local_devices()), len({d for s in placed for d in s.device_set}), total)
+"""
+
+
+def test_shards_spread_over_local_devices():
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for devices in (1, 2):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = subprocess.run([sys.executable, "-c", SPREAD_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        results[devices] = out.stdout.split()
+    assert results[1][:2] == ["1", "1"] and results[2][:2] == ["2", "2"]  # each shard on both devices
+    assert results[1][2] == results[2][2]  # same fitnesses
