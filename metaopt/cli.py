@@ -67,14 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train PPO agents with one optimizer")
     _add_run_args(t)
-    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}")
+    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, or a registered model models:/NAME@ALIAS")
+    t.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     t.add_argument("--lr", type=float, help="learning rate override")
     t.add_argument("--meta-params", metavar="FILE",
                    help="open/optim4rl: trained meta-parameters (.safetensors, or a published OPEN .npy)")
 
     c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
     _add_run_args(c)
-    c.add_argument("--optimizers", nargs="+", required=True, help=f"from {', '.join(OPTIMIZER_NAMES)}")
+    c.add_argument("--optimizers", nargs="+", required=True,
+                   help=f"from {', '.join(OPTIMIZER_NAMES)}, or registered models models:/NAME@ALIAS")
+    c.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
                    help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
     m = sub.add_parser("meta-train", help="meta-train OPEN (ES) or Optim4RL (pipeline) from a config in configs/meta/")
@@ -82,9 +85,40 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output folder; a folder with checkpoints of the same config is resumed")
     m.add_argument("--iterations", type=int, help="ES generations or pipeline meta-iterations (overrides the config)")
     m.add_argument("--fresh", action="store_true", help="ignore checkpoints in --out and start over")
+    m.add_argument("--ray", action="store_true",
+                   help="run on Ray workers (distributed: in the config) with an MLflow run and model registration")
+    m.add_argument("--resume", metavar="RUN_ID", help="with --ray: continue this MLflow run from its last checkpoint")
+    m.add_argument("--no-eval", action="store_true", help="with --ray: register without the champion evaluation")
     m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set es.population_size=16 (repeatable)")
+    pl = sub.add_parser("pull", help="save a registered optimizer's meta-parameters to a file")
+    pl.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    pl.add_argument("--out", required=True, help="file to write (.safetensors)")
+    pl.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+
+    im = sub.add_parser("import-open", help="register a published OPEN weight file (.npy) as a model version")
+    im.add_argument("file", help="e.g. ../shared/reference/open_weights/breakout_OPEN.npy")
+    im.add_argument("--name", required=True, help="registered model name, e.g. open-breakout-published")
+    im.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     return parser
+
+
+def _tracking(args):
+    from metaopt.config import TrackingConfig
+
+    return TrackingConfig(uri=getattr(args, "tracking_uri", None))
+
+
+def _registry_command(args) -> int:
+    from metaopt import registry
+
+    if args.command == "pull":
+        path = registry.pull(args.uri, args.out, _tracking(args))
+        print(f"wrote {path}")
+    else:
+        version = registry.import_open(args.file, args.name, _tracking(args))
+        print(f"registered {args.file} as models:/{args.name}/{version.version} (also models:/{args.name}@latest)")
+    return 0
 
 
 def _meta_train(args) -> int:
@@ -97,8 +131,16 @@ def _meta_train(args) -> int:
     from metaopt.console import meta_train_with_progress
     from metaopt.meta.pipeline import MetaTrainingDiverged
 
+    if args.resume and not args.ray:
+        raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
+                          "rerunning with the same --out resumes from its checkpoints)")
     try:
-        meta_train_with_progress(cfg, Path(args.out), resume=not args.fresh)
+        if args.ray:
+            from metaopt.console import meta_job_with_progress
+
+            meta_job_with_progress(cfg, Path(args.out), resume_run_id=args.resume, evaluate=not args.no_eval)
+        else:
+            meta_train_with_progress(cfg, Path(args.out), resume=not args.fresh)
     except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -121,6 +163,12 @@ def _meta_params_for(args, optimizer: str) -> str | None:
 
 def _resolve(args, optimizer: str | None) -> TrainConfig:
     overrides = _common_overrides(args)
+    if optimizer is not None and optimizer.startswith("models:/"):
+        from metaopt import registry
+
+        path, optimizer, settings = registry.fetch(optimizer, _tracking(args))
+        overrides["optimizer"] = {**settings, "meta_params": str(path)}
+        return load_train_config(env=args.env, config_file=args.config, overrides=overrides)
     cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides)
     if cfg.optimizer.name in LEARNED_OPTIMIZERS:
         path = _meta_params_for(args, cfg.optimizer.name)
@@ -149,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "meta-train":
             return _meta_train(args)
+        if args.command in ("pull", "import-open"):
+            return _registry_command(args)
         if args.command == "train":
             configs = [_resolve(args, args.optimizer)]
         else:

@@ -277,6 +277,40 @@ class PipelineConfig(_Strict):
         return self
 
 
+class DistributedConfig(_Strict):
+    """Ray actors for meta-training. Does not change the numbers: a run may resume with
+    another number of workers."""
+
+    workers: PositiveInt = 2
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0  # 1 on GPU nodes: one actor per GPU
+    # A shard or group running longer is re-run on a fresh actor; an actor's first piece
+    # (which compiles) gets warmup_timeout_s.
+    piece_timeout_s: PositiveFloat = 1800.0
+    warmup_timeout_s: PositiveFloat = 1800.0
+    max_retries: Annotated[int, Field(ge=0)] = 3
+
+
+class TrackingConfig(_Strict):
+    """MLflow. Does not change the numbers."""
+
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns.db
+    experiment: str = "metaopt"
+    model_name: str | None = None  # registered model; None: METHOD-ENV (METHOD-multitask)
+    # The champion alias moves to a new version only if it beats the current champion when
+    # both train fresh agents on the same seeds.
+    eval_seeds: PositiveInt = 2
+    eval_total_timesteps: PositiveInt | None = None  # None: each task's own budget
+    eval_seed: Annotated[int, Field(ge=0)] = 1000  # not the meta-training seeds
+
+    @field_validator("model_name")
+    @classmethod
+    def _valid_name(cls, v: str | None) -> str | None:
+        if v is not None and not all(c.isalnum() or c in "-_." for c in v):
+            raise ValueError(f"{v!r} may only hold letters, digits, '-', '_' and '.'; e.g. open-breakout")
+        return v
+
+
 class MetaTrainConfig(_Strict):
     """A meta-training run: OPEN by ES or Optim4RL by pipeline training, on one or more envs."""
 
@@ -285,6 +319,8 @@ class MetaTrainConfig(_Strict):
     optimizer: LearnedOptimizerConfig  # missing fields: configs/optimizers/METHOD.yaml
     es: ESConfig = ESConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    tracking: TrackingConfig = TrackingConfig()
     iterations: PositiveInt = 500  # ES generations or pipeline meta-iterations
     checkpoint_every: PositiveInt = 10
     seed: Annotated[int, Field(ge=0)] = 0
@@ -320,6 +356,17 @@ class MetaTrainConfig(_Strict):
     @property
     def env_names(self) -> list[str]:
         return [t.env.name for t in self.tasks]
+
+    @property
+    def model_name(self) -> str:
+        if self.tracking.model_name:
+            return self.tracking.model_name
+        return f"{self.method}-{self.env_names[0] if len(self.tasks) == 1 else 'multitask'}".replace("_", "-")
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved config as plain data that validates again (the other method's
+        section left out)."""
+        return self.model_dump(mode="json", exclude={"pipeline" if self.method == "open" else "es"})
 
 
 # ---------------------------------------------------------------------------- loading

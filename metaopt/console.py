@@ -57,7 +57,10 @@ def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
 def run_label(cfg: TrainConfig) -> str:
     """The optimizer's name, plus the meta-parameter file's stem for learned ones."""
     path = getattr(cfg.optimizer, "meta_params", None)
-    return f"{cfg.optimizer.name}-{Path(path).stem}" if path else cfg.optimizer.name
+    if not path:
+        return cfg.optimizer.name
+    stem = Path(path).stem
+    return stem if stem.startswith(cfg.optimizer.name) else f"{cfg.optimizer.name}-{stem}"
 
 
 def run_and_report(configs: Sequence[TrainConfig], out: Path) -> list[RunResult]:
@@ -89,8 +92,35 @@ def _meta_fields(row: dict[str, float]) -> dict[str, str]:
 def meta_train_with_progress(cfg, out: Path, resume: bool = True):
     """`meta_train` with a bar (generation, best/mean fitness or meta-loss, env steps/s, ETA),
     then a table, metrics plot and file list."""
-    from metaopt.evaluation.report import plot_meta_training
     from metaopt.meta.run import meta_train
+
+    return _with_meta_progress(cfg, out, lambda progress: meta_train(cfg, out, progress=progress, resume=resume))
+
+
+def meta_job_with_progress(cfg, out: Path, resume_run_id: str | None = None, evaluate: bool = True):
+    """The Ray + MLflow job (`run_meta_job`) with the same bar and table, then where the
+    run and the registered model are."""
+    from metaopt.distributed.job import run_meta_job
+
+    job = None
+
+    def run(progress):
+        nonlocal job
+        job = run_meta_job(cfg, out, resume_run_id=resume_run_id, evaluate=evaluate, progress=progress)
+        return job.run
+
+    _with_meta_progress(cfg, out, run)
+    console.print(f"MLflow run {job.run_id}; registered models:/{job.model_name}/{job.version} "
+                  f"(models:/{job.model_name}@latest)", highlight=False)
+    if evaluate:
+        old = "none" if job.champion_score is None else f"{job.champion_score:.3f}"
+        verdict = "is now @champion" if job.promoted else "stays behind @champion"
+        console.print(f"evaluation score {job.score:.3f} vs champion {old}: version {job.version} {verdict}", highlight=False)
+    return job
+
+
+def _with_meta_progress(cfg, out: Path, run):
+    from metaopt.evaluation.report import plot_meta_training
 
     name = f"{cfg.method} {'+'.join(cfg.env_names)}"
     unit = "generation" if cfg.method == "open" else "meta-iteration"
@@ -106,7 +136,7 @@ def meta_train_with_progress(cfg, out: Path, resume: bool = True):
             def on_step(done: int, total: int, row: dict[str, float]) -> None:
                 bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}", **_meta_fields(row))
 
-            result = meta_train(cfg, out, progress=on_step, resume=resume)
+            result = run(on_step)
     else:
         console.print(f"{name}: compiling", highlight=False)
 
@@ -116,7 +146,7 @@ def meta_train_with_progress(cfg, out: Path, resume: bool = True):
             console.print(f"{name}: {unit} {done}/{total}, {f['a']}, {f['b']}, "
                           f"{row['env_steps_per_second']:,.0f} env steps/s, eta {eta:.0f}s", highlight=False)
 
-        result = meta_train(cfg, out, progress=log_line, resume=resume)
+        result = run(log_line)
 
     if result.resumed_from:
         console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)

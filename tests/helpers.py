@@ -6,20 +6,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TIMING = ("seconds", "env_steps_per_second")
+# Wall-clock and Ray bookkeeping: differ between equal runs.
+TIMING = ("seconds", "env_steps_per_second", "ray_wall_seconds", "ray_slowest_worker_seconds",
+          "ray_overhead_share", "worker_restarts")
 
 
 def _raw(x):
     return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
 
 
-def assert_same_run(full, resumed) -> None:
-    """Two meta-training results agree bit for bit: every leaf of the final state (keys
-    included) and every metric of every iteration (wall times aside)."""
+def assert_same_state(full, resumed) -> None:
+    """Every leaf of the two runs' final states (keys included) agrees bit for bit."""
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(_raw(a)), np.asarray(_raw(b)))
 
-    def strip(rows):
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
-    assert strip(full.history) == strip(resumed.history)
+def metrics_only(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def assert_same_run(full, resumed) -> None:
+    """The same final state and every metric of every iteration (wall times aside)."""
+    assert_same_state(full, resumed)
+    assert metrics_only(full.history) == metrics_only(resumed.history)

@@ -110,24 +110,27 @@ class PipelineEngine:
         """(new state, ok, metrics): the meta-optimizer step on the mean gradient."""
         return _apply(self, state, grad_sums, loss_sums, agents)
 
-    def step(self, state: PipelineState) -> tuple[PipelineState, dict]:
-        state = self.begin_iteration(state)
-        grads, losses, parts, group_metrics = [], [], [[] for _ in self.tasks], []
-        for task, agents in self.groups():
-            group = jax.tree.map(lambda x: x[agents], state.agents[task])
-            g, loss, new_agents, metrics = self.group_gradient(task, state.meta_params, group)
-            grads.append(g)
-            losses.append(loss)
+    def finish_iteration(self, state: PipelineState, outs: list) -> tuple[PipelineState, dict]:
+        """From every group's `group_gradient` output (in `groups()` order, computed here or
+        elsewhere) to the next state: reassemble the agents, step the meta-optimizer."""
+        parts: list[list] = [[] for _ in self.tasks]
+        for (task, _), (_, _, new_agents, _) in zip(self.groups(), outs, strict=True):
             parts[task].append(new_agents)
-            group_metrics.append(metrics)
         agents = tuple(jax.tree.map(lambda *xs: jnp.concatenate(xs), *p) for p in parts)
-        new_state, ok, metrics = self.apply(state, tuple(grads), tuple(losses), agents)
+        grads, losses = tuple(o[0] for o in outs), tuple(o[1] for o in outs)
+        new_state, ok, metrics = self.apply(state, grads, losses, agents)
         if not bool(ok):
             raise MetaTrainingDiverged(
                 f"meta-gradient is NaN or inf at iteration {int(state.iteration)}; "
                 "lower pipeline.meta_learning_rate or keep pipeline.meta_grad_clip on"
             )
-        return new_state, {**metrics, **_mean_metrics(group_metrics, self.groups(), self.task_names)}
+        return new_state, {**metrics, **_mean_metrics([o[3] for o in outs], self.groups(), self.task_names)}
+
+    def step(self, state: PipelineState) -> tuple[PipelineState, dict]:
+        state = self.begin_iteration(state)
+        outs = [self.group_gradient(task, state.meta_params, jax.tree.map(lambda x: x[agents], state.agents[task]))
+                for task, agents in self.groups()]
+        return self.finish_iteration(state, outs)
 
     def meta_params(self, state: PipelineState) -> dict:
         return state.meta_params

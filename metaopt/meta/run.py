@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import jax
 import numpy as np
@@ -40,6 +40,13 @@ class Engine(Protocol):
     def meta_params(self, state: Any) -> dict: ...
 
 
+class Hooks(Protocol):
+    """Observers of a run (MLflow): called after each iteration and each checkpoint."""
+
+    def iteration(self, row: dict[str, float]) -> None: ...
+    def checkpoint(self, path: Path, iteration: int) -> None: ...
+
+
 def make_engine(cfg: MetaTrainConfig) -> Engine:
     if cfg.method == "open":
         from metaopt.meta.es import open_es_engine
@@ -51,9 +58,9 @@ def make_engine(cfg: MetaTrainConfig) -> Engine:
 
 
 def config_hash(cfg: MetaTrainConfig) -> str:
-    """What fixes the numbers; the iteration budget and checkpoint period may change
-    between a run and its resumption."""
-    text = cfg.model_dump_json(exclude={"iterations", "checkpoint_every"})
+    """What fixes the numbers; the iteration budget, checkpoint period and worker layout
+    may change between a run and its resumption."""
+    text = cfg.model_dump_json(exclude={"iterations", "checkpoint_every", "distributed", "tracking"})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -107,6 +114,7 @@ def meta_train(
     progress: ProgressFn | None = None,
     resume: bool = True,
     stop_after: int | None = None,
+    hooks: Sequence[Hooks] = (),
 ) -> MetaRunResult:
     """Run (or resume) meta-training to `cfg.iterations`. `stop_after` ends the call after
     that many iterations in total, as an interruption would (tests use it)."""
@@ -115,7 +123,7 @@ def meta_train(
     engine = engine or make_engine(cfg)
     digest = config_hash(cfg)
     meta = {"method": cfg.method, "envs": ",".join(cfg.env_names), "config_hash": digest}
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))
 
     state, start = engine.init(jax.random.key(cfg.seed)), 0
     found = latest_checkpoint(out / "checkpoints") if resume else None
@@ -131,7 +139,9 @@ def meta_train(
         try:
             new_state, metrics = engine.step(state)
         except (Exception, KeyboardInterrupt):
-            save_checkpoint(out / "checkpoints", it, state, meta)  # the last good state
+            path = save_checkpoint(out / "checkpoints", it, state, meta)  # the last good state
+            for hook in hooks:
+                hook.checkpoint(path, it)
             raise
         row = {"iteration": it + 1, **{k: float(np.asarray(v)) for k, v in metrics.items()}}
         seconds = time.perf_counter() - t0
@@ -139,8 +149,12 @@ def meta_train(
         state = new_state
         history.append(row)
         metrics_file.append(row)
+        for hook in hooks:
+            hook.iteration(row)
         if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == end:
-            save_checkpoint(out / "checkpoints", it + 1, state, meta)
+            path = save_checkpoint(out / "checkpoints", it + 1, state, meta)
+            for hook in hooks:
+                hook.checkpoint(path, it + 1)
         if progress is not None:
             progress(it + 1, cfg.iterations, row)
 

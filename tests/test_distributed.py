@@ -1,0 +1,128 @@
+"""Meta-training on a real local Ray cluster with a real MLflow store: same numbers as one
+process whatever the workers, killed or hung workers and a killed driver change nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from metaopt.config import CONFIG_DIR, load_meta_config  # noqa: E402
+from metaopt.distributed.job import run_meta_job  # noqa: E402
+from metaopt.distributed.ray_meta import WorkerPool, ray_engine  # noqa: E402
+from metaopt.meta.run import meta_train  # noqa: E402
+from tests.helpers import assert_same_run, assert_same_state, metrics_only  # noqa: E402
+
+ITERATIONS = 3
+
+
+def smoke(method: str, tmp, **overrides):
+    return load_meta_config(CONFIG_DIR / "meta" / f"{method}_breakout_smoke.yaml", {
+        "iterations": ITERATIONS, "checkpoint_every": 1, "tracking.uri": f"sqlite:///{tmp}/mlruns.db",
+        # Half a CPU each: the module pool and a job's own pool fit on 2 cores together.
+        "distributed.cpus_per_worker": 0.5, **overrides,
+    })
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="module", params=["open", "optim4rl"])
+def method_setup(request, cluster, store, tmp_path_factory):
+    """The single-process run, and a pool of 2 compiled workers to reuse."""
+    cfg = smoke(request.param, store, **{"distributed.workers": 2})
+    reference = meta_train(cfg, tmp_path_factory.mktemp(f"{request.param}_single"))
+    pool = WorkerPool(cfg, cfg.distributed)
+    yield request.param, cfg, reference, pool
+    pool.shutdown()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_equals_single_process(method_setup, workers, tmp_path):
+    _, cfg, reference, pool = method_setup
+    shared = WorkerPool(cfg, cfg.distributed, actors=pool.actors[:workers])
+    result = meta_train(cfg, tmp_path, engine=ray_engine(cfg, shared))
+    assert_same_run(reference, result)
+    assert result.history[-1]["worker_restarts"] == 0
+
+
+def test_killed_worker_changes_nothing(method_setup, tmp_path):
+    method, cfg, reference, pool = method_setup
+    if method != "open":
+        pytest.skip("the retry path (WorkerPool.run) is method-independent; ES is cheaper")
+    victim = pool.pids()[0]
+
+    class KillDuringSecondIteration:
+        def iteration(self, row):
+            if row["iteration"] == 1:  # the second iteration starts right after this
+                threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
+
+        def checkpoint(self, path, iteration):
+            pass
+
+    result = meta_train(cfg, tmp_path, engine=ray_engine(cfg, pool), hooks=[KillDuringSecondIteration()])
+    assert result.history[-1]["worker_restarts"] >= 1
+    assert victim not in pool.pids()
+    assert_same_run(reference, result)
+
+
+def test_hung_worker_is_replaced_after_the_timeout(method_setup, tmp_path):
+    method, cfg, reference, pool = method_setup
+    if method != "open":
+        pytest.skip("one method is enough for the timeout path")
+    hung = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"piece_timeout_s": 8.0})})
+    shared = WorkerPool(hung, hung.distributed, actors=list(pool.actors))
+    victim = shared.pids()[1]
+
+    class FreezeDuringSecondIteration:
+        def iteration(self, row):
+            if row["iteration"] == 1:
+                threading.Timer(0.1, os.kill, (victim, signal.SIGSTOP)).start()
+
+        def checkpoint(self, path, iteration):
+            pass
+
+    try:
+        result = meta_train(hung, tmp_path, engine=ray_engine(hung, shared), hooks=[FreezeDuringSecondIteration()])
+    finally:
+        os.kill(victim, signal.SIGCONT) if victim in _alive() else None
+    assert result.history[-1]["worker_restarts"] >= 1
+    assert_same_run(reference, result)
+    pool.actors = shared.actors  # keep the fixture's pool usable
+
+
+def _alive() -> set[int]:
+    import psutil
+
+    return set(psutil.pids())
+
+
+def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
+    method, cfg, reference, _ = method_setup
+    if method != "open":
+        pytest.skip("the resume path is method-independent; ES is cheaper")
+    first = run_meta_job(cfg, tmp_path / "first", stop_after=2, evaluate=False)  # the driver "dies" here
+    resumed = run_meta_job(cfg, tmp_path / "second", resume_run_id=first.run_id, evaluate=False)
+    assert resumed.run_id == first.run_id and resumed.run.resumed_from == 2
+    assert_same_state(reference, resumed.run)  # a fresh --out: its metrics.csv starts at the checkpoint
+    assert metrics_only(resumed.run.history) == metrics_only(reference.history[2:])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.tracking.uri)
+    steps = [m.step for m in client.get_metric_history(first.run_id, "fitness_mean")]
+    assert sorted(steps) == list(range(1, ITERATIONS + 1))  # every iteration logged once
+    version = client.get_model_version(cfg.model_name, resumed.version)
+    assert version.tags["method"] == "open" and version.tags["config_hash"]
