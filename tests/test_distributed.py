@@ -98,16 +98,13 @@ def test_hung_worker_is_replaced_after_the_timeout(method_setup, tmp_path):
     try:
         result = meta_train(hung, tmp_path, engine=ray_engine(hung, shared), hooks=[FreezeDuringSecondIteration()])
     finally:
-        os.kill(victim, signal.SIGCONT) if victim in _alive() else None
+        try:
+            os.kill(victim, signal.SIGCONT)
+        except ProcessLookupError:  # killed and replaced, as it should be
+            pass
     assert result.history[-1]["worker_restarts"] >= 1
     assert_same_run(reference, result)
     pool.actors = shared.actors  # keep the fixture's pool usable
-
-
-def _alive() -> set[int]:
-    import psutil
-
-    return set(psutil.pids())
 
 
 def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
