@@ -27,27 +27,31 @@ def gru_shapes(in_features: int, hidden: int) -> dict:
     return tree
 
 
-def sigmoid(x: jax.Array) -> jax.Array:
-    """The logistic function as 0.5 tanh(x / 2) + 0.5: equal in exact arithmetic, and
-    XLA:CPU evaluates it ~1.7x faster than its expanded logistic."""
-    return 0.5 * jnp.tanh(0.5 * x) + 0.5
-
-
-def gru_step(gru: dict, carry: jax.Array, x: jax.Array) -> jax.Array:
+def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one_rows: int = 0) -> jax.Array:
     """flax GRUCell (tanh): carry (H, N), x (F, N) -> new carry (H, N).
     r = s(Wir x + bir + Whr h); z = s(Wiz x + biz + Whz h);
-    n = tanh(Win x + bin + r (Whn h + bhn)); h' = (1 - z) n + z h."""
+    n = tanh(Win x + bin + r (Whn h + bhn)); h' = (1 - z) n + z h.
+    The logistic s(a) is 0.5 tanh(a / 2) + 0.5 (XLA:CPU's own logistic is ~1.7x slower),
+    with the halving folded into the r and z weights (exact: a power of two), and
+    h' = h + (1 - z)(n - h): fewer operations in the one elementwise pass, which is bound
+    by its three tanh per element.
+    The last `rank_one_rows` inputs (all of them for one input) enter as outer products,
+    which fuse into that pass: a matrix product over them would write a (3H, N) array,
+    and would make XLA materialise x whole even where those rows are broadcast scalars."""
     h = carry.shape[0]
-    w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T
-    b_in = jnp.concatenate([gru[k]["bias"] for k in GATES_IN])
-    w_h = jnp.concatenate([gru[k]["kernel"] for k in GATES_HIDDEN], 1).T
-    # One input feature (Optim4RL): an outer product, not a K=1 matrix product.
-    xi = (w_in * x if x.shape[0] == 1 else w_in @ x) + b_in[:, None]
+    half = jnp.concatenate([jnp.full((2 * h,), 0.5, carry.dtype), jnp.ones((h,), carry.dtype)])[:, None]
+    w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T * half
+    b_in = jnp.concatenate([gru[k]["bias"] for k in GATES_IN])[:, None] * half
+    w_h = jnp.concatenate([gru[k]["kernel"] for k in GATES_HIDDEN], 1).T * half
+    dense_rows = 0 if x.shape[0] == 1 else x.shape[0] - rank_one_rows
+    xi = b_in + sum(w_in[:, k : k + 1] * x[k] for k in range(dense_rows, x.shape[0]))
+    if dense_rows:
+        xi = xi + w_in[:, :dense_rows] @ x[:dense_rows]
     hh = w_h @ carry
-    r = sigmoid(xi[:h] + hh[:h])
-    z = sigmoid(xi[h : 2 * h] + hh[h : 2 * h])
+    r = 0.5 * jnp.tanh(xi[:h] + hh[:h]) + 0.5
+    t_z = jnp.tanh(xi[h : 2 * h] + hh[h : 2 * h])
     n = jnp.tanh(xi[2 * h :] + r * (hh[2 * h :] + gru["hn"]["bias"][:, None]))
-    return (1.0 - z) * n + z * carry
+    return carry + (0.5 - 0.5 * t_z) * (n - carry)
 
 
 def dense(layer: dict, x: jax.Array) -> jax.Array:
@@ -57,13 +61,15 @@ def dense(layer: dict, x: jax.Array) -> jax.Array:
 def dense_layer_norm(layer: dict, norm: dict, x: jax.Array, eps: float = 1e-6) -> jax.Array:
     """flax LayerNorm(Dense(x)) over the feature axis (axis 0 here). The mean over features
     of a dense layer's output is linear in its input, so centring is folded into the
-    weights (W - row means): one product gives the centred output, and only the variance
-    is reduced, as a (1, K) x (K, N) product (XLA:CPU reduces over a major axis slowly)."""
+    weights (W - row means): one product gives the centred output up to a bias. The
+    variance is a sum of row slices, not a reduction over the major axis (XLA:CPU reduces
+    over it slowly), and reads the product's output with the bias added inline, so no
+    centred (K, N) array is written between the product and the normalisation."""
     w = layer["kernel"] - layer["kernel"].mean(1, keepdims=True)
-    centred = w.T @ x + (layer["bias"] - layer["bias"].mean())[:, None]
-    avg = jnp.full((1, centred.shape[0]), 1.0 / centred.shape[0], x.dtype)
-    var = avg @ (centred * centred)
-    return centred * jax.lax.rsqrt(var + eps) * norm["scale"][:, None] + norm["bias"][:, None]
+    b = layer["bias"] - layer["bias"].mean()
+    y = w.T @ x
+    var = sum((y[k] + b[k]) * (y[k] + b[k]) for k in range(y.shape[0])) / y.shape[0]
+    return (y + b[:, None]) * jax.lax.rsqrt(var + eps) * norm["scale"][:, None] + norm["bias"][:, None]
 
 
 def init_like_flax(rng: jax.Array, shapes: dict) -> dict:

@@ -20,6 +20,31 @@ import jax.numpy as jnp
 import numpy as np
 
 AGENT_NETWORKS = ("actor", "critic")
+THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def standard_normal(key: jax.Array, n: int) -> jax.Array:
+    """`jax.random.normal(key, (n,))`, bit for bit, for threefry keys: the same threefry2x32
+    hash of the same counters, written out so that it compiles to one elementwise pass.
+    XLA:CPU runs jax's own threefry as a rolled loop of small passes, which cost as much
+    as a layer of OPEN's network. Other keys (or non-partitionable threefry) go to jax."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not (typed and str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.jax_threefry_partitionable):
+        return jax.random.normal(key, (n,), jnp.float32)
+    k1, k2 = jax.random.key_data(key)
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x0 = jnp.zeros((n,), jnp.uint32) + ks[0]
+    x1 = jnp.arange(n, dtype=jnp.uint32) + ks[1]
+    for i in range(5):
+        for r in THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    # jax.random.uniform on (-1, 1) from the top 23 bits, then sqrt(2) erfinv, as jax does.
+    unit = jax.lax.bitcast_convert_type(((x0 ^ x1) >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+    lo = np.nextafter(np.float32(-1), np.float32(0))
+    return np.float32(np.sqrt(2)) * jax.lax.erf_inv(jnp.maximum(lo, unit * (np.float32(1) - lo) + lo))
 
 
 def _key_name(entry) -> str:
@@ -84,17 +109,10 @@ class FlatLayout:
         return self.per_element(lambda leaf: float(leaf.network == network))
 
     def masked_normal(self, key: jax.Array, network: str) -> jax.Array:
-        """(N,) standard normal noise on `network`'s elements, 0 elsewhere. Agents flatten
-        "actor" first, so its noise is drawn for the prefix only."""
-        inside = [leaf.network == network for leaf in self.leaves]
-        k = 0
-        while k < len(inside) and inside[k]:
-            k += 1
-        if not any(inside[k:]):
-            head = sum(leaf.size for leaf in self.leaves[:k])
-            noise = jax.random.normal(key, (head,), jnp.float32)
-            return jnp.concatenate([noise, jnp.zeros((self.size - head,), jnp.float32)])
-        return jax.random.normal(key, (self.size,), jnp.float32) * jnp.asarray(self.mask(network))
+        """(N,) standard normal noise on `network`'s elements, 0 elsewhere. Drawn for all N
+        and masked: element i's draw does not depend on the length asked for, and an
+        odd-length draw (or a zero-padded one) compiles to scalar code on XLA:CPU."""
+        return standard_normal(key, self.size) * jnp.asarray(self.mask(network))
 
     # ---------------------------------------------------------------- traced operations
 
@@ -109,16 +127,21 @@ class FlatLayout:
         ]
         return self.treedef.unflatten(leaves)
 
-    def segment_mean(self, x: jax.Array) -> jax.Array:
-        """(F, N) -> (F, L): mean over each leaf's elements, per row."""
-        return jnp.stack([x[:, l.offset : l.offset + l.size].mean(1) for l in self.leaves], 1)
+    def segment_mean_square(self, x: jax.Array) -> jax.Array:
+        """(F, N) -> (F, L): mean of x^2 over each leaf's elements, per row. A row-wise dot
+        product per leaf: a square-then-reduce writes the squares out before reducing."""
+        parts = [x[:, l.offset : l.offset + l.size] for l in self.leaves]
+        return jnp.stack([jnp.einsum("fn,fn->f", s, s) / l.size for s, l in zip(parts, self.leaves)], 1)
 
     def scale_segments(self, x: jax.Array, per_leaf: jax.Array) -> jax.Array:
-        """(F, N) * (F, L): each leaf's columns times its own column of `per_leaf`
-        (one fused pass; a gather or repeat of the scales costs more)."""
-        return jnp.concatenate(
-            [x[:, l.offset : l.offset + l.size] * per_leaf[:, i : i + 1] for i, l in enumerate(self.leaves)], 1
-        )
+        """(F, N) * (F, L): each leaf's columns times its own column of `per_leaf`, in one
+        elementwise pass that picks the scale by column index (a concatenation of per-leaf
+        products, a gather or a repeat of the scales each cost an extra pass or more)."""
+        column = jax.lax.broadcasted_iota(jnp.int32, (1, self.size), 1)
+        scale = per_leaf[:, :1]
+        for i, leaf in enumerate(self.leaves[1:], 1):
+            scale = jnp.where(column >= leaf.offset, per_leaf[:, i : i + 1], scale)
+        return x * scale
 
     def _stats_for(self, activations, leaf: Leaf):
         if activations is None:

@@ -107,7 +107,7 @@ def load_published(path: str | Path) -> dict:
 
 def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array):
     """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N))."""
-    new_carry = cells.gru_step(meta_params["gru_params"], carry, features)
+    new_carry = cells.gru_step(meta_params["gru_params"], carry, features, NUM_FEATURES - NUM_NORMALISED)
     mlp = meta_params["params"]
     x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_0"], mlp["layers_1"], new_carry, LN_EPS))
     x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_3"], mlp["layers_4"], x, LN_EPS))
@@ -143,7 +143,7 @@ def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch
     raw = jnp.concatenate(
         [p[None], jnp.sign(momenta), jnp.log(jnp.abs(momenta) + LOG_EPS), jnp.sign(g)[None], jnp.log(jnp.abs(g) + LOG_EPS)[None]]
     )
-    scale = jax.lax.rsqrt(NORM_EPS + layout.segment_mean(raw * raw))
+    scale = jax.lax.rsqrt(NORM_EPS + layout.segment_mean_square(raw))
     normalised = layout.scale_segments(raw, scale)
     n = layout.size
     return jnp.concatenate(

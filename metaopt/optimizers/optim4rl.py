@@ -54,7 +54,9 @@ def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
 
     def one_rnn(rnn, h, inp):
         h = cells.gru_step(rnn["gru"], h, inp)
-        return h, cells.dense(rnn["out"], h)[0]
+        # Dense(1) as a sum of scaled rows: it fuses into the update's elementwise pass,
+        # where a (1, H) x (H, N) product is a separate, slower call.
+        return h, rnn["out"]["bias"][0] + sum(rnn["out"]["kernel"][k, 0] * h[k] for k in range(h.shape[0]))
 
     return jax.vmap(one_rnn)(_stacked(meta_params), carry, x)
 
