@@ -15,9 +15,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# OPEN meta-trained by ES on embedded Ray (2 workers) with a local MLflow store (./mlruns.db),
+# registered as open-breakout-demo, then PPO trained from scratch with it, Adam and RMSProp.
 demo: install
-	$(BIN)/metaopt compare --env breakout --optimizers adam rmsprop \
-		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)
+	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta
+	$(BIN)/python ray_jobs/evaluate.py --env breakout \
+		--optimizers models:/open-breakout-demo@champion adam rmsprop \
+		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)/eval
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
@@ -26,4 +30,4 @@ bench: install
 	$(BIN)/python benchmarks/ppo_throughput.py --out benchmarks/results
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache mlruns.db mlartifacts

@@ -6,6 +6,7 @@ chunk, since a bar that only renders at exit shows nothing for a long job.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,8 @@ from metaopt.config import TrainConfig
 from metaopt.evaluation.report import TABLE_HEADER, mean_stderr, table_rows, write_run
 from metaopt.evaluation.runs import RunResult, run_training
 
-console = Console(stderr=True)
+# Logs and pipes get one unwrapped line per update, whatever width rich would guess.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _latest_return(metrics: dict[str, np.ndarray]) -> str:
@@ -152,21 +154,16 @@ def _with_meta_progress(cfg, out: Path, run):
         console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)
     if result.history:
         plot_meta_training(out / "meta_training.png", result.history, cfg.method, cfg.env_names)
-    table = Table(title=f"{cfg.method} meta-training ({out})")
+    table = Table(title=f"{cfg.method} meta-training on {', '.join(cfg.env_names)} ({out})")
+    table.add_column("after the last iteration")
+    table.add_column("value", justify="right")
     last = result.history[-1] if result.history else {}
-    cells = [(unit + "s", f"{int(last.get('iteration', result.resumed_from))}/{cfg.iterations}")]
+    table.add_row(unit + "s", f"{int(last.get('iteration', result.resumed_from))}/{cfg.iterations}")
     for key, v in last.items():
         if key not in ("iteration", "seconds"):
-            cells.append((key, f"{v:,.4g}"))
-    total_s = sum(h["seconds"] for h in result.history)
-    cells.append(("wall seconds (all calls)", f"{total_s:,.1f}"))
-    for h, _ in cells:
-        table.add_column(h, justify="right")
-    table.add_row(*[v for _, v in cells])
-    out_console = Console()
-    if not out_console.is_terminal:
-        out_console.width = 200
-    out_console.print(table)
+            table.add_row(key, f"{v:,.4g}")
+    table.add_row("wall seconds (all iterations)", f"{sum(h['seconds'] for h in result.history):,.1f}")
+    Console().print(table)
     console.print(f"wrote {result.meta_params_path} (use: metaopt train --optimizer {cfg.method} "
                   f"--meta-params {result.meta_params_path}), metrics.csv, meta_training.png, checkpoints/", highlight=False)
     return result

@@ -9,6 +9,7 @@ the head node. Everything goes through `MlflowClient` with an explicit run id, s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -34,6 +35,9 @@ def tracking_uri(cfg: TrackingConfig) -> str:
 
 
 def client_for(cfg: TrackingConfig) -> MlflowClient:
+    # A new sqlite store logs its schema migration at INFO on stderr; commands print their own lines.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri(cfg)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -1,0 +1,65 @@
+"""`ray start --head` with token authentication, then `ray job submit` of a smoke config:
+the job succeeds and registers a model in the MLflow store it was pointed at."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metaopt.config import TrackingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A Ray head on 127.0.0.1 with token auth; its dashboard (job server) address."""
+    tmp = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           # the job's `python` is this environment's, whatever PATH the test runner had
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    dashboard = _free_port()
+    subprocess.run([RAY, "start", "--head", f"--port={_free_port()}", "--node-ip-address=127.0.0.1",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
+                    "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={tmp}"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    yield f"http://127.0.0.1:{dashboard}", env
+    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
+    address, env = head
+    store = f"sqlite:///{tmp_path}/mlruns.db"
+    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+           "python", "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
+           "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
+           "--set", "tracking.model_name=open-job-test"]
+    job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, job.stdout[-3000:] + job.stderr[-3000:]
+    from metaopt import registry
+
+    version = registry.model_version("models:/open-job-test@latest", TrackingConfig(uri=store))
+    assert version.tags["method"] == "open" and version.tags["envs"] == "breakout"
+    assert (tmp_path / "out" / "meta_params.safetensors").is_file()
+
+
+def test_ray_job_submit_without_the_token_is_refused(head):
+    address, env = head
+    no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
+    no_token["RAY_AUTH_TOKEN_PATH"] = "/nonexistent/token"
+    job = subprocess.run([RAY, "job", "list", "--address", address], env=no_token, capture_output=True, text=True,
+                         timeout=120)
+    assert job.returncode != 0
