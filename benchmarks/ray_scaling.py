@@ -64,7 +64,7 @@ def main() -> None:
     import jax
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows = [measure(w, args.population, args.updates, args.generations) for w in (1, 2)]
     ray.shutdown()
     one, two = rows

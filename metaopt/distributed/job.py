@@ -40,7 +40,7 @@ def connect_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)  # never a stray cluster
 
 
 def run_meta_job(
