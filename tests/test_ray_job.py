@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,19 +27,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
+def head():
     """A Ray head on 127.0.0.1 with token auth; its dashboard (job server) address."""
-    tmp = tmp_path_factory.mktemp("ray")
+    # Short: Ray's unix sockets live under it (107-character limit); pytest's paths are long.
+    tmp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            # the job's `python` is this environment's, whatever PATH the test runner had
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     dashboard = _free_port()
-    subprocess.run([RAY, "start", "--head", f"--port={_free_port()}", "--node-ip-address=127.0.0.1",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
-                    "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={tmp}"],
-                   env=env, check=True, capture_output=True, timeout=180)
+    started = subprocess.run(
+        [RAY, "start", "--head", f"--port={_free_port()}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
+         f"--temp-dir={tmp}"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
     yield f"http://127.0.0.1:{dashboard}", env
     subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
