@@ -43,8 +43,25 @@ def head():
     )
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
     yield f"http://127.0.0.1:{dashboard}", env
-    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    _stop_cluster(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    """Stop this cluster only: `ray stop` would stop every Ray cluster on the machine,
+    including the one another test file's process is using at the same time."""
+    import psutil
+
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        if temp_dir in " ".join(p.info["cmdline"] or []):
+            procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
 
 
 def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
