@@ -105,12 +105,14 @@ def load_meta_params(uri: str, tracking: TrackingConfig | None = None) -> tuple[
 
 def load(uri: str, tracking: TrackingConfig | None = None, ppo=None):
     """The ready optax optimizer (its registered settings, e.g. gradient clipping)."""
-    from metaopt.config import PPOConfig, TrainConfig
+    from pydantic import TypeAdapter
+
+    from metaopt.config import LearnedOptimizerConfig, PPOConfig
     from metaopt.optimizers import build_optimizer
 
     path, method, settings = fetch(uri, tracking)
-    cfg = TrainConfig.model_validate({"env": {"name": "breakout"}, "optimizer": {**settings, "meta_params": str(path)}})
-    return build_optimizer(cfg.optimizer, ppo or PPOConfig())
+    cfg = TypeAdapter(LearnedOptimizerConfig).validate_python({**settings, "meta_params": str(path)})
+    return build_optimizer(cfg, ppo or PPOConfig())
 
 
 def pull(uri: str, out: str | Path, tracking: TrackingConfig | None = None) -> Path:
