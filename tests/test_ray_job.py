@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,11 @@ def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
            "python", "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
            "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
            "--set", "tracking.model_name=open-job-test"]
-    job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    for _ in range(40):  # the head's job agent may still be starting on a loaded machine
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if "No available agent to submit job" not in job.stderr + job.stdout:
+            break
+        time.sleep(3)
     assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, job.stdout[-3000:] + job.stderr[-3000:]
     from metaopt import registry
 
