@@ -39,7 +39,11 @@ def head():
     started = subprocess.run(
         [RAY, "start", "--head", f"--port={_free_port()}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
-         f"--temp-dir={tmp}"],
+         f"--temp-dir={tmp}",
+         # Free ports, not the defaults: a local Ray of another test process (ray.init) may
+         # hold the default agent port 52365, and this head's job agent would not start.
+         f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}",
+         f"--runtime-env-agent-port={_free_port()}"],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
