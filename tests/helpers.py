@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,3 +31,10 @@ def assert_same_run(full, resumed) -> None:
     """The same final state and every metric of every iteration (wall times aside)."""
     assert_same_state(full, resumed)
     assert metrics_only(full.history) == metrics_only(resumed.history)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@ errors for bad URIs, missing aliases and broken artifacts; a shared `mlflow serv
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from metaopt.cli import main
 from metaopt.config import TrackingConfig
 from metaopt.optimizers import optim4rl
 from metaopt.optimizers.learned import load_meta_params, save_meta_params
+from tests.helpers import free_port
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "open_weights"
 needs_weights = pytest.mark.skipif(not (WEIGHTS / "breakout_OPEN.npy").is_file(), reason="needs ../shared weights")
@@ -111,11 +111,6 @@ def test_broken_artifacts_are_refused(tracking, tmp_path, kind, fix):
     assert not list((tmp_path / "cache").rglob("*.safetensors"))  # nothing broken stays cached
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 LOGGER = """
 import sys
@@ -129,7 +124,7 @@ for step in range(200):
 
 
 def test_mlflow_server_shared_by_two_processes_loses_no_metric(tmp_path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "art"),

@@ -19,7 +19,7 @@ import numpy as np
 from metaopt import serialization
 
 FORMAT = "metaopt-checkpoint/1"
-_NAME = re.compile(r"ckpt_(\d+)\.safetensors$")
+CHECKPOINT_NAME = re.compile(r"ckpt_(\d+)\.safetensors$")  # group 1: the iteration
 
 
 def _is_key(x) -> bool:
@@ -72,7 +72,7 @@ def save_checkpoint(folder: str | Path, iteration: int, state: Any, metadata: di
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("ckpt_*.safetensors") if (m := _NAME.search(p.name))]
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("ckpt_*.safetensors") if (m := CHECKPOINT_NAME.search(p.name))]
     return max(found)[1] if found else None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -23,11 +22,11 @@ from mlflow.exceptions import MlflowException
 
 from metaopt import __version__
 from metaopt.config import MetaTrainConfig, TrackingConfig
+from metaopt.tracking.checkpoints import CHECKPOINT_NAME
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CHECKPOINT_DIR = "checkpoints"
 OPTIMIZER_DIR = "optimizer"
-_CKPT = re.compile(r"ckpt_(\d+)\.safetensors$")
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -119,7 +118,7 @@ class MlflowTracker:
 
     def download_latest_checkpoint(self, folder: Path) -> Path | None:
         found = [(int(m.group(1)), a.path) for a in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
-                 if (m := _CKPT.search(a.path))]
+                 if (m := CHECKPOINT_NAME.search(a.path))]
         if not found:
             return None
         folder.mkdir(parents=True, exist_ok=True)
