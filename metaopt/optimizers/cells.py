@@ -54,22 +54,24 @@ def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one_rows: int = 0) 
     return carry + (0.5 - 0.5 * t_z) * (n - carry)
 
 
-def dense(layer: dict, x: jax.Array) -> jax.Array:
-    return layer["kernel"].T @ x + layer["bias"][:, None]
+def dense_rows(layer: dict, rows: list) -> list:
+    """flax Dense over the feature axis, one (N,) row per feature in and out: each output
+    row is a sum of scaled input rows. A chain of these is elementwise over N, so XLA
+    fuses it into one pass that keeps every intermediate in registers; as matrix products
+    each layer writes its (K, N) output out and the next pass reads it back, which on
+    XLA:CPU costs more than the arithmetic at these widths (K = 3..16)."""
+    kernel, bias = layer["kernel"], layer["bias"]
+    return [sum(kernel[i, k] * row for i, row in enumerate(rows)) + bias[k] for k in range(kernel.shape[1])]
 
 
-def dense_layer_norm(layer: dict, norm: dict, x: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """flax LayerNorm(Dense(x)) over the feature axis (axis 0 here). The mean over features
-    of a dense layer's output is linear in its input, so centring is folded into the
-    weights (W - row means): one product gives the centred output up to a bias. The
-    variance is a sum of row slices, not a reduction over the major axis (XLA:CPU reduces
-    over it slowly), and reads the product's output with the bias added inline, so no
-    centred (K, N) array is written between the product and the normalisation."""
-    w = layer["kernel"] - layer["kernel"].mean(1, keepdims=True)
-    b = layer["bias"] - layer["bias"].mean()
-    y = w.T @ x
-    var = sum((y[k] + b[k]) * (y[k] + b[k]) for k in range(y.shape[0])) / y.shape[0]
-    return (y + b[:, None]) * jax.lax.rsqrt(var + eps) * norm["scale"][:, None] + norm["bias"][:, None]
+def dense_layer_norm_rows(layer: dict, norm: dict, rows: list, eps: float = 1e-6) -> list:
+    """flax LayerNorm(Dense(x)) over the feature axis, row by row as `dense_rows`. The mean
+    over features of a dense layer's output is linear in its input, so centring is folded
+    into the weights (W - row means, b - mean(b)): the layer gives centred rows directly."""
+    centred = {"kernel": layer["kernel"] - layer["kernel"].mean(1, keepdims=True), "bias": layer["bias"] - layer["bias"].mean()}
+    y = dense_rows(centred, rows)
+    inv = jax.lax.rsqrt(sum(r * r for r in y) / len(y) + eps)
+    return [r * inv * norm["scale"][k] + norm["bias"][k] for k, r in enumerate(y)]
 
 
 def init_like_flax(rng: jax.Array, shapes: dict) -> dict:

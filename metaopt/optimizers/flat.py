@@ -13,6 +13,7 @@ Any other tree is one network called "actor" whose top-level keys are its layers
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -45,6 +46,15 @@ def standard_normal(key: jax.Array, n: int) -> jax.Array:
     unit = jax.lax.bitcast_convert_type(((x0 ^ x1) >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
     lo = np.nextafter(np.float32(-1), np.float32(0))
     return np.float32(np.sqrt(2)) * jax.lax.erf_inv(jnp.maximum(lo, unit * (np.float32(1) - lo) + lo))
+
+
+def _levels(size: int, count: int = 3) -> tuple[int, ...]:
+    """`size` as a product of `count` factors, each the largest divisor of what is left
+    up to its count-th root (rounded): the block lengths of a nested sum."""
+    if count == 1:
+        return (size,)
+    block = max(d for d in range(1, int(round(size ** (1 / count))) + 1) if size % d == 0)
+    return _levels(size // block, count - 1) + (block,)
 
 
 def _key_name(entry) -> str:
@@ -128,10 +138,30 @@ class FlatLayout:
         return self.treedef.unflatten(leaves)
 
     def segment_mean_square(self, x: jax.Array) -> jax.Array:
-        """(F, N) -> (F, L): mean of x^2 over each leaf's elements, per row. A row-wise dot
-        product per leaf: a square-then-reduce writes the squares out before reducing."""
-        parts = [x[:, l.offset : l.offset + l.size] for l in self.leaves]
-        return jnp.stack([jnp.einsum("fn,fn->f", s, s) / l.size for s, l in zip(parts, self.leaves)], 1)
+        """(F, N) -> (F, L): mean of x^2 over each leaf's elements, per row.
+
+        XLA:CPU hands a plain sum (or a row-wise dot product) to its YNNPACK path, which
+        needs each leaf's slice copied out first and the producer of x written out whole.
+        A reduction of two operands at once (the first and the last ceil(F/2) rows, one
+        row shared when F is odd) stays in XLA's own emitter, fused with the slice, the
+        square and whatever computes x. That emitter adds sequentially, so each leaf is
+        summed in three levels (blocks of about cbrt(size), then blocks of those sums...),
+        which keeps the rounding error near that of a pairwise sum."""
+        f = x.shape[0]
+        half = (f + 1) // 2
+        zero = np.float32(0)
+
+        def pair_sum(a, b, axis):
+            return jax.lax.reduce((a, b), (zero, zero), lambda u, v: (u[0] + v[0], u[1] + v[1]), (axis,))
+
+        out = []
+        for leaf in self.leaves:
+            sq = jnp.square(x[:, leaf.offset : leaf.offset + leaf.size]).reshape((f,) + _levels(leaf.size))
+            first, last = sq[:half], sq[f - half :]
+            while first.ndim > 1:
+                first, last = pair_sum(first, last, first.ndim - 1)
+            out.append(jnp.concatenate([first, last[2 * half - f :]]) / leaf.size)
+        return jnp.stack(out, 1)
 
     def scale_segments(self, x: jax.Array, per_leaf: jax.Array) -> jax.Array:
         """(F, N) * (F, L): each leaf's columns times its own column of `per_leaf`, in one

@@ -5,9 +5,10 @@ LayerNorm -> relu -> Dense(3)) and its parameters use the published tree, so `ra
 of ours is the published flat vector and the published `.npy` files load as they are.
 
 Speed: the published code runs one small network per parameter leaf. Here all leaves are
-one flat vector (see flat.py) and the network runs feature-major, (features, N), so each
-layer is one (out, in) x (in, N) matrix product over every parameter of the agent and the
-per-tensor normalisation is a row reduction per leaf.
+one flat vector (see flat.py) and the network runs feature-major, (features, N): the GRU's
+input and hidden products are (3H, in) x (in, N) matrix products over every parameter of
+the agent, the MLP after it runs row by row (N-long rows) in one fused elementwise pass
+with the update, and the per-tensor normalisation is a row reduction per leaf.
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array
     """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N))."""
     new_carry = cells.gru_step(meta_params["gru_params"], carry, features, NUM_FEATURES - NUM_NORMALISED)
     mlp = meta_params["params"]
-    x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_0"], mlp["layers_1"], new_carry, LN_EPS))
-    x = jax.nn.relu(cells.dense_layer_norm(mlp["layers_3"], mlp["layers_4"], x, LN_EPS))
-    return new_carry, cells.dense(mlp["layers_6"], x)
+    x = [new_carry[k] for k in range(new_carry.shape[0])]
+    x = [jax.nn.relu(r) for r in cells.dense_layer_norm_rows(mlp["layers_0"], mlp["layers_1"], x, LN_EPS)]
+    x = [jax.nn.relu(r) for r in cells.dense_layer_norm_rows(mlp["layers_3"], mlp["layers_4"], x, LN_EPS)]
+    return new_carry, jnp.stack(cells.dense_rows(mlp["layers_6"], x))
 
 
 def network_apply(meta_params: dict, carry: jax.Array, features: jax.Array):
