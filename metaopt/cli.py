@@ -67,17 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train PPO agents with one optimizer")
     _add_run_args(t)
-    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, or a registered model models:/NAME@ALIAS")
+    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned (learning rate "
+                   "from a baseline sweep), or a registered model models:/NAME@ALIAS")
     t.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     t.add_argument("--lr", type=float, help="learning rate override")
+    t.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     t.add_argument("--meta-params", metavar="FILE",
                    help="open/optim4rl: trained meta-parameters (.safetensors, or a published OPEN .npy)")
 
     c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
     _add_run_args(c)
     c.add_argument("--optimizers", nargs="+", required=True,
-                   help=f"from {', '.join(OPTIMIZER_NAMES)}, or registered models models:/NAME@ALIAS")
+                   help=f"from {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned, or registered models models:/NAME@ALIAS")
     c.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    c.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
                    help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
     m = sub.add_parser("meta-train", help="meta-train OPEN (ES) or Optim4RL (pipeline) from a config in configs/meta/")
@@ -91,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-eval", action="store_true", help="with --ray: register without the champion evaluation")
     m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set es.population_size=16 (repeatable)")
+    for kind, example in (("baselines", "configs/tune/baselines_minatar.yaml"),
+                          ("sensitivity", "configs/tune/sensitivity_optim4rl_ant.yaml")):
+        what = ("Adam/RMSProp learning-rate sweep per env; writes the tuned-baselines file" if kind == "baselines"
+                else "meta-hyperparameter grid: meta-train, evaluate, heatmaps and the tuning-shift figure")
+        tp = sub.add_parser(f"tune-{kind}", help=f"Ray Tune: {what}")
+        tp.add_argument("--config", required=True, help=f"a sweep YAML file, e.g. {example}")
+        tp.add_argument("--out", required=True, help="output folder; an interrupted sweep there is resumed")
+        tp.add_argument("--fresh", action="store_true", help="discard a sweep in --out and start over")
+        tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any field, e.g. --set resources.gpus_per_trial=1 (repeatable)")
     pl = sub.add_parser("pull", help="save a registered optimizer's meta-parameters to a file")
     pl.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     pl.add_argument("--out", required=True, help="file to write (.safetensors)")
@@ -147,6 +160,26 @@ def _meta_train(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from metaopt.config import BaselineSweepConfig, SensitivitySweepConfig, load_sweep_config
+    from metaopt.tuning.sweep import SweepInterrupted
+
+    kind = args.command.removeprefix("tune-")
+    model = BaselineSweepConfig if kind == "baselines" else SensitivitySweepConfig
+    sweep = load_sweep_config(args.config, model, _parse_set(args.set))
+    from metaopt import console
+
+    try:
+        if kind == "baselines":
+            console.report_baseline_sweep(sweep, Path(args.out), fresh=args.fresh)
+        else:
+            console.report_sensitivity_sweep(sweep, Path(args.out), fresh=args.fresh)
+    except SweepInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _meta_params_for(args, optimizer: str) -> str | None:
     """`train --meta-params FILE`; `compare --meta-params [NAME=]FILE ...`."""
     items = args.meta_params if isinstance(args.meta_params, list) else [args.meta_params] if args.meta_params else []
@@ -169,7 +202,8 @@ def _resolve(args, optimizer: str | None) -> TrainConfig:
         path, optimizer, settings = registry.fetch(optimizer, _tracking(args))
         overrides["optimizer"] = {**settings, "meta_params": str(path)}
         return load_train_config(env=args.env, config_file=args.config, overrides=overrides)
-    cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides)
+    cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides,
+                            tuned_file=args.tuned_file)
     if cfg.optimizer.name in LEARNED_OPTIMIZERS:
         path = _meta_params_for(args, cfg.optimizer.name)
         if path is not None:
@@ -199,17 +233,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _meta_train(args)
         if args.command in ("pull", "import-open"):
             return _registry_command(args)
-        if args.command == "train":
-            configs = [_resolve(args, args.optimizer)]
-        else:
-            configs = [_resolve(args, name) for name in args.optimizers]
+        if args.command.startswith("tune-"):
+            return _tune(args)
+        names = [args.optimizer] if args.command == "train" else args.optimizers
+        configs = [_resolve(args, name) for name in names]
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # Validated: only now pay for importing and compiling JAX code.
     from metaopt.console import run_and_report
 
-    run_and_report(configs, Path(args.out))
+    labels = [name if name and name.endswith(":tuned") else None for name in names]
+    run_and_report(configs, Path(args.out), labels)
     return 0
 
 

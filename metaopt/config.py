@@ -7,6 +7,7 @@ YAML files in `configs/` are documents of `TrainConfig`.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -155,6 +156,8 @@ OptimizerConfig = Annotated[
 ]
 OPTIMIZER_NAMES = ("adam", "rmsprop", "open", "optim4rl")
 LEARNED_OPTIMIZERS = ("open", "optim4rl")
+TUNABLE_OPTIMIZERS = ("adam", "rmsprop")  # `adam:tuned`: the learning rate a sweep found best
+TUNED_BASELINES_FILE = CONFIG_DIR / "tuned" / "baselines.yaml"
 
 
 class TrainConfig(_Strict):
@@ -369,6 +372,158 @@ class MetaTrainConfig(_Strict):
         return self.model_dump(mode="json", exclude={"pipeline" if self.method == "open" else "es"})
 
 
+# ---------------------------------------------------------------------------- sweeps (Ray Tune)
+
+
+class SweepResources(_Strict):
+    """What each trial asks Ray for: one GPU per trial on a GPU cluster, a CPU share locally."""
+
+    cpus_per_trial: PositiveFloat = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    max_concurrent_trials: PositiveInt | None = None  # None: as many as the resources allow
+    max_failures: Annotated[int, Field(ge=0)] = 2  # a crashed trial runs again (from its checkpoint)
+
+
+class EarlyStoppingConfig(_Strict):
+    """ASHA on the running mean return; each trial reports about 25 times during training."""
+
+    enabled: bool = False
+    grace_period: PositiveInt = 5  # reports before a trial may be stopped
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+
+
+class LogGrid(_Strict):
+    low: PositiveFloat
+    high: PositiveFloat
+    points: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> LogGrid:
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}; swap them")
+        if self.points == 1 and self.high != self.low:
+            raise ValueError("points is 1 but low != high; use points >= 2 or low == high")
+        return self
+
+    @property
+    def values(self) -> list[float]:
+        if self.points == 1:
+            return [self.low]
+        ratio = (self.high / self.low) ** (1 / (self.points - 1))
+        return [float(f"{self.low * ratio ** i:.6g}") for i in range(self.points)]
+
+
+def _check_sweep_name(v: str) -> str:
+    if not v or not all(c.isalnum() or c in "-_" for c in v):
+        raise ValueError(f"{v!r} names the sweep's folder: use letters, digits, '-' and '_'")
+    return v
+
+
+class BaselineSweepConfig(_Strict):
+    """Learning-rate sweeps of Adam and RMSProp per env (ray_jobs/tune_baselines.py): one
+    trial per (env, optimizer, learning rate), its seeds vmapped inside the trial."""
+
+    name: str = "baselines"
+    envs: Annotated[list[str], Field(min_length=1)]
+    optimizers: Annotated[list[Literal["adam", "rmsprop"]], Field(min_length=1)] = ["adam", "rmsprop"]
+    learning_rates: LogGrid = LogGrid(low=1e-4, high=1e-2, points=5)
+    seeds: PositiveInt = 4
+    seed: Annotated[int, Field(ge=0)] = 0
+    ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    resources: SweepResources = SweepResources()
+    tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
+    tuned_file: str | None = None  # None: configs/tuned/baselines.yaml
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        return _check_sweep_name(v)
+
+    @field_validator("envs")
+    @classmethod
+    def _known_envs(cls, v: list[str]) -> list[str]:
+        for env in v:
+            if env not in ENV_NAMES:
+                raise ValueError(f"unknown env {env!r}; choose from {', '.join(ENV_NAMES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} repeats an env; list each once")
+        return v
+
+    @model_validator(mode="after")
+    def _check_runs(self) -> BaselineSweepConfig:
+        for env in self.envs:  # every trial's run must validate before any trial starts
+            for optimizer in self.optimizers:
+                self.train_config(env, optimizer, self.learning_rates.low)
+        return self
+
+    def train_config(self, env: str, optimizer: str, learning_rate: float) -> TrainConfig:
+        overrides = {f"ppo.{k}": v for k, v in self.ppo.items()}
+        overrides.update({"optimizer.learning_rate": learning_rate, "seed": self.seed, "num_seeds": self.seeds})
+        return load_train_config(env=env, optimizer=optimizer, overrides=overrides)
+
+    @property
+    def tuned_path(self) -> Path:
+        return Path(self.tuned_file) if self.tuned_file is not None else TUNED_BASELINES_FILE
+
+
+class SensitivitySweepConfig(_Strict):
+    """A grid over meta-hyperparameters (ray_jobs/tune_sensitivity.py): each trial
+    meta-trains from `base` with its grid point, then trains fresh agents with the result
+    (the base config's tracking.eval_* settings) and reports their final return."""
+
+    name: str = "sensitivity"
+    base: str  # a meta-training config, e.g. configs/meta/optim4rl_breakout_smoke.yaml
+    overrides: dict[str, Any] = {}  # dotted keys applied to `base` before the grid point
+    # 2 or 3 dotted keys of the meta-training config: heatmap rows, columns, and panels.
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]]
+    meta_seeds: PositiveInt = 1  # meta-training runs per grid point (seeds 0..k-1), averaged
+    baselines_csv: str | None = None  # a baseline sweep's trials.csv: adds its spread to the figure
+    resources: SweepResources = SweepResources()
+    tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        return _check_sweep_name(v)
+
+    @field_validator("base", "baselines_csv")
+    @classmethod
+    def _file_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"file {v} does not exist; give an existing file (configs/meta/ for base)")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _two_or_three_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not 2 <= len(v) <= 3:
+            raise ValueError(f"has {len(v)} keys; give 2 (a heatmap) or 3 (heatmaps side by side)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_points(self) -> SensitivitySweepConfig:
+        import itertools
+
+        base = self.base_config()
+        for values in itertools.product(*self.grid.values()):
+            point = dict(zip(self.grid, values))
+            try:
+                self.meta_config(point, seed=0, base=base)
+            except ConfigError as exc:
+                shown = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise ValueError(f"grid point {shown}: {exc}") from None
+        return self
+
+    def base_config(self) -> dict[str, Any]:
+        """`base` with `overrides`, as plain data: what trials start from (they read no files,
+        so they run on any node of a cluster)."""
+        return load_meta_config(self.base, self.overrides).dump()
+
+    def meta_config(self, point: dict[str, Any], seed: int, base: dict[str, Any] | None = None) -> MetaTrainConfig:
+        return meta_config_at(self.base_config() if base is None else base, point, seed, source=self.base)
+
+
 # ---------------------------------------------------------------------------- loading
 
 
@@ -445,15 +600,30 @@ def build_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+def tuned_learning_rate(env: str, optimizer: str, tuned_file: str | Path | None = None) -> float:
+    """The learning rate a baseline sweep (ray_jobs/tune_baselines.py) found best for this
+    env and optimizer, from the tuned-baselines file."""
+    path = Path(tuned_file) if tuned_file is not None else TUNED_BASELINES_FILE
+    fix = f"run ray_jobs/tune_baselines.py with {env} and {optimizer} in its config (see configs/tune/)"
+    if not path.is_file():
+        raise ConfigError(f"optimizer: {optimizer}:tuned needs the tuned-baselines file {path}, which does not exist; {fix}")
+    entry = (read_yaml(path).get(env) or {}).get(optimizer)
+    if not isinstance(entry, dict) or not isinstance(entry.get("learning_rate"), (int, float)):
+        raise ConfigError(f"optimizer: {path} has no tuned learning rate for {optimizer} on {env}; {fix}")
+    return float(entry["learning_rate"])
+
+
 def load_train_config(
     *,
     env: str | None = None,
     config_file: str | Path | None = None,
     optimizer: str | None = None,
     overrides: dict[str, Any] | None = None,
+    tuned_file: str | Path | None = None,
 ) -> TrainConfig:
     """Resolve a run: a YAML file (explicit, or the published one for `env`), then a
-    different optimizer's defaults if asked, then dotted overrides; validate once."""
+    different optimizer's defaults if asked (`adam:tuned` / `rmsprop:tuned`: with the
+    learning rate from the tuned-baselines file), then dotted overrides; validate once."""
     if config_file is None and env is None:
         raise ConfigError("env: give --env NAME or --config FILE")
     raw = read_yaml(config_file if config_file is not None else default_config_path(env))
@@ -462,19 +632,43 @@ def load_train_config(
         default_config_path(env)  # validates the name
         set_dotted(raw, "env.name", env)
     if optimizer is not None:
+        base, _, variant = optimizer.partition(":")
+        if variant and (variant != "tuned" or base not in TUNABLE_OPTIMIZERS):
+            raise ConfigError(f"optimizer: unknown optimizer {optimizer!r}; the tuned variants are "
+                              f"{', '.join(f'{n}:tuned' for n in TUNABLE_OPTIMIZERS)}")
         current = raw.get("optimizer") or {}
-        if current.get("name") != optimizer:
-            raw["optimizer"] = optimizer_defaults(optimizer)
+        if current.get("name") != base or variant:
+            raw["optimizer"] = optimizer_defaults(base)
+        if variant:
+            env_name = (raw.get("env") or {}).get("name")
+            raw["optimizer"]["learning_rate"] = tuned_learning_rate(env_name, base, tuned_file)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return build_config(raw, source)
 
 
 def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:
+    return meta_config_at(read_yaml(path), overrides or {}, source=str(path))
+
+
+def load_sweep_config(path: str | Path, model: type[_Strict], overrides: dict[str, Any] | None = None):
+    """A BaselineSweepConfig or SensitivitySweepConfig from YAML with dotted overrides."""
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     try:
-        return MetaTrainConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def meta_config_at(raw: dict[str, Any], overrides: dict[str, Any], seed: int | None = None,
+                   source: str = "config") -> MetaTrainConfig:
+    """A meta-training config from plain data with dotted overrides (and a seed)."""
+    raw = copy.deepcopy(raw)
+    for key, value in {**overrides, **({} if seed is None else {"seed": seed})}.items():
+        set_dotted(raw, key, value)
+    try:
+        return MetaTrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None

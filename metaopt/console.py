@@ -65,18 +65,16 @@ def run_label(cfg: TrainConfig) -> str:
     return stem if stem.startswith(cfg.optimizer.name) else f"{cfg.optimizer.name}-{stem}"
 
 
-def run_and_report(configs: Sequence[TrainConfig], out: Path) -> list[RunResult]:
-    results = [train_with_progress(cfg, run_label(cfg)) for cfg in configs]
+def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[str | None] = ()) -> list[RunResult]:
+    labels = list(labels) or [None] * len(configs)
+    results = [train_with_progress(cfg, label or run_label(cfg)) for cfg, label in zip(configs, labels)]
     write_run(out, results)
     table = Table(title=f"PPO results ({out})")
     for h in TABLE_HEADER:
         table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")
     for row in table_rows(results):
         table.add_row(*row)
-    out_console = Console()
-    if not out_console.is_terminal:
-        out_console.width = 120  # logs and pipes: keep the table on one line per row
-    out_console.print(table)
+    _print_table(table)
     console.print(f"wrote {out}/results.json, curves.csv, returns.png", highlight=False)
     return results
 
@@ -166,4 +164,56 @@ def _with_meta_progress(cfg, out: Path, run):
     Console().print(table)
     console.print(f"wrote {result.meta_params_path} (use: metaopt train --optimizer {cfg.method} "
                   f"--meta-params {result.meta_params_path}), metrics.csv, meta_training.png, checkpoints/", highlight=False)
+    return result
+
+
+def _print_table(table: Table) -> None:
+    out_console = Console()
+    if not out_console.is_terminal:
+        out_console.width = 120  # logs and pipes: keep the table on one line per row
+    out_console.print(table)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "-" if v is None or np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.{digits}g}")
+
+
+def report_baseline_sweep(sweep, out: Path, fresh: bool = False):
+    """The learning-rate sweep, then a table of the best learning rate per env and optimizer."""
+    from metaopt.tuning.baselines import run_baseline_sweep
+    from metaopt.tuning.sweep import COMPLETED, spread
+
+    result = run_baseline_sweep(sweep, out, fresh=fresh)
+    table = Table(title=f"Tuned baselines ({result.out})")
+    for h in ("env", "optimizer", "best lr", "final return", "± s.e.", "best/worst", "completed", "stopped early"):
+        table.add_column(h, justify="left" if h in ("env", "optimizer") else "right")
+    for env in sweep.envs:
+        for opt in sweep.optimizers:
+            group = [r for r in result.rows if r["env"] == env and r["optimizer"] == opt]
+            best = result.best.get(env, {}).get(opt)
+            table.add_row(env, opt, _fmt(best["learning_rate"]) if best else "-",
+                          _fmt(best["final_return"], 4) if best else "-", _fmt(best["final_return_se"]) if best else "-",
+                          _fmt(spread([r["final_return"] for r in group])),
+                          str(sum(r["status"] == COMPLETED for r in group)), str(sum(r["status"] != COMPLETED for r in group)))
+    _print_table(table)
+    console.print(f"wrote {sweep.tuned_path} (use adam:tuned / rmsprop:tuned), {result.out}/trials.csv, "
+                  f"lr_sweep.png; MLflow run {result.parent_run_id}", highlight=False)
+    return result
+
+
+def report_sensitivity_sweep(sweep, out: Path, fresh: bool = False):
+    """The meta-hyperparameter grid, then a table of the final return per grid point."""
+    from metaopt.tuning.sensitivity import run_sensitivity_sweep
+
+    result = run_sensitivity_sweep(sweep, out, fresh=fresh)
+    table = Table(title=f"Sensitivity of {sweep.name} (final return of fresh agents; {result.out})")
+    for key in sweep.grid:
+        table.add_column(key, justify="right")
+    table.add_column("final return", justify="right")
+    table.add_column("runs", justify="right")
+    for cell in result.cells:
+        table.add_row(*(str(cell[k]) for k in sweep.grid), _fmt(cell["final_return"], 4), str(cell["runs"]))
+    _print_table(table)
+    console.print(f"spread (best/worst over the grid): {_fmt(result.spread)}; wrote {result.out}/heatmap.png, "
+                  f"tuning_shift.png, trials.csv; MLflow run {result.parent_run_id}", highlight=False)
     return result
