@@ -20,7 +20,7 @@ import yaml
 from ray import tune
 
 from metaopt.config import BaselineSweepConfig, read_yaml
-from metaopt.tuning.sweep import COMPLETED, UNFINISHED, GroupedASHA, fit, history, spread
+from metaopt.tuning.sweep import COMPLETED, GroupedASHA, fit, history, spread
 
 REPORTED = ("episode_return", "env_steps")
 
@@ -204,7 +204,7 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
         "metrics": {k: r[k] for k in ("final_return", "final_return_se", "env_steps_per_second") if np.isfinite(r[k])},
         "history": [(h["env_steps"], {"episode_return": h["episode_return"]}) for h in history(r["path"], REPORTED)
                     if "env_steps" in h and "episode_return" in h],
-    } for r in rows if r["status"] != UNFINISHED]
+    } for r in rows]
     parent = record_sweep(sweep.tracking, kind="tune-baselines", experiment_path=out / sweep.name,
                           config=sweep.model_dump(mode="json"), summary=summary, trials=finished,
                           artifacts=[csv_path, plot_path, sweep.tuned_path])

@@ -21,7 +21,7 @@ import numpy as np
 from ray import tune
 
 from metaopt.config import SensitivitySweepConfig, meta_config_at
-from metaopt.tuning.sweep import COMPLETED, UNFINISHED, fit, history, spread
+from metaopt.tuning.sweep import COMPLETED, fit, history, spread
 
 SEED_KEY = "meta_seed"
 
@@ -137,6 +137,7 @@ def plot_tuning_shift(path: Path, spreads: dict[str, float], title: str) -> None
                 ("n/a" if np.isnan(v) else f"{v:.2f}x"), ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
     ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_ylim(0, 1.15 * max(heights))
     ax.set_ylabel("best / worst final return")
     ax.set_title(title)
     fig.tight_layout()
@@ -201,7 +202,7 @@ def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fre
         "metrics": {"final_return": r["final_return"]} if np.isfinite(r["final_return"]) else {},
         "history": [(h["iteration"], {k: v for k, v in h.items() if k != "iteration"})
                     for h in history(r["path"], columns) if "iteration" in h],
-    } for r in rows if r["status"] != UNFINISHED]
+    } for r in rows]
     summary = {"spread": total_spread, **{f"spread.{k}": v for k, v in spreads.items()}}
     parent = record_sweep(sweep.tracking, kind="tune-sensitivity", experiment_path=out / sweep.name,
                           config=sweep.model_dump(mode="json"), summary=summary, trials=finished,
