@@ -1,20 +1,24 @@
 """Meta-training engine costs, compile time excluded. Prints a table and writes JSON.
 
-es_vmap: one ES generation of population P (one vmapped call over all members) against P
-  single PPO + OPEN runs of the same members done one by one. Ratio <= 1.0: vmap loses
-  nothing. Breakout config (64 envs x 128 steps) with a reduced budget.
+es_vmap: one ES generation of population P (one jitted call over all members) against P
+  single PPO + OPEN runs of the same members done one by one. Ratio <= 1.0: the generation
+  loses nothing. Measured for the backend's default `es.members_per_vmap` and for full vmap
+  (all P members in one vmap), the three timed in turn. Breakout config (64 envs x 128
+  steps) with a reduced budget.
 pipeline_backward: one pipeline meta-gradient (inner PPO updates with Optim4RL, then the
   meta-loss, then backprop) against the same computation without the backward pass; the
   difference is the backward pass's share of a meta-iteration.
 
     python benchmarks/meta_training.py --out benchmarks/results
     python benchmarks/meta_training.py --population 8 --updates 4 --repeats 3
+    python benchmarks/meta_training.py --cases es_vmap --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -33,32 +37,59 @@ def _timed(fn, repeats: int) -> list[float]:
     return times
 
 
-def es_vmap(population: int, updates: int, repeats: int) -> dict:
+def _timed_in_turn(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Each function warmed up, then all timed once per round, `repeats` rounds: on a
+    shared machine, load drifts hit every variant alike."""
     import jax
 
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def es_vmap(population: int, updates: int, repeats: int) -> dict:
+    import jax
+    import numpy as np
+
     from metaopt.config import MetaTrainConfig
-    from metaopt.meta.es import open_es_engine, open_task_fitness
+    from metaopt.meta.es import members_per_vmap, open_es_engine, open_task_fitness
 
-    cfg = MetaTrainConfig.model_validate({
-        "method": "open",
-        "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
-        "es": {"population_size": population, "sigma_init": 0.1},
-        "iterations": 1,
-    })
-    engine = open_es_engine(cfg)
-    state = engine.init(jax.random.key(0))
-    population_arr, keys, _ = engine.ask(state)
-    generation = _timed(lambda: engine.evaluate(population_arr, keys), repeats)
+    def config(per_vmap):
+        return MetaTrainConfig.model_validate({
+            "method": "open",
+            "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
+            "es": {"population_size": population, "sigma_init": 0.1, "members_per_vmap": per_vmap},
+            "iterations": 1,
+        })
 
+    cfg = config(None)
+    engine, full = open_es_engine(cfg), open_es_engine(config(population))
+    population_arr, keys, _ = engine.ask(engine.init(jax.random.key(0)))
     single = jax.jit(open_task_fitness(cfg.tasks[0], cfg.optimizer, 0))
-    one_by_one = _timed(lambda: [single(population_arr[i], keys[0]) for i in range(population)], repeats)
-    gen_s, seq_s = statistics.median(generation), statistics.median(one_by_one)
+    fns = {
+        "generation": lambda: engine.evaluate(population_arr, keys),
+        "full_vmap": lambda: full.evaluate(population_arr, keys),
+        "one_by_one": lambda: [single(population_arr[i], keys[0]) for i in range(population)],
+    }
+    fitness = {name: np.ravel(np.asarray(jax.device_get(fn()))) for name, fn in fns.items()}
+    times = _timed_in_turn(fns, repeats)
+    med = {name: statistics.median(t) for name, t in times.items()}
     steps = engine.env_steps_per_iteration
     return {
         "case": "es_vmap", "population": population, "ppo_updates_per_run": updates,
-        "generation_seconds": gen_s, "one_by_one_seconds": seq_s, "ratio": gen_s / seq_s,
-        "generation_env_steps_per_second": steps / gen_s, "one_by_one_env_steps_per_second": steps / seq_s,
-        "all_generation_seconds": generation, "all_one_by_one_seconds": one_by_one,
+        "members_per_vmap": members_per_vmap(cfg.es), "backend": jax.default_backend(),
+        "generation_seconds": med["generation"], "full_vmap_seconds": med["full_vmap"],
+        "one_by_one_seconds": med["one_by_one"],
+        "ratio": med["generation"] / med["one_by_one"], "full_vmap_ratio": med["full_vmap"] / med["one_by_one"],
+        "max_fitness_difference": float(max(np.max(np.abs(f - fitness["one_by_one"])) for f in fitness.values())),
+        "generation_env_steps_per_second": steps / med["generation"], "one_by_one_env_steps_per_second": steps / med["one_by_one"],
+        "all_seconds": times, "load_average": os.getloadavg(),
     }
 
 
@@ -102,18 +133,27 @@ def main() -> None:
     parser.add_argument("--inner-updates", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--cases", nargs="+", choices=["es_vmap", "pipeline_backward"], default=["es_vmap", "pipeline_backward"])
     args = parser.parse_args()
 
     import jax
 
-    rows = [es_vmap(args.population, args.updates, args.repeats),
-            pipeline_backward(args.width, args.inner_updates, args.repeats)]
-    es, pipe = rows
+    rows = []
     print(f"{'case':<20} {'measured':>12} {'baseline':>12} {'ratio/share':>12}")
-    print(f"{'es generation':<20} {es['generation_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
-          f"{es['ratio']:>12.2f}   (P={args.population} vmapped vs one by one; target <= 1.0)")
-    print(f"{'pipeline meta-grad':<20} {pipe['meta_gradient_seconds']:>11.2f}s {pipe['forward_only_seconds']:>11.2f}s "
-          f"{pipe['backward_share']:>12.2f}   (with backward vs forward only; share in backward)")
+    if "es_vmap" in args.cases:
+        es = es_vmap(args.population, args.updates, args.repeats)
+        rows.append(es)
+        print(f"{'es generation':<20} {es['generation_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
+              f"{es['ratio']:>12.2f}   (P={args.population}, {es['members_per_vmap']} vmapped at a time, vs one by one; target <= 1.0)")
+        print(f"{'es full vmap':<20} {es['full_vmap_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
+              f"{es['full_vmap_ratio']:>12.2f}   (all {args.population} members in one vmap)")
+        print(f"{'':<20} load average {es['load_average'][0]:.1f}; largest fitness difference between the three: "
+              f"{es['max_fitness_difference']:.3g}")
+    if "pipeline_backward" in args.cases:
+        pipe = pipeline_backward(args.width, args.inner_updates, args.repeats)
+        rows.append(pipe)
+        print(f"{'pipeline meta-grad':<20} {pipe['meta_gradient_seconds']:>11.2f}s {pipe['forward_only_seconds']:>11.2f}s "
+              f"{pipe['backward_share']:>12.2f}   (with backward vs forward only; share in backward)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"machine": {"platform": platform.platform(), "processor": platform.processor(),

@@ -226,6 +226,10 @@ class ESConfig(_Strict):
     # Members per compiled evaluation call. Fixed, so a population evaluated in shards
     # (locally in sequence, or on Ray workers) gives bit-identical fitnesses.
     members_per_shard: PositiveInt | None = None  # None: the whole population in one call
+    # Members vmapped together inside a shard's call; chunks of that size run in sequence.
+    # None: by backend, 1 on CPU (faster there, see metaopt.meta.es.members_per_vmap), the
+    # whole shard on accelerators.
+    members_per_vmap: PositiveInt | None = None
     rollouts_per_member: PositiveInt = 1
     sigma_init: PositiveFloat = 0.03
     sigma_decay: Annotated[float, Field(gt=0, le=1)] = 0.999  # per generation

@@ -9,7 +9,7 @@ import pytest
 
 from metaopt.cli import main
 from metaopt.config import CONFIG_DIR, ConfigError, ESConfig, MetaTrainConfig, load_meta_config
-from metaopt.meta.es import combine_fitness, make_es_engine, open_es_engine
+from metaopt.meta.es import combine_fitness, make_es_engine, members_per_vmap, open_es_engine
 from metaopt.meta.run import meta_train
 from metaopt.optimizers.learned import load_meta_params
 from tests.helpers import assert_same_run
@@ -93,6 +93,28 @@ def test_bad_meta_config_is_one_line(override, fix):
 def smoke_engine():
     cfg = load_meta_config(SMOKE)
     return cfg, open_es_engine(cfg)
+
+
+def test_members_per_vmap_defaults_by_backend():
+    cfg = ESConfig(population_size=16, members_per_shard=8)
+    assert members_per_vmap(cfg, "cpu") == 1
+    assert members_per_vmap(cfg, "gpu") == members_per_vmap(cfg, "tpu") == 8
+    assert members_per_vmap(ESConfig(population_size=16, members_per_vmap=4), "cpu") == 4
+    assert members_per_vmap(ESConfig(population_size=16, members_per_shard=8, members_per_vmap=32), "gpu") == 8
+
+
+def test_members_in_sequence_or_in_one_vmap_give_the_same_fitness():
+    # One run at a time (no batching: the CPU default) and the whole shard of 4 members in
+    # one vmap (the accelerator default); 2 rollouts per member.
+    fitness = []
+    for per_vmap in (1, 4):
+        cfg = load_meta_config(SMOKE, {"es.members_per_vmap": per_vmap, "es.rollouts_per_member": 2})
+        engine = open_es_engine(cfg)
+        population, keys, _ = engine.ask(engine.init(jax.random.key(0)))
+        fitness.append(np.asarray(engine.evaluate_shard(population[:4], keys)))
+    assert fitness[0].shape == (4, 2, 1) and np.isfinite(fitness[0]).all()
+    assert len(np.unique(fitness[0])) > 1  # members and rollouts differ
+    np.testing.assert_allclose(fitness[1], fitness[0], rtol=1e-5)
 
 
 def test_real_env_generations_give_finite_fitness(smoke_engine, tmp_path):

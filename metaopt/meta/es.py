@@ -1,8 +1,8 @@
 """OPEN meta-training by evolution strategies: evosax OpenES ask/tell around PPO runs.
 
 A generation is three pure, jitted steps: `ask` (population and the generation's rollout
-keys), `evaluate` (fitness of a shard of members, one vmap over members x rollouts), and
-`tell`. Shards have a fixed size, so evaluating them in sequence here, on several local
+keys), `evaluate` (fitness of a shard of members: one jitted function of the members and the
+keys), and `tell`. Shards have a fixed size, so evaluating them in sequence here, on several local
 devices, or on Ray workers gives the same numbers. All members of a generation share its
 rollout keys (common random numbers): fitness differences come from the members alone.
 
@@ -193,12 +193,37 @@ def open_task_fitness(task: TaskConfig, optimizer: OpenConfig, task_index: int) 
     return fitness
 
 
-def open_evaluate_fn(tasks: list[TaskConfig], optimizer: OpenConfig) -> EvaluateFn:
+def members_per_vmap(cfg: ESConfig, backend: str | None = None) -> int:
+    """How many members a shard evaluates at once (vmapped); the shard's chunks of that
+    size run in sequence inside the same compiled call.
+
+    Default: 1 on CPU, the whole shard elsewhere. On XLA:CPU a single PPO + OPEN run
+    already keeps both cores busy (64 envs, 1024-sample minibatches, OPEN's matrix products
+    over ~60k parameters), so batching members buys no parallelism and costs cache: each of
+    OPEN's per-parameter passes streams (members, 8..24, N) arrays, 30-46 MB at 8 members
+    against 4-6 MB for one, and the batched passes ran 2.3-2.6x slower per element (per-op
+    profile, benchmarks/README.md). One member at a time also keeps the rollout's
+    `lax.cond` a real branch (under vmap it becomes a select that runs both sides).
+    Accelerators want the widest batch."""
+    if cfg.members_per_vmap is not None:
+        return min(cfg.members_per_vmap, cfg.shard_size)
+    return 1 if (backend or jax.default_backend()) == "cpu" else cfg.shard_size
+
+
+def open_evaluate_fn(tasks: list[TaskConfig], optimizer: OpenConfig, per_vmap: int) -> EvaluateFn:
+    """`per_vmap` members vmapped together (with their rollouts); chunks of them in
+    sequence. 1: every PPO run (member x rollout) alone, unbatched."""
     runs = [open_task_fitness(t, optimizer, i) for i, t in enumerate(tasks)]
 
+    def member(flat: jax.Array, keys: jax.Array) -> jax.Array:  # (D,), (R,) -> (R, tasks)
+        if per_vmap == 1:
+            return jnp.stack([jax.lax.map(partial(run, flat), keys) for run in runs], axis=-1)
+        return jnp.stack([jax.vmap(run, (None, 0))(flat, keys) for run in runs], axis=-1)
+
     def evaluate(members: jax.Array, keys: jax.Array) -> jax.Array:
-        per_task = [jax.vmap(jax.vmap(run, (None, 0)), (0, None))(members, keys) for run in runs]
-        return jnp.stack(per_task, axis=-1)
+        if per_vmap >= members.shape[0]:
+            return jax.vmap(member, (0, None))(members, keys)
+        return jax.lax.map(lambda m: member(m, keys), members, batch_size=per_vmap if per_vmap > 1 else None)
 
     return evaluate
 
@@ -213,6 +238,6 @@ def open_es_engine(cfg: MetaTrainConfig) -> ESEngine:
     references = tuple(t.reference for t in cfg.tasks) if len(cfg.tasks) > 1 else (1.0,)
     steps = sum(t.ppo.num_updates * t.ppo.batch_size for t in cfg.tasks)
     return make_es_engine(
-        cfg.es, mean, open_evaluate_fn(cfg.tasks, opt), lambda flat: open_opt.unravel(flat, opt.larger),
+        cfg.es, mean, open_evaluate_fn(cfg.tasks, opt, members_per_vmap(cfg.es)), lambda flat: open_opt.unravel(flat, opt.larger),
         references, tuple(cfg.env_names), steps,
     )
