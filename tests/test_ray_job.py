@@ -1,5 +1,6 @@
-"""`ray start --head` with token authentication, then `ray job submit` of a smoke config:
-the job succeeds and registers a model in the MLflow store it was pointed at."""
+"""`ray start --head` with token authentication, then `ray job submit` of a smoke config (the
+job succeeds and registers a model in the MLflow store it was pointed at) and of a tiny
+baseline sweep (Ray Tune inside a job)."""
 
 from __future__ import annotations
 
@@ -64,24 +65,40 @@ def _stop_cluster(temp_dir: str) -> None:
     psutil.wait_procs(procs, timeout=30)
 
 
-def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
-    address, env = head
-    store = f"sqlite:///{tmp_path}/mlruns.db"
-    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-           "python", "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
-           "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
-           "--set", "tracking.model_name=open-job-test"]
+def _submit(address: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--", "python", *args]
     for _ in range(40):  # the head's job agent may still be starting on a loaded machine
         job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if "No available agent to submit job" not in job.stderr + job.stdout:
             break
         time.sleep(3)
     assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, job.stdout[-3000:] + job.stderr[-3000:]
+    return job
+
+
+def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
+    address, env = head
+    store = f"sqlite:///{tmp_path}/mlruns.db"
+    _submit(address, env, "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
+            "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
+            "--set", "tracking.model_name=open-job-test")
     from metaopt import registry
 
     version = registry.model_version("models:/open-job-test@latest", TrackingConfig(uri=store))
     assert version.tags["method"] == "open" and version.tags["envs"] == "breakout"
     assert (tmp_path / "out" / "meta_params.safetensors").is_file()
+
+
+def test_ray_job_submit_tune_baselines_writes_the_tuned_file(head, tmp_path):
+    address, env = head
+    tuned = tmp_path / "tuned.yaml"
+    _submit(address, env, "ray_jobs/tune_baselines.py", "--config", "configs/tune/baselines_tiny.yaml",
+            "--out", str(tmp_path / "out"), "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns.db",
+            "--set", f"tuned_file={tuned}", "--set", "optimizers=[adam]")
+    from metaopt.config import load_train_config
+
+    assert load_train_config(env="breakout", optimizer="adam:tuned", tuned_file=tuned).optimizer.learning_rate in (1e-3, 1e-2)
+    assert len((tmp_path / "out" / "trials.csv").read_text().splitlines()) == 3  # header + 2 learning rates
 
 
 def test_ray_job_submit_without_the_token_is_refused(head):
