@@ -112,13 +112,25 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
                 "seeds": sweep.seeds,
                 "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).ppo.total_timesteps,
                 "grid": sweep.learning_rates.values,
-                "sweep": str(experiment), "date": today,
+                # The best at an end of the grid may lie beyond it: widen the grid that way.
+                "at_grid_edge": r["learning_rate"] in (sweep.learning_rates.values[0], sweep.learning_rates.values[-1]),
+                "sweep": _shown(experiment), "date": today,
             }
     header = ("# Tuned baselines: the best learning rate per env and optimizer from a learning-rate sweep\n"
               "# (ray_jobs/tune_baselines.py; final return = mean over seeds of the mean return of episodes\n"
               "# finished in the last 10% of updates). Read by `adam:tuned` / `rmsprop:tuned`.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(data, sort_keys=True))
+
+
+def _shown(path: Path) -> str:
+    """Relative to the project when inside it: the tuned file is committed."""
+    from metaopt.config import CONFIG_DIR
+
+    try:
+        return str(path.resolve().relative_to(CONFIG_DIR.parent))
+    except ValueError:
+        return str(path)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
