@@ -27,7 +27,7 @@ def gru_shapes(in_features: int, hidden: int) -> dict:
     return tree
 
 
-def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one_rows: int = 0) -> jax.Array:
+def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one: tuple[int, ...] = ()) -> jax.Array:
     """flax GRUCell (tanh): carry (H, N), x (F, N) -> new carry (H, N).
     r = s(Wir x + bir + Whr h); z = s(Wiz x + biz + Whz h);
     n = tanh(Win x + bin + r (Whn h + bhn)); h' = (1 - z) n + z h.
@@ -35,18 +35,22 @@ def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one_rows: int = 0) 
     with the halving folded into the r and z weights (exact: a power of two), and
     h' = h + (1 - z)(n - h): fewer operations in the one elementwise pass, which is bound
     by its three tanh per element.
-    The last `rank_one_rows` inputs (all of them for one input) enter as outer products,
+    The inputs listed in `rank_one` (all of them for one input) enter as outer products,
     which fuse into that pass: a matrix product over them would write a (3H, N) array,
-    and would make XLA materialise x whole even where those rows are broadcast scalars."""
+    and would make XLA materialise x whole even where those rows are broadcast scalars.
+    Rows that are loop-invariant (N,) vectors belong in the product, not in `rank_one`:
+    inside a training loop XLA hoists their (3H, N) outer product out of the loop, and
+    the gate pass then reads 3H rows back instead of one."""
     h = carry.shape[0]
     half = jnp.concatenate([jnp.full((2 * h,), 0.5, carry.dtype), jnp.ones((h,), carry.dtype)])[:, None]
     w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T * half
     b_in = jnp.concatenate([gru[k]["bias"] for k in GATES_IN])[:, None] * half
     w_h = jnp.concatenate([gru[k]["kernel"] for k in GATES_HIDDEN], 1).T * half
-    dense_rows = 0 if x.shape[0] == 1 else x.shape[0] - rank_one_rows
-    xi = b_in + sum(w_in[:, k : k + 1] * x[k] for k in range(dense_rows, x.shape[0]))
-    if dense_rows:
-        xi = xi + w_in[:, :dense_rows] @ x[:dense_rows]
+    rank_one = range(x.shape[0]) if x.shape[0] == 1 else rank_one
+    dense = [k for k in range(x.shape[0]) if k not in rank_one]
+    xi = b_in + sum(w_in[:, k : k + 1] * x[k] for k in rank_one)
+    if dense:
+        xi = xi + w_in[:, dense] @ jnp.concatenate([x[k : k + 1] for k in dense])  # static rows, no gather
     hh = w_h @ carry
     r = 0.5 * jnp.tanh(xi[:h] + hh[:h]) + 0.5
     t_z = jnp.tanh(xi[h : 2 * h] + hh[h : 2 * h])

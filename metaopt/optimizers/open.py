@@ -28,6 +28,9 @@ from metaopt.optimizers.flat import FlatLayout
 NUM_FEATURES = 19
 NUM_OUTPUTS = 3
 NUM_NORMALISED = 15  # features 0-14; 15-18 (proportions, dormancy) go in raw
+# GRU inputs taken as outer products: the two progress scalars and dormancy (the layer
+# proportion, constant per element, goes into the GRU's matrix product, see cells.gru_step).
+RANK_ONE = (15, 17, 18)
 BETAS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 SIZES = {False: (8, 16), True: (16, 32)}  # larger -> (gru, mlp hidden)
 STEP_SCALE = 0.001
@@ -108,7 +111,7 @@ def load_published(path: str | Path) -> dict:
 
 def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array):
     """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N))."""
-    new_carry = cells.gru_step(meta_params["gru_params"], carry, features, NUM_FEATURES - NUM_NORMALISED)
+    new_carry = cells.gru_step(meta_params["gru_params"], carry, features, RANK_ONE)
     mlp = meta_params["params"]
     x = [new_carry[k] for k in range(new_carry.shape[0])]
     x = [jax.nn.relu(r) for r in cells.dense_layer_norm_rows(mlp["layers_0"], mlp["layers_1"], x, LN_EPS)]
