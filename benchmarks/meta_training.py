@@ -37,20 +37,22 @@ def _timed(fn, repeats: int) -> list[float]:
     return times
 
 
-def _timed_in_turn(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Each function warmed up, then all timed once per round, `repeats` rounds: on a
-    shared machine, load drifts hit every variant alike."""
+def _timed_in_turn(fns: dict, repeats: int) -> tuple[dict, dict[str, list[float]], dict[str, list[float]]]:
+    """Each function warmed up (its output returned), then all timed once per round,
+    `repeats` rounds: on a shared machine, load drifts hit every variant alike. Wall and
+    process CPU seconds (the work done, less sensitive to other jobs than wall time)."""
     import jax
 
-    for fn in fns.values():
-        jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    outputs = {name: jax.block_until_ready(fn()) for name, fn in fns.items()}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - t0)
-    return times
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return outputs, wall, cpu
 
 
 def es_vmap(population: int, updates: int, repeats: int) -> dict:
@@ -77,9 +79,10 @@ def es_vmap(population: int, updates: int, repeats: int) -> dict:
         "full_vmap": lambda: full.evaluate(population_arr, keys),
         "one_by_one": lambda: [single(population_arr[i], keys[0]) for i in range(population)],
     }
-    fitness = {name: np.ravel(np.asarray(jax.device_get(fn()))) for name, fn in fns.items()}
-    times = _timed_in_turn(fns, repeats)
+    outputs, times, cpu = _timed_in_turn(fns, repeats)
+    fitness = {name: np.ravel(np.asarray(jax.device_get(out))) for name, out in outputs.items()}
     med = {name: statistics.median(t) for name, t in times.items()}
+    med_cpu = {name: statistics.median(t) for name, t in cpu.items()}
     steps = engine.env_steps_per_iteration
     return {
         "case": "es_vmap", "population": population, "ppo_updates_per_run": updates,
@@ -89,7 +92,8 @@ def es_vmap(population: int, updates: int, repeats: int) -> dict:
         "ratio": med["generation"] / med["one_by_one"], "full_vmap_ratio": med["full_vmap"] / med["one_by_one"],
         "max_fitness_difference": float(max(np.max(np.abs(f - fitness["one_by_one"])) for f in fitness.values())),
         "generation_env_steps_per_second": steps / med["generation"], "one_by_one_env_steps_per_second": steps / med["one_by_one"],
-        "all_seconds": times, "load_average": os.getloadavg(),
+        "cpu_ratio": med_cpu["generation"] / med_cpu["one_by_one"], "full_vmap_cpu_ratio": med_cpu["full_vmap"] / med_cpu["one_by_one"],
+        "all_seconds": times, "all_cpu_seconds": cpu, "load_average": os.getloadavg(),
     }
 
 
@@ -147,8 +151,8 @@ def main() -> None:
               f"{es['ratio']:>12.2f}   (P={args.population}, {es['members_per_vmap']} vmapped at a time, vs one by one; target <= 1.0)")
         print(f"{'es full vmap':<20} {es['full_vmap_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
               f"{es['full_vmap_ratio']:>12.2f}   (all {args.population} members in one vmap)")
-        print(f"{'':<20} load average {es['load_average'][0]:.1f}; largest fitness difference between the three: "
-              f"{es['max_fitness_difference']:.3g}")
+        print(f"{'':<20} CPU-time ratios {es['cpu_ratio']:.2f} / {es['full_vmap_cpu_ratio']:.2f}; load average "
+              f"{es['load_average'][0]:.1f}; largest fitness difference between the three: {es['max_fitness_difference']:.3g}")
     if "pipeline_backward" in args.cases:
         pipe = pipeline_backward(args.width, args.inner_updates, args.repeats)
         rows.append(pipe)
