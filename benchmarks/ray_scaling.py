@@ -4,9 +4,9 @@ writes JSON. Compile time excluded (a warm-up generation per pool).
 speed-up: generation wall time with 1 worker / with 2 workers (same shards, same numbers).
 overhead: (driver wall time per generation - the busiest worker's compute) / wall time:
   ask/tell, shipping parameters and fitnesses, scheduling.
-machine ceiling: the same shard evaluated by plain processes without Ray, one alone and then
-  two at once (each compiled first, started together): 2 x t(alone) / t(two at once) is the
-  most any 2-worker scheme can gain on this machine.
+layouts: 1 worker with both CPUs (XLA's threads use both cores), 1 worker pinned to one core,
+  2 workers with a CPU each, unpinned (the OS spreads each worker's threads over both cores)
+  and pinned (distributed.pin_cpus: each worker on its own core).
 
     python benchmarks/ray_scaling.py --out benchmarks/results
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 
-def measure(workers: int, population: int, updates: int, generations: int) -> dict:
+def measure(workers: int, cpus: int, pin: bool, population: int, updates: int, generations: int) -> dict:
     import jax
 
     from metaopt.config import MetaTrainConfig
@@ -31,7 +31,7 @@ def measure(workers: int, population: int, updates: int, generations: int) -> di
         "method": "open",
         "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
         "es": {"population_size": population, "members_per_shard": population // 2, "sigma_init": 0.1},
-        "distributed": {"workers": workers, "cpus_per_worker": 2 // workers},
+        "distributed": {"workers": workers, "cpus_per_worker": cpus, "pin_cpus": pin},
         "iterations": generations,
     })
     pool = WorkerPool(cfg, cfg.distributed)
@@ -47,62 +47,14 @@ def measure(workers: int, population: int, updates: int, generations: int) -> di
         pool.shutdown()
     wall = statistics.median(r["ray_wall_seconds"] for r in rows)
     return {
-        "workers": workers, "population": population, "ppo_updates_per_member": updates,
+        "workers": workers, "cpus_per_worker": cpus, "pinned": pin, "population": population,
+        "ppo_updates_per_member": updates,
         "generation_seconds": wall,
         "slowest_worker_seconds": statistics.median(r["ray_slowest_worker_seconds"] for r in rows),
         "overhead_share": statistics.median(r["ray_overhead_share"] for r in rows),
         "env_steps_per_second": engine.env_steps_per_iteration / wall,
         "generations": rows,
     }
-
-
-_SHARD_SCRIPT = """
-import json, sys, time
-from pathlib import Path
-import jax
-from metaopt.config import MetaTrainConfig
-from metaopt.meta.es import open_es_engine
-population, updates, repeats, barrier = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-cfg = MetaTrainConfig.model_validate({"method": "open",
-    "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
-    "es": {"population_size": population, "members_per_shard": population // 2, "sigma_init": 0.1}, "iterations": 1})
-engine = open_es_engine(cfg)
-members, keys, _ = engine.ask(engine.init(jax.random.key(0)))
-shard = engine.shards(members)[0]
-jax.block_until_ready(engine.evaluate_shard(shard, keys))
-print("ready", flush=True)
-while not barrier.exists():
-    time.sleep(0.01)
-t0 = time.perf_counter()
-for _ in range(repeats):
-    jax.block_until_ready(engine.evaluate_shard(shard, keys))
-print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
-"""
-
-
-def _shards_at_once(processes: int, population: int, updates: int, repeats: int) -> float:
-    """Wall time for `processes` plain processes each evaluating one shard `repeats` times."""
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        barrier = Path(tmp) / "go"
-        procs = [subprocess.Popen([sys.executable, "-c", _SHARD_SCRIPT, str(population), str(updates), str(repeats),
-                                   str(barrier)], stdout=subprocess.PIPE, text=True) for _ in range(processes)]
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready"
-        barrier.touch()
-        times = [json.loads(p.stdout.readline())["seconds"] for p in procs]
-        for p in procs:
-            p.wait()
-    return max(times)
-
-
-def machine_ceiling(population: int, updates: int, repeats: int = 2) -> dict:
-    alone = _shards_at_once(1, population, updates, repeats)
-    together = _shards_at_once(2, population, updates, repeats)
-    return {"one_process_seconds": alone, "two_processes_seconds": together, "ceiling": 2 * alone / together}
 
 
 def main() -> None:
@@ -117,24 +69,25 @@ def main() -> None:
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    rows = [measure(w, args.population, args.updates, args.generations) for w in (1, 2)]
+    layouts = [(1, 2, False), (1, 1, True), (2, 1, False), (2, 1, True)]
+    rows = [measure(w, c, pin, args.population, args.updates, args.generations) for w, c, pin in layouts]
     ray.shutdown()
-    one, two = rows
-    speedup = one["generation_seconds"] / two["generation_seconds"]
-    print(f"{'workers':>8} {'generation s':>13} {'busiest worker s':>17} {'overhead':>9} {'env steps/s':>12}")
+    best_single, one_pinned, two_unpinned, two_pinned = (r["generation_seconds"] for r in rows)
+    speedups = {"two_pinned_vs_one_pinned": one_pinned / two_pinned,
+                "two_pinned_vs_one_with_both_cpus": best_single / two_pinned,
+                "two_unpinned_vs_one_with_both_cpus": best_single / two_unpinned}
+    print(f"{'workers':>8} {'CPUs each':>10} {'pinned':>7} {'generation s':>13} {'busiest worker s':>17} "
+          f"{'overhead':>9} {'env steps/s':>12}")
     for r in rows:
-        print(f"{r['workers']:>8} {r['generation_seconds']:>13.2f} {r['slowest_worker_seconds']:>17.2f} "
-              f"{r['overhead_share']:>9.1%} {r['env_steps_per_second']:>12,.0f}")
-    print(f"speed-up 2 vs 1 workers: {speedup:.2f}x (target >= 1.7x); overhead target < 5%")
-    ceiling = machine_ceiling(args.population, args.updates)
-    print(f"machine ceiling (plain processes, no Ray): one shard alone {ceiling['one_process_seconds']:.2f} s, "
-          f"two shards in two processes at once {ceiling['two_processes_seconds']:.2f} s: at most "
-          f"{ceiling['ceiling']:.2f}x from a second worker")
+        print(f"{r['workers']:>8} {r['cpus_per_worker']:>10} {str(r['pinned']):>7} {r['generation_seconds']:>13.2f} "
+              f"{r['slowest_worker_seconds']:>17.2f} {r['overhead_share']:>9.1%} {r['env_steps_per_second']:>12,.0f}")
+    print(f"speed-up, 2 pinned workers vs 1 (a CPU each): {speedups['two_pinned_vs_one_pinned']:.2f}x (target >= 1.7x); "
+          f"vs 1 worker with both CPUs: {speedups['two_pinned_vs_one_with_both_cpus']:.2f}x "
+          f"(unpinned: {speedups['two_unpinned_vs_one_with_both_cpus']:.2f}x); overhead target < 5%")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"machine": {"platform": platform.platform(), "jax": jax.__version__, "cpus": 2},
-              "time": time.strftime("%Y-%m-%d %H:%M:%S"), "speedup": speedup, "results": rows,
-              "machine_ceiling": ceiling}
+              "time": time.strftime("%Y-%m-%d %H:%M:%S"), "speedups": speedups, "results": rows}
     (out / "ray_scaling.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {out / 'ray_scaling.json'}")
 

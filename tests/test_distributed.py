@@ -42,8 +42,9 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["open", "optim4rl"])
 def method_setup(request, cluster, store, tmp_path_factory):
-    """The single-process run, and a pool of 2 compiled workers to reuse."""
-    cfg = smoke(request.param, store, **{"distributed.workers": 2})
+    """The single-process run, and a pool of 2 compiled workers to reuse, each pinned to its
+    own core (so the equality tests also say that pinning changes no number)."""
+    cfg = smoke(request.param, store, **{"distributed.workers": 2, "distributed.pin_cpus": True})
     reference = meta_train(cfg, tmp_path_factory.mktemp(f"{request.param}_single"))
     pool = WorkerPool(cfg, cfg.distributed)
     yield request.param, cfg, reference, pool

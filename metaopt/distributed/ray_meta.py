@@ -34,9 +34,13 @@ class ShardFailed(RuntimeError):
 class MetaWorker:
     """Holds one engine and runs its pieces: ES shards or pipeline groups."""
 
-    def __init__(self, config_json: str):
+    def __init__(self, config_json: str, cores: list[int] | None = None):
         from metaopt.meta.run import make_engine
 
+        if cores:  # before JAX's CPU client exists, so its thread pool fits the cores too
+            import os
+
+            os.sched_setaffinity(0, cores)
         self.cfg = MetaTrainConfig.model_validate_json(config_json)
         self.engine = make_engine(self.cfg)
 
@@ -68,19 +72,29 @@ class WorkerPool:
 
     def __post_init__(self):
         if not self.actors:  # given actors: a pool sharing already compiled workers
-            self.actors = [self._new_actor() for _ in range(self.dist.workers)]
+            self.actors = [self._new_actor(i) for i in range(self.dist.workers)]
         else:
             self.warm = set(range(len(self.actors)))
 
-    def _new_actor(self):
+    def _cores(self, index: int) -> list[int] | None:
+        """With `pin_cpus`, worker i gets its own cores: i*c .. i*c+c-1 (c = cpus_per_worker),
+        so XLA's threads of different workers do not thrash the same cores and caches."""
+        if not self.dist.pin_cpus:
+            return None
+        import os
+
+        per = max(1, int(self.dist.cpus_per_worker))
+        return [(index * per + k) % os.cpu_count() for k in range(per)]
+
+    def _new_actor(self, index: int):
         options = {"num_cpus": self.dist.cpus_per_worker, "num_gpus": self.dist.gpus_per_worker,
                    "max_restarts": -1, "max_task_retries": 0}
-        return MetaWorker.options(**options).remote(json.dumps(self.cfg.dump()))
+        return MetaWorker.options(**options).remote(json.dumps(self.cfg.dump()), self._cores(index))
 
     def _replace(self, index: int) -> None:
         """Kill a hung or dead actor; a fresh one (re)compiles before its next piece."""
         ray.kill(self.actors[index], no_restart=True)
-        self.actors[index] = self._new_actor()
+        self.actors[index] = self._new_actor(index)
         self.warm.discard(index)
         self.restarts += 1
 
