@@ -24,7 +24,7 @@ demo: install
 		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)/eval
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/ppo_throughput.py --out benchmarks/results

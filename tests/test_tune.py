@@ -1,17 +1,14 @@
-"""Ray Tune sweeps as users run them: the `ray_jobs/` entry points on an embedded Ray, a real
-sqlite MLflow store, tiny budgets. A baseline sweep is interrupted with Ctrl-C (SIGINT) after
-two trials and resumed: finished trials are not run again."""
+"""Ray Tune baseline sweeps as users run them: `ray_jobs/tune_baselines.py` on an embedded Ray,
+a real sqlite MLflow store, tiny budgets. The sweep is interrupted with Ctrl-C (SIGINT) after
+two trials and resumed: finished trials are not run again. Config errors for both sweeps."""
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -19,32 +16,8 @@ from mlflow import MlflowClient
 from metaopt.cli import main
 from metaopt.config import (BaselineSweepConfig, ConfigError, SensitivitySweepConfig, load_sweep_config,
                             load_train_config)
-from metaopt.tracking.sweeps import PARENT_TAG, SWEEP_TAG
-
-PROJECT = Path(__file__).resolve().parents[1]
-BASELINES_TINY = "configs/tune/baselines_tiny.yaml"
-SENSITIVITY_TINY = "configs/tune/sensitivity_open_tiny.yaml"
-
-
-def _command(script: str, config: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, f"ray_jobs/{script}", "--config", config, "--out", str(out),
-            "--set", f"tracking.uri=sqlite:///{out}/mlruns.db", *extra]
-
-
-def _finished_results(experiment: Path) -> dict[str, str]:
-    """Trial folder -> its result.json, for trials that reported a final return."""
-    return {p.parent.name: p.read_text() for p in experiment.glob("*/result.json") if "final_return" in p.read_text()}
-
-
-def _csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def _children(uri: str, parent: str):
-    client = MlflowClient(tracking_uri=uri)
-    exp = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(exp, filter_string=f"tags.`{PARENT_TAG}` = '{parent}'")
+from metaopt.tracking.sweeps import SWEEP_TAG
+from tests.sweep_helpers import BASELINES_TINY, PROJECT, SENSITIVITY_TINY, child_runs, sweep_command, read_csv, finished_results
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +25,7 @@ def baseline_sweep(tmp_path_factory):
     """The tiny baseline sweep, one trial at a time, stopped by SIGINT once two trials have
     finished, then the same command again."""
     out = tmp_path_factory.mktemp("tune_baselines")
-    cmd = _command("tune_baselines.py", BASELINES_TINY, out, "--set", f"tuned_file={out}/tuned.yaml",
+    cmd = sweep_command("tune_baselines.py", BASELINES_TINY, out, "--set", f"tuned_file={out}/tuned.yaml",
                    "--set", "resources.max_concurrent_trials=1")
     first_log = out / "first.log"
     with first_log.open("w") as log:
@@ -64,7 +37,7 @@ def baseline_sweep(tmp_path_factory):
         proc.send_signal(signal.SIGINT)
         first_rc = proc.wait(timeout=120)
     experiment = out / "baselines-tiny"
-    before = _finished_results(experiment)
+    before = finished_results(experiment)
     second = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     return {"out": out, "first_rc": first_rc, "first_log": first_log.read_text(), "before": before,
@@ -76,7 +49,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(baseline_sw
     assert s["first_rc"] == 130 and "run the same command again to resume" in s["first_log"]
     assert 2 <= len(s["before"]) < 4  # stopped mid-sweep
     assert f"{len(s['before'])} of 4 trials already finished" in s["second"]
-    after = _finished_results(s["experiment"])
+    after = finished_results(s["experiment"])
     assert len(after) == 4
     for trial, result in s["before"].items():
         assert after[trial] == result  # not run again: not one report more or different
@@ -85,7 +58,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(baseline_sw
 
 def test_baseline_sweep_picks_best_and_writes_tuned_file_csv_plot_and_mlflow(baseline_sweep):
     out = baseline_sweep["out"]
-    rows = _csv(out / "trials.csv")
+    rows = read_csv(out / "trials.csv")
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     tuned = out / "tuned.yaml"
     for optimizer in ("adam", "rmsprop"):
@@ -101,7 +74,7 @@ def test_baseline_sweep_picks_best_and_writes_tuned_file_csv_plot_and_mlflow(bas
     exp = [e.experiment_id for e in client.search_experiments()]
     parents = client.search_runs(exp, filter_string=f"tags.`{SWEEP_TAG}` = '{baseline_sweep['experiment']}'")
     assert len(parents) == 1  # the interrupted run recorded nothing; the resumed one once
-    children = _children(uri, parents[0].info.run_id)
+    children = child_runs(uri, parents[0].info.run_id)
     assert len(children) == 4
     by_trial = {c.data.tags["metaopt.trial_id"]: c for c in children}
     for r in rows:
@@ -111,30 +84,6 @@ def test_baseline_sweep_picks_best_and_writes_tuned_file_csv_plot_and_mlflow(bas
         assert len(client.get_metric_history(child.info.run_id, "episode_return")) > 1
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"trials.csv", "lr_sweep.png", "tuned.yaml"} <= artifacts
-
-
-def test_sensitivity_sweep_writes_heatmap_csv_and_mlflow(tmp_path):
-    out = tmp_path / "sens"
-    proc = subprocess.run(_command("tune_sensitivity.py", SENSITIVITY_TINY, out), cwd=PROJECT,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in ("heatmap.png", "tuning_shift.png"):
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = _csv(out / "trials.csv")
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
-    returns = [float(r["final_return"]) for r in rows]
-    assert all(math.isfinite(v) for v in returns)
-    assert len(set(returns)) > 1  # the grid changes the trained optimizer, and so the return
-    # Each trial meta-trained for the configured generations in its own folder.
-    for r in rows:
-        (trial_dir,) = (out / "sensitivity-open-tiny").glob(f"*{r['trial_id']}*")
-        assert len(_csv(trial_dir / "meta" / "metrics.csv")) == 2
-    uri = f"sqlite:///{out}/mlruns.db"
-    client = MlflowClient(tracking_uri=uri)
-    exp = [e.experiment_id for e in client.search_experiments()]
-    (parent,) = client.search_runs(exp, filter_string="tags.`metaopt.sweep_kind` = 'tune-sensitivity'")
-    assert len(_children(uri, parent.info.run_id)) == 4
-    assert math.isclose(parent.data.metrics["spread"], max(returns) / min(returns), rel_tol=1e-6)
 
 
 @pytest.mark.parametrize("command, config, sets, expected", [

@@ -136,7 +136,8 @@ def fit(
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=metric, mode="max" if metric else None, scheduler=scheduler,
-                max_concurrent_trials=resources.max_concurrent_trials, reuse_actors=False,
+                max_concurrent_trials=resources.max_concurrent_trials,
+                reuse_actors=False,  # reused, a trial's get_trial_dir() was another trial's (Ray 2.60)
             ),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(out), verbose=0,
