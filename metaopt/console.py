@@ -191,9 +191,8 @@ def report_baseline_sweep(sweep, out: Path, fresh: bool = False):
         for opt in sweep.optimizers:
             group = [r for r in result.rows if r["env"] == env and r["optimizer"] == opt]
             best = result.best.get(env, {}).get(opt)
-            edge = best is not None and best["learning_rate"] in (min(r["learning_rate"] for r in group),
-                                                                  max(r["learning_rate"] for r in group))
-            table.add_row(env, opt, (_fmt(best["learning_rate"]) + (" (grid edge)" if edge else "")) if best else "-",
+            edge = " (grid edge)" if best and best["at_grid_edge"] else ""
+            table.add_row(env, opt, _fmt(best["learning_rate"]) + edge if best else "-",
                           _fmt(best["final_return"], 4) if best else "-", _fmt(best["final_return_se"]) if best else "-",
                           _fmt(spread([r["final_return"] for r in group])),
                           str(sum(r["status"] == COMPLETED for r in group)), str(sum(r["status"] != COMPLETED for r in group)))

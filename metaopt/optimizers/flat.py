@@ -13,7 +13,6 @@ Any other tree is one network called "actor" whose top-level keys are its layers
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax

@@ -96,6 +96,11 @@ def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
         held = best.setdefault(r["env"], {}).get(r["optimizer"])
         if held is None or r["final_return"] > held["final_return"]:
             best[r["env"]][r["optimizer"]] = r
+    for env, per_opt in best.items():
+        for optimizer, r in per_opt.items():
+            # The best at an end of the grid may lie beyond it: widen the grid that way.
+            grid = [g["learning_rate"] for g in rows if g["env"] == env and g["optimizer"] == optimizer]
+            per_opt[optimizer] = {**r, "at_grid_edge": r["learning_rate"] in (min(grid), max(grid))}
     return best
 
 
@@ -112,8 +117,7 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
                 "seeds": sweep.seeds,
                 "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).ppo.total_timesteps,
                 "grid": sweep.learning_rates.values,
-                # The best at an end of the grid may lie beyond it: widen the grid that way.
-                "at_grid_edge": r["learning_rate"] in (sweep.learning_rates.values[0], sweep.learning_rates.values[-1]),
+                "at_grid_edge": r["at_grid_edge"],
                 "sweep": _shown(experiment), "date": today,
             }
     header = ("# Tuned baselines: the best learning rate per env and optimizer from a learning-rate sweep\n"
