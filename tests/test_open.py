@@ -109,18 +109,20 @@ def test_momenta_after_three_steps_and_features_by_hand():
     for g in GRADS:
         upd, state = opt.update(g, state, params, training_progress=0.25, epoch_progress=1 / 3, activations=acts)
         assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(upd))  # zero network: no-op
-    layout = FlatLayout(params)
+    actor, critic = FlatLayout(params).networks()
     # Hand computation, leaf by leaf, for one tensor: the actor's first kernel.
     kernel = lambda tree: np.asarray(tree["actor"]["dense_0"]["kernel"])  # noqa: E731
     m = np.zeros((6, 3, 2), np.float32)
     for g in GRADS:
         for i, beta in enumerate(np.float32(op.BETAS)):
             m[i] = beta * m[i] + (np.float32(1) - beta) * kernel(g)
-    got_m = np.asarray(state.momenta)[:, 2:8].reshape(6, 3, 2)
+    got_m = np.asarray(state.momenta[0])[:, 2:8].reshape(6, 3, 2)  # actor first; bias (2) then kernel
     np.testing.assert_allclose(got_m, m, rtol=1e-6)
 
-    feats = np.asarray(op.compute_features(layout, state.momenta, layout.ravel(params), layout.ravel(GRADS[-1]),
-                                           0.25, 1 / 3, acts))
+    def features(part, momenta):
+        return np.asarray(op.compute_features(part, momenta, part.ravel(params), part.ravel(GRADS[-1]), 0.25, 1 / 3, acts))
+
+    feats = features(actor, state.momenta[0])
     k = feats[:, 2:8].reshape(19, 3, 2)
     norm = lambda x: x / np.sqrt(1e-5 + np.mean(x**2))  # noqa: E731
     p, g = kernel(params), kernel(GRADS[-1])
@@ -132,12 +134,13 @@ def test_momenta_after_three_steps_and_features_by_hand():
     np.testing.assert_allclose(k[14], norm(np.log(np.abs(g) + 1e-13)), rtol=1e-5)
     assert np.all(k[15] == np.float32(0.25)) and np.allclose(k[17], 1 / 3)
     # Layer proportion: actor dense_0 -> 0, dense_1 -> 1; the critic has one layer -> 0.
-    layer_prop = feats[16]
-    assert np.all(layer_prop[:8] == 0) and np.all(layer_prop[8:11] == 1) and np.all(layer_prop[11:] == 0)
+    critic_feats = features(critic, state.momenta[1])
+    assert np.all(feats[16, :8] == 0) and np.all(feats[16, 8:11] == 1) and np.all(critic_feats[16, : critic.size] == 0)
     # Dormancy: unit 0 of actor dense_0 is dead; kernel column and bias entry share the score.
     np.testing.assert_allclose(k[18], np.array([[0.0, 2.0]] * 3), rtol=1e-6)
     np.testing.assert_allclose(feats[18, 0:2], [0.0, 2.0], rtol=1e-6)
-    np.testing.assert_allclose(feats[18, 8:], 1.0, rtol=1e-6)  # single-unit layers score 1
+    np.testing.assert_allclose(feats[18, 8:11], 1.0, rtol=1e-6)  # single-unit layers score 1
+    np.testing.assert_allclose(critic_feats[18, : critic.size], 1.0, rtol=1e-6)
 
 
 def test_features_normalised_per_tensor_not_globally():
@@ -145,7 +148,7 @@ def test_features_normalised_per_tensor_not_globally():
     params["critic"]["dense_0"]["kernel"] = params["critic"]["dense_0"]["kernel"] * 100.0
     layout = FlatLayout(params)
     flat = layout.ravel(params)
-    feats = np.asarray(op.compute_features(layout, jnp.ones((6, layout.size)), flat, flat, 0.0, 0.0, None))
+    feats = np.asarray(op.compute_features(layout, jnp.ones((6, layout.width)), flat, flat, 0.0, 0.0, None))
     for leaf in layout.leaves:  # every tensor's feature 0 has unit mean square
         seg = feats[0, leaf.offset : leaf.offset + leaf.size]
         assert np.mean(seg**2) == pytest.approx(1.0, rel=1e-3)

@@ -4,11 +4,12 @@ The network is the published one (flax GRUCell -> Dense -> LayerNorm -> relu -> 
 LayerNorm -> relu -> Dense(3)) and its parameters use the published tree, so `ravel_pytree`
 of ours is the published flat vector and the published `.npy` files load as they are.
 
-Speed: the published code runs one small network per parameter leaf. Here all leaves are
-one flat vector (see flat.py) and the network runs feature-major, (features, N): the GRU's
-input and hidden products are (3H, in) x (in, N) matrix products over every parameter of
-the agent, the MLP after it runs row by row (N-long rows) in one fused elementwise pass
-with the update, and the per-tensor normalisation is a row reduction per leaf.
+Speed: the published code runs one small network per parameter leaf. Here each network of
+the agent (actor, critic) is one flat vector (see flat.py) and OPEN runs feature-major,
+(features, N): the GRU's input and hidden products are (3H, in) x (in, N) matrix products
+over every parameter of that network, the MLP after it runs row by row (N-long rows) in one
+fused elementwise pass with the update, and the per-tensor normalisation is a row reduction
+per leaf. Only the zero-mean shift joins the two networks.
 """
 
 from __future__ import annotations
@@ -133,8 +134,10 @@ def network_apply(meta_params: dict, carry: jax.Array, features: jax.Array):
 
 
 class OpenState(NamedTuple):
-    momenta: jax.Array  # (6, N) momenta of the clipped gradient, betas as BETAS
-    carry: jax.Array  # (H, N) GRU hidden state per parameter
+    """Per network of the agent (`FlatLayout.networks()`), in flat order."""
+
+    momenta: tuple[jax.Array, ...]  # (6, width) momenta of the clipped gradient, betas as BETAS
+    carry: tuple[jax.Array, ...]  # (H, width) GRU hidden state per parameter
     count: jax.Array  # optimizer steps taken (key fallback when no key is passed)
 
 
@@ -144,13 +147,14 @@ def dormancy_score(unit_mean_abs: jax.Array) -> jax.Array:
 
 
 def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch_progress, activations):
-    """(19, N) input features in the published order, 0-14 normalised per tensor."""
+    """(19, width) input features of one layout in the published order, 0-14 normalised
+    per tensor."""
     raw = jnp.concatenate(
         [p[None], jnp.sign(momenta), jnp.log(jnp.abs(momenta) + LOG_EPS), jnp.sign(g)[None], jnp.log(jnp.abs(g) + LOG_EPS)[None]]
     )
     scale = jax.lax.rsqrt(NORM_EPS + layout.segment_mean_square(raw))
     normalised = layout.scale_segments(raw, scale)
-    n = layout.size
+    n = layout.width
     return jnp.concatenate(
         [
             normalised,
@@ -173,24 +177,32 @@ def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
     betas = jnp.asarray(BETAS, jnp.float32)[:, None]
 
     def init_fn(params):
-        n = FlatLayout(params).size
-        return OpenState(jnp.zeros((len(BETAS), n), jnp.float32), jnp.zeros((gru_size, n), jnp.float32), jnp.zeros((), jnp.int32))
+        networks = FlatLayout(params).networks()
+        return OpenState(
+            tuple(jnp.zeros((len(BETAS), part.width), jnp.float32) for part in networks),
+            tuple(jnp.zeros((gru_size, part.width), jnp.float32) for part in networks),
+            jnp.zeros((), jnp.int32),
+        )
 
     def update_fn(updates, state: OpenState, params=None, *, training_progress=0.0, epoch_progress=0.0,
                   activations=None, key=None, **_):
         if params is None:
             raise ValueError("open_optimizer needs params: call update(grads, state, params)")
-        layout = FlatLayout(updates)
-        g = layout.ravel(updates)
-        p = layout.ravel(params)
-        momenta = betas * state.momenta + (1.0 - betas) * g[None]
-        features = compute_features(layout, momenta, p, g, training_progress, epoch_progress, activations)
-        carry, out = apply_feature_major(meta_params, state.carry, features)
-        step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
         if key is None:
             key = jax.random.fold_in(jax.random.key(0), state.count)
-        step = step + STEP_SCALE * out[2] * layout.masked_normal(key, "actor")
-        step = step - step.mean()
-        return layout.unravel(-step), OpenState(momenta, carry, state.count + 1)
+        layout = FlatLayout(updates)
+        steps, momenta, carry = [], [], []
+        for part, part_momenta, part_carry in zip(layout.networks(), state.momenta, state.carry):
+            g = part.ravel(updates)
+            momenta.append(betas * part_momenta + (1.0 - betas) * g[None])
+            features = compute_features(part, momenta[-1], part.ravel(params), g, training_progress, epoch_progress,
+                                        activations)
+            new_carry, out = apply_feature_major(meta_params, part_carry, features)
+            carry.append(new_carry)
+            step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
+            noise = part.noise(key, "actor")
+            steps.append(step if noise is None else step + STEP_SCALE * out[2] * noise)
+        mean = sum(part.total(step) for part, step in zip(layout.networks(), steps)) / layout.size
+        return layout.unravel_networks([mean - step for step in steps]), OpenState(tuple(momenta), tuple(carry), state.count + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -7,7 +7,8 @@
 So a step always goes against the gradient's sign; the networks learn its size. The
 gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
 time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
-training needs exactly that). Runs feature-major over one flat vector, as OPEN does.
+training needs exactly that). Runs feature-major over one flat vector of the whole agent
+(per-network vectors, as OPEN uses, made its PPO update ~3% slower: measured).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def init_meta_params(rng: jax.Array, hidden: int = HIDDEN) -> dict:
 
 
 class Optim4RLState(NamedTuple):
-    carry: jax.Array  # (2, H, N): hidden states of rnn_m and rnn_v per parameter
+    carry: jax.Array  # (2, H, width): hidden states of rnn_m and rnn_v per parameter
 
 
 def _stacked(meta_params: dict):
@@ -67,7 +68,7 @@ def optim4rl_optimizer(meta_params: dict, learning_rate: float) -> optax.Gradien
     hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
 
     def init_fn(params):
-        return Optim4RLState(jnp.zeros((2, hidden, FlatLayout(params).size), jnp.float32))
+        return Optim4RLState(jnp.zeros((2, hidden, FlatLayout(params).width), jnp.float32))
 
     def update_fn(updates, state: Optim4RLState, params=None, **_):
         del params
