@@ -112,6 +112,9 @@ def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
     method, cfg, reference, _ = method_setup
     if method != "open":
         pytest.skip("the resume path is method-independent; ES is cheaper")
+    # Each job starts (and compiles in) its own pool: one worker is enough, as the results
+    # do not depend on the worker count (test_ray_equals_single_process).
+    cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"workers": 1})})
     first = run_meta_job(cfg, tmp_path / "first", stop_after=2, evaluate=False)  # the driver "dies" here
     resumed = run_meta_job(cfg, tmp_path / "second", resume_run_id=first.run_id, evaluate=False)
     assert resumed.run_id == first.run_id and resumed.run.resumed_from == 2
