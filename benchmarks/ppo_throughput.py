@@ -6,6 +6,12 @@ PPO + Adam at the same budget measured in the same invocation (`breakout_1e6`). 
 
     python benchmarks/ppo_throughput.py --out benchmarks/results            # all cases
     python benchmarks/ppo_throughput.py --cases breakout_1e6 breakout_open_1e6 breakout_optim4rl_1e6
+    python benchmarks/ppo_throughput.py --interleaved 8                     # learned-optimizer ratios
+
+--interleaved R: the ratios to Adam without the noise of separate processes on a shared
+machine. One process compiles the PPO update (UPDATES_PER_CALL updates per call) once per
+optimizer on the Breakout config, then times the optimizers in turn for R rounds; the
+ratio is the median over rounds of Adam's time / the optimizer's time in that round.
 """
 
 from __future__ import annotations
@@ -36,14 +42,13 @@ CASES: dict[str, tuple[str, str, dict]] = {
 DEFAULT_CASES = ["breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6", "breakout_1e7",
                  "ant_positional", "ant_spring", "ant_generalized", "ant_mjx"]
 RATIO_BASELINE = {"breakout_open_1e6": "breakout_1e6", "breakout_optim4rl_1e6": "breakout_1e6"}
+INTERLEAVED = ("breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6")
+UPDATES_PER_CALL = 4
 
 
-def run_case(name: str) -> dict:
-    """In the child process: one training run, measured."""
+def case_config(name: str):
+    """(TrainConfig, meta_params) of a case."""
     from metaopt.config import load_train_config
-    from metaopt.evaluation.runs import run_training
-
-    from metaopt.optimizers import build_optimizer
 
     env, optimizer, overrides = CASES[name]
     cfg = load_train_config(env=env, optimizer=optimizer, overrides=overrides)
@@ -54,6 +59,16 @@ def run_case(name: str) -> dict:
         from metaopt.optimizers import optim4rl
 
         meta_params = optim4rl.init_meta_params(jax.random.key(0), cfg.optimizer.hidden)
+    return cfg, meta_params
+
+
+def run_case(name: str) -> dict:
+    """In the child process: one training run, measured."""
+    from metaopt.evaluation.runs import run_training
+    from metaopt.optimizers import build_optimizer
+
+    env, optimizer, _ = CASES[name]
+    cfg, meta_params = case_config(name)
     result = run_training(cfg, build_optimizer(cfg.optimizer, cfg.ppo, meta_params))
     return {
         "case": name,
@@ -71,14 +86,87 @@ def run_case(name: str) -> dict:
     }
 
 
+def run_interleaved(rounds: int) -> list[dict]:
+    """Each case's PPO update compiled once, then timed in turn for `rounds` rounds."""
+    import jax
+    import numpy as np
+
+    from metaopt.agents.ppo import make_ppo
+    from metaopt.optimizers import build_optimizer
+
+    compiled = {}
+    for name in INTERLEAVED:
+        cfg, meta_params = case_config(name)
+        ppo = make_ppo(cfg, build_optimizer(cfg.optimizer, cfg.ppo, meta_params))
+        state = jax.jit(jax.vmap(ppo.init))(jax.random.split(jax.random.key(cfg.seed), 1))
+
+        def updates(state, ppo=ppo):
+            return jax.lax.scan(lambda s, _: ppo.update(s), state, None, length=UPDATES_PER_CALL)
+
+        t0 = time.perf_counter()
+        call = jax.jit(jax.vmap(updates)).lower(state).compile()  # vmapped over one seed, as run_training does
+        jax.block_until_ready(call(state))  # warm-up
+        compiled[name] = (call, state, cfg.ppo.batch_size * UPDATES_PER_CALL, time.perf_counter() - t0)
+        print(f"{name}: compiled", file=sys.stderr)
+    seconds = {name: [] for name in compiled}
+    for r in range(rounds):
+        for name, (call, state, _, _) in compiled.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call(state))
+            seconds[name].append(time.perf_counter() - t0)
+        print(f"round {r + 1}/{rounds}", file=sys.stderr)
+    adam = np.asarray(seconds[INTERLEAVED[0]])
+    rows = []
+    for name, (_, _, steps, compile_s) in compiled.items():
+        t = np.asarray(seconds[name])
+        rows.append({
+            "case": name, "optimizer": CASES[name][1], "rounds": rounds, "updates_per_call": UPDATES_PER_CALL,
+            "ms_per_update_median": float(np.median(t)) * 1000 / UPDATES_PER_CALL,
+            "ms_per_update_min": float(t.min()) * 1000 / UPDATES_PER_CALL,
+            "env_steps_per_second": steps / float(np.median(t)),
+            "ratio_to_adam": float(np.median(adam / t)), "ratio_range": [float((adam / t).min()), float((adam / t).max())],
+            "compile_and_warmup_seconds": compile_s,
+        })
+    return rows
+
+
+def print_interleaved(rows: list[dict]) -> None:
+    header = f"{'case':<24}{'ms/update':>11}{'(min)':>9}{'env steps/s':>14}{'vs adam':>9}{'range':>15}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        lo, hi = r["ratio_range"]
+        print(f"{r['case']:<24}{r['ms_per_update_median']:>11.1f}{r['ms_per_update_min']:>9.1f}"
+              f"{r['env_steps_per_second']:>14,.0f}{r['ratio_to_adam']:>8.3f}x{f'{lo:.2f}-{hi:.2f}':>15}")
+
+
+def machine_info() -> dict:
+    import os
+
+    import jax
+
+    return {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=sorted(CASES))
     parser.add_argument("--out", default="benchmarks/results", help="folder for ppo_throughput.json")
+    parser.add_argument("--interleaved", type=int, metavar="ROUNDS",
+                        help="time Adam, OPEN and Optim4RL in turn in one process (ratios to Adam)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_case(args.child)))
+        return
+    out = Path(args.out)
+    if args.interleaved:
+        rows = run_interleaved(args.interleaved)
+        print_interleaved(rows)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "ppo_ratio.json").write_text(json.dumps({"meta": machine_info(), "cases": rows}, indent=2))
+        print(f"wrote {out / 'ppo_ratio.json'}")
         return
 
     rows = []
@@ -111,13 +199,8 @@ def main() -> None:
         ratio = f"{r['ratio_to_adam']:.2f}x" if "ratio_to_adam" in r else "-"
         print(f"{r['case']:<24}{r['env_steps_per_second']:>14,.0f}{ratio:>9}{r['peak_rss_mb']:>13,.0f}"
               f"{r['compile_seconds']:>11.1f}{r['run_seconds']:>9.1f}{r['final_return']:>9.2f}")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import jax
-
-    meta = {"python": platform.python_version(), "jax": jax.__version__, "machine": platform.machine(),
-            "cpus": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    (out / "ppo_throughput.json").write_text(json.dumps({"meta": meta, "cases": rows}, indent=2))
+    (out / "ppo_throughput.json").write_text(json.dumps({"meta": machine_info(), "cases": rows}, indent=2))
     print(f"wrote {out / 'ppo_throughput.json'}")
 
 
