@@ -2,11 +2,11 @@
 matrix products instead of one small network per leaf.
 
 `FlatLayout.networks()` gives one vector per network (actor, critic). OPEN runs on those:
-inside PPO its step was ~7% faster than on one agent-wide vector (measured, see
-benchmarks/README.md): each pass streams half the data, and the critic's passes can start
-while the actor's backward pass is still running. Each vector is zero-padded to a multiple
-of LANES: XLA:CPU compiles an elementwise pass over an odd length to scalar code (~6x
-slower, measured on the 30,019-element actor).
+its PPO update was ~5% faster than on one agent-wide vector (measured, benchmarks/README.md;
+likely because each pass streams half the data and the critic's passes can start while the
+actor's backward pass still runs). Each vector is zero-padded to a multiple of LANES:
+XLA:CPU compiles an elementwise pass over an odd length to scalar code (~6x slower,
+measured on the 30,019-element actor).
 
 The layout is static (shapes and tree paths only), so it is built at trace time from the
 params (or their shapes) and costs nothing at run time. It knows, for every element, which
@@ -58,6 +58,10 @@ def standard_normal(key: jax.Array, n: int, offset: int = 0) -> jax.Array:
     return np.float32(np.sqrt(2)) * jax.lax.erf_inv(jnp.maximum(lo, unit * (np.float32(1) - lo) + lo))
 
 
+def padded(size: int) -> int:
+    return -(-size // LANES) * LANES
+
+
 def _levels(size: int, count: int = 3) -> tuple[int, ...]:
     """`size` as a product of `count` factors, each the largest divisor of what is left
     up to its count-th root (rounded): the block lengths of a nested sum."""
@@ -105,7 +109,7 @@ class FlatLayout:
         self.is_agent = is_agent
         self.leaves: tuple[Leaf, ...] = tuple(leaves)
         self.size = offset
-        self.width = -(-offset // LANES) * LANES  # the padded length of this layout's vectors
+        self.width = padded(offset)  # the length of this layout's vectors
         self.dtypes = tuple(jnp.result_type(leaf) for _, leaf in paths_leaves)
         self.start = 0  # where this layout's elements begin in the whole tree's flat order
         self.leaf_range = (0, len(leaves))
@@ -125,7 +129,7 @@ class FlatLayout:
         part.leaves = tuple(replace(leaf, offset=leaf.offset - base) for leaf in self.leaves[lo:hi])
         part.dtypes = self.dtypes[lo:hi]
         part.size = sum(leaf.size for leaf in part.leaves)
-        part.width = -(-part.size // LANES) * LANES
+        part.width = padded(part.size)
         part.start = self.start + base
         part.leaf_range = (self.leaf_range[0] + lo, self.leaf_range[0] + hi)
         return part
