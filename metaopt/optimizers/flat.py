@@ -21,6 +21,7 @@ Any other tree is one network called "actor" whose top-level keys are its layers
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, replace
 
 import jax
@@ -116,16 +117,16 @@ class FlatLayout:
 
     def networks(self) -> tuple[FlatLayout, ...]:
         """One layout per network, in flat order (a non-agent tree is one network)."""
-        runs: list[list[int]] = []
-        for i, leaf in enumerate(self.leaves):
-            if not runs or self.leaves[runs[-1][0]].network != leaf.network:
-                runs.append([i, i])
-            runs[-1][1] = i + 1
-        return tuple(self._part(lo, hi) for lo, hi in runs)
+        parts, lo = [], 0
+        for _, run in itertools.groupby(self.leaves, key=lambda leaf: leaf.network):
+            hi = lo + len(list(run))
+            parts.append(self._part(lo, hi))
+            lo = hi
+        return tuple(parts)
 
     def _part(self, lo: int, hi: int) -> FlatLayout:
         part = copy.copy(self)
-        base = self.leaves[lo].offset if lo < len(self.leaves) else self.size
+        base = self.leaves[lo].offset
         part.leaves = tuple(replace(leaf, offset=leaf.offset - base) for leaf in self.leaves[lo:hi])
         part.dtypes = self.dtypes[lo:hi]
         part.size = sum(leaf.size for leaf in part.leaves)

@@ -191,8 +191,9 @@ def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
         if key is None:
             key = jax.random.fold_in(jax.random.key(0), state.count)
         layout = FlatLayout(updates)
+        networks = layout.networks()
         steps, momenta, carry = [], [], []
-        for part, part_momenta, part_carry in zip(layout.networks(), state.momenta, state.carry):
+        for part, part_momenta, part_carry in zip(networks, state.momenta, state.carry):
             g = part.ravel(updates)
             momenta.append(betas * part_momenta + (1.0 - betas) * g[None])
             features = compute_features(part, momenta[-1], part.ravel(params), g, training_progress, epoch_progress,
@@ -202,7 +203,7 @@ def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
             step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
             noise = part.noise(key, "actor")
             steps.append(step if noise is None else step + STEP_SCALE * out[2] * noise)
-        mean = sum(part.total(step) for part, step in zip(layout.networks(), steps)) / layout.size
+        mean = sum(part.total(step) for part, step in zip(networks, steps)) / layout.size
         return layout.unravel_networks([mean - step for step in steps]), OpenState(tuple(momenta), tuple(carry), state.count + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
