@@ -33,6 +33,11 @@ CASES: dict[str, tuple[str, str, dict]] = {
                                               "optimizer.meta_params": str(OPEN_WEIGHTS / "breakout_OPEN.npy")}),
     # Optim4RL's cost does not depend on its weights: freshly initialised ones.
     "breakout_optim4rl_1e6": ("breakout", "optim4rl", {"ppo.total_timesteps": 1_000_000}),
+    # The same on XLA's code instead of the compiled CPU kernels (optimizers/kernels/).
+    "breakout_open_xla_1e6": ("breakout", "open", {"ppo.total_timesteps": 1_000_000, "optimizer.cpu_kernel": False,
+                                                  "optimizer.meta_params": str(OPEN_WEIGHTS / "breakout_OPEN.npy")}),
+    "breakout_optim4rl_xla_1e6": ("breakout", "optim4rl", {"ppo.total_timesteps": 1_000_000,
+                                                          "optimizer.cpu_kernel": False}),
     "breakout_1e7": ("breakout", "adam", {"ppo.total_timesteps": 10_000_000}),
     "ant_positional": ("ant", "adam", {**ANT_SMALL, "env.backend": "positional"}),
     "ant_spring": ("ant", "adam", {**ANT_SMALL, "env.backend": "spring"}),
@@ -41,8 +46,9 @@ CASES: dict[str, tuple[str, str, dict]] = {
 }
 DEFAULT_CASES = ["breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6", "breakout_1e7",
                  "ant_positional", "ant_spring", "ant_generalized", "ant_mjx"]
-RATIO_BASELINE = {"breakout_open_1e6": "breakout_1e6", "breakout_optim4rl_1e6": "breakout_1e6"}
-INTERLEAVED = ("breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6")
+RATIO_BASELINE = {name: "breakout_1e6" for name in CASES if name.startswith(("breakout_open", "breakout_optim4rl"))}
+INTERLEAVED = ("breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6", "breakout_open_xla_1e6",
+               "breakout_optim4rl_xla_1e6")
 UPDATES_PER_CALL = 4
 
 
@@ -154,7 +160,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=sorted(CASES))
     parser.add_argument("--out", default="benchmarks/results", help="folder for ppo_throughput.json")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS",
-                        help="time Adam, OPEN and Optim4RL in turn in one process (ratios to Adam)")
+                        help="time Adam, OPEN and Optim4RL (kernels and XLA) in turn in one process (ratios to Adam)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -122,6 +122,9 @@ class _LearnedBase(_OptimizerBase):
     # Trained meta-parameters: a saved .safetensors or a published OPEN .npy. Meta-training
     # supplies its own and leaves this empty; `metaopt train` needs it.
     meta_params: str | None = None
+    # On CPU, run the per-parameter network as a compiled kernel (optimizers/kernels/; the
+    # same function to float32 rounding, faster). False: XLA's code, as on other platforms.
+    cpu_kernel: bool = True
 
     @field_validator("meta_params")
     @classmethod

@@ -29,7 +29,7 @@ __all__ = [
 
 def open_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
     del ppo
-    return optax.chain(clip_by_global_norm_per_network(cfg.max_grad_norm), open_optimizer(meta_params))
+    return optax.chain(clip_by_global_norm_per_network(cfg.max_grad_norm), open_optimizer(meta_params, cfg.cpu_kernel))
 
 
 def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
@@ -38,7 +38,7 @@ def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.Gradie
     return optax.chain(
         clip_by_global_norm_per_network(cfg.max_grad_norm),
         optax.with_extra_args_support(clip),
-        optim4rl_optimizer(meta_params, cfg.learning_rate),
+        optim4rl_optimizer(meta_params, cfg.learning_rate, cfg.cpu_kernel),
     )
 
 

@@ -27,6 +27,17 @@ def gru_shapes(in_features: int, hidden: int) -> dict:
     return tree
 
 
+def gru_matrices(gru: dict):
+    """(w_in (3H, F), b_in (3H,), w_h (3H, H)), gates stacked r, z, n, the r and z rows
+    halved (see gru_step)."""
+    h = gru["hn"]["bias"].shape[-1]
+    half = jnp.concatenate([jnp.full((2 * h,), 0.5, jnp.float32), jnp.ones((h,), jnp.float32)])
+    w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T * half[:, None]
+    b_in = jnp.concatenate([gru[k]["bias"] for k in GATES_IN]) * half
+    w_h = jnp.concatenate([gru[k]["kernel"] for k in GATES_HIDDEN], 1).T * half[:, None]
+    return w_in, b_in, w_h
+
+
 def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one: tuple[int, ...] = ()) -> jax.Array:
     """flax GRUCell (tanh): carry (H, N), x (F, N) -> new carry (H, N).
     r = s(Wir x + bir + Whr h); z = s(Wiz x + biz + Whz h);
@@ -42,10 +53,8 @@ def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one: tuple[int, ...
     inside a training loop XLA hoists their (3H, N) outer product out of the loop, and
     the gate pass then reads 3H rows back instead of one."""
     h = carry.shape[0]
-    half = jnp.concatenate([jnp.full((2 * h,), 0.5, carry.dtype), jnp.ones((h,), carry.dtype)])[:, None]
-    w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T * half
-    b_in = jnp.concatenate([gru[k]["bias"] for k in GATES_IN])[:, None] * half
-    w_h = jnp.concatenate([gru[k]["kernel"] for k in GATES_HIDDEN], 1).T * half
+    w_in, b_in, w_h = gru_matrices(gru)
+    b_in = b_in[:, None]
     rank_one = range(x.shape[0]) if x.shape[0] == 1 else rank_one
     dense = [k for k in range(x.shape[0]) if k not in rank_one]
     xi = b_in + sum(w_in[:, k : k + 1] * x[k] for k in rank_one)
@@ -68,12 +77,16 @@ def dense_rows(layer: dict, rows: list) -> list:
     return [sum(kernel[i, k] * row for i, row in enumerate(rows)) + bias[k] for k in range(kernel.shape[1])]
 
 
+def centred(layer: dict) -> dict:
+    """A dense layer whose outputs have zero mean over features (LayerNorm's centring)."""
+    return {"kernel": layer["kernel"] - layer["kernel"].mean(1, keepdims=True), "bias": layer["bias"] - layer["bias"].mean()}
+
+
 def dense_layer_norm_rows(layer: dict, norm: dict, rows: list, eps: float = 1e-6) -> list:
     """flax LayerNorm(Dense(x)) over the feature axis, row by row as `dense_rows`. The mean
     over features of a dense layer's output is linear in its input, so centring is folded
     into the weights (W - row means, b - mean(b)): the layer gives centred rows directly."""
-    centred = {"kernel": layer["kernel"] - layer["kernel"].mean(1, keepdims=True), "bias": layer["bias"] - layer["bias"].mean()}
-    y = dense_rows(centred, rows)
+    y = dense_rows(centred(layer), rows)
     inv = jax.lax.rsqrt(sum(r * r for r in y) / len(y) + eps)
     return [r * inv * norm["scale"][k] + norm["bias"][k] for k, r in enumerate(y)]
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metaopt.optimizers import cells
+from metaopt.optimizers import cells, kernels
 from metaopt.optimizers.flat import FlatLayout
 
 NUM_FEATURES = 19
@@ -146,35 +146,101 @@ def dormancy_score(unit_mean_abs: jax.Array) -> jax.Array:
     return unit_mean_abs / (unit_mean_abs.mean() + DORMANCY_EPS)
 
 
-def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch_progress, activations):
-    """(19, width) input features of one layout in the published order, 0-14 normalised
-    per tensor."""
-    raw = jnp.concatenate(
+def raw_features(momenta: jax.Array, p: jax.Array, g: jax.Array) -> jax.Array:
+    """(15, width): features 0-14 before the per-tensor normalisation."""
+    return jnp.concatenate(
         [p[None], jnp.sign(momenta), jnp.log(jnp.abs(momenta) + LOG_EPS), jnp.sign(g)[None], jnp.log(jnp.abs(g) + LOG_EPS)[None]]
     )
-    scale = jax.lax.rsqrt(NORM_EPS + layout.segment_mean_square(raw))
-    normalised = layout.scale_segments(raw, scale)
+
+
+def feature_scale(layout: FlatLayout, raw: jax.Array) -> jax.Array:
+    """(15, leaves): each leaf's normalisation factor per feature, 1 / sqrt(eps + mean x^2)."""
+    return jax.lax.rsqrt(NORM_EPS + layout.segment_mean_square(raw))
+
+
+def _features(layout: FlatLayout, raw, scale, dormancy, progress) -> jax.Array:
     n = layout.width
     return jnp.concatenate(
         [
-            normalised,
-            jnp.full((1, n), training_progress, jnp.float32),
+            layout.scale_segments(raw, scale),
+            jnp.full((1, n), progress[0], jnp.float32),
             jnp.asarray(layout.layer_proportion())[None],
-            jnp.full((1, n), epoch_progress, jnp.float32),
-            layout.unit_scores(activations, dormancy_score)[None],
+            jnp.full((1, n), progress[1], jnp.float32),
+            dormancy[None],
         ]
     )
 
 
-def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
+def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch_progress, activations):
+    """(19, width) input features of one layout in the published order, 0-14 normalised
+    per tensor."""
+    raw = raw_features(momenta, p, g)
+    progress = jnp.asarray([training_progress, epoch_progress], jnp.float32)
+    return _features(layout, raw, feature_scale(layout, raw), layout.unit_scores(activations, dormancy_score), progress)
+
+
+def network_step(layout: FlatLayout):
+    """step(meta_params, carry, momenta, p, g, dormancy, noise, progress) -> (new carry, new
+    momenta, step before the zero-mean shift) for one network laid out as `layout`; `g` the
+    clipped gradient, `noise` (width,) or (0,) for none, `progress` (training, epoch). On CPU
+    the compiled kernel (kernels/open.cc) computes the same (see `_kernel_step`)."""
+    betas = jnp.asarray(BETAS, jnp.float32)[:, None]
+
+    def step(meta_params, carry, momenta, p, g, dormancy, noise, progress):
+        momenta = betas * momenta + (1.0 - betas) * g[None]
+        raw = raw_features(momenta, p, g)
+        features = _features(layout, raw, feature_scale(layout, raw), dormancy, progress)
+        new_carry, out = apply_feature_major(meta_params, carry, features)
+        step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
+        return new_carry, momenta, (step + STEP_SCALE * out[2] * noise) if noise.shape[-1] else step
+
+    return step
+
+
+def _packed(meta_params: dict) -> jax.Array:
+    """The network as one vector in kernels/open.cc's order: GRU (gates r, z pre-halved, as
+    cells.gru_step), then each dense layer as (out, in) with LayerNorm's centring folded in
+    as cells.dense_layer_norm_rows does."""
+    w_in, b_in, w_h = cells.gru_matrices(meta_params["gru_params"])
+    mlp = meta_params["params"]
+    l0, l3 = cells.centred(mlp["layers_0"]), cells.centred(mlp["layers_3"])
+    parts = [w_in, b_in, w_h, meta_params["gru_params"]["hn"]["bias"]]
+    parts += [l0["kernel"].T, l0["bias"], mlp["layers_1"]["scale"], mlp["layers_1"]["bias"]]
+    parts += [l3["kernel"].T, l3["bias"], mlp["layers_4"]["scale"], mlp["layers_4"]["bias"]]
+    parts += [mlp["layers_6"]["kernel"].T, mlp["layers_6"]["bias"]]
+    return jnp.concatenate([x.ravel() for x in parts])
+
+
+def _kernel_step(layout: FlatLayout):
+    starts = np.asarray([leaf.offset for leaf in layout.leaves], np.int64)
+
+    def step(meta_params, carry, momenta, p, g, dormancy, noise, progress):
+        gru, hidden = carry.shape[-2], meta_params["params"]["layers_0"]["bias"].shape[-1]
+        shapes = (carry, momenta, g)
+        call = jax.ffi.ffi_call(
+            f"metaopt_open_h{gru}_m{hidden}",
+            tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in shapes),
+            vmap_method="broadcast_all",
+            input_output_aliases={1: 0, 2: 1},  # carry and momenta are updated in place
+        )
+        layer = jnp.asarray(layout.layer_proportion())
+        return tuple(call(_packed(meta_params), carry, momenta, p, g, layer, dormancy, noise, progress,
+                          starts=starts, size=np.int64(layout.size)))
+
+    return step
+
+
+def open_optimizer(meta_params: dict, cpu_kernel: bool = True) -> optax.GradientTransformationExtraArgs:
     """OPEN as an optax transformation: give it clipped gradients (chain it after
     `clip_by_global_norm_per_network(0.5)`, as `build_optimizer` does).
 
     Extra args (all optional, defaults in brackets): training_progress [0],
     epoch_progress [0], activations [dormancy 1 everywhere], key [derived from the step
-    count]. The update has no learning rate and zero mean over all parameters."""
+    count]. The update has no learning rate and zero mean over all parameters.
+    `cpu_kernel`: on CPU, run the network as the compiled kernel where one is available."""
     gru_size = meta_params["gru_params"]["hn"]["bias"].shape[-1]
-    betas = jnp.asarray(BETAS, jnp.float32)[:, None]
+    mlp_size = meta_params["params"]["layers_0"]["bias"].shape[-1]
+    use_kernel = cpu_kernel and (gru_size, mlp_size) in SIZES.values() and kernels.wanted()
 
     def init_fn(params):
         networks = FlatLayout(params).networks()
@@ -192,17 +258,18 @@ def open_optimizer(meta_params: dict) -> optax.GradientTransformationExtraArgs:
             key = jax.random.fold_in(jax.random.key(0), state.count)
         layout = FlatLayout(updates)
         networks = layout.networks()
+        progress = jnp.stack([jnp.asarray(training_progress, jnp.float32), jnp.asarray(epoch_progress, jnp.float32)])
         steps, momenta, carry = [], [], []
         for part, part_momenta, part_carry in zip(networks, state.momenta, state.carry):
-            g = part.ravel(updates)
-            momenta.append(betas * part_momenta + (1.0 - betas) * g[None])
-            features = compute_features(part, momenta[-1], part.ravel(params), g, training_progress, epoch_progress,
-                                        activations)
-            new_carry, out = apply_feature_major(meta_params, part_carry, features)
-            carry.append(new_carry)
-            step = out[0] * STEP_SCALE * jnp.exp(STEP_SCALE * out[1])
             noise = part.noise(key, "actor")
-            steps.append(step if noise is None else step + STEP_SCALE * out[2] * noise)
+            noise = jnp.zeros((0,), jnp.float32) if noise is None else noise
+            step_fn = kernels.dispatch(_kernel_step(part), network_step(part)) if use_kernel else network_step(part)
+            new_carry, new_momenta, step = step_fn(meta_params, part_carry, part_momenta, part.ravel(params),
+                                                   part.ravel(updates), part.unit_scores(activations, dormancy_score),
+                                                   noise, progress)
+            carry.append(new_carry)
+            momenta.append(new_momenta)
+            steps.append(step)
         mean = sum(part.total(step) for part, step in zip(networks, steps)) / layout.size
         return layout.unravel_networks([mean - step for step in steps]), OpenState(tuple(momenta), tuple(carry), state.count + 1)
 

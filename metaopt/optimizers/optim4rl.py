@@ -8,7 +8,9 @@ So a step always goes against the gradient's sign; the networks learn its size. 
 gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
 time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
 training needs exactly that). Runs feature-major over one flat vector of the whole agent
-(per-network vectors, as OPEN uses, made its PPO update ~5% slower: measured).
+(per-network vectors, as OPEN uses, made its PPO update ~5% slower: measured). On CPU the
+step runs as a compiled kernel (kernels/optim4rl.cc) by default; gradients and every other
+platform use the JAX network below, which the kernel matches to float32 rounding.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metaopt.optimizers import cells
+from metaopt.optimizers import cells, kernels
 from metaopt.optimizers.flat import FlatLayout
 
 HIDDEN = 8
@@ -62,10 +64,44 @@ def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
     return jax.vmap(one_rnn)(_stacked(meta_params), carry, x)
 
 
-def optim4rl_optimizer(meta_params: dict, learning_rate: float) -> optax.GradientTransformationExtraArgs:
+def direction(meta_params: dict, carry: jax.Array, g: jax.Array):
+    """carry (2, H, N), g (N,) -> (new carry, m / sqrt(v + 1e-8)): the step before -lr."""
+    carry, o = network_apply(meta_params, carry, g)
+    return carry, jnp.sign(g) * jnp.exp(o[0]) / jnp.sqrt(jnp.exp(o[1]) + V_EPS)
+
+
+def _packed(meta_params: dict) -> jax.Array:
+    """Both RNNs as one vector in kernels/optim4rl.cc's order, gates r and z pre-halved as in
+    cells.gru_step: per RNN w_in, b_in (3H each), w_h (3H, H), b_hn, head kernel (H), head bias."""
+    parts = []
+    for name in RNNS:
+        gru, out = meta_params[name]["gru"], meta_params[name]["out"]
+        w_in, b_in, w_h = cells.gru_matrices(gru)
+        parts += [w_in[:, 0], b_in, w_h.ravel(), gru["hn"]["bias"], out["kernel"][:, 0], out["bias"]]
+    return jnp.concatenate(parts)
+
+
+def _kernel_direction(meta_params: dict, carry: jax.Array, g: jax.Array):
+    hidden = carry.shape[-2]
+    call = jax.ffi.ffi_call(
+        f"metaopt_optim4rl_h{hidden}",
+        (jax.ShapeDtypeStruct(carry.shape, jnp.float32), jax.ShapeDtypeStruct(g.shape, jnp.float32)),
+        vmap_method="broadcast_all",
+        input_output_aliases={1: 0},  # the hidden states are updated in place
+    )
+    return tuple(call(_packed(meta_params), carry, g))
+
+
+KERNEL_SIZES = (8, 16)  # hidden sizes kernels/optim4rl.cc is compiled for
+_fast_direction = kernels.dispatch(_kernel_direction, direction)
+
+
+def optim4rl_optimizer(meta_params: dict, learning_rate: float, cpu_kernel: bool = True) -> optax.GradientTransformationExtraArgs:
     """Optim4RL as an optax transformation. Clip gradients before it (element-wise at 1 as
-    published for Brax: `optax.clip(1.0)`); extra args are accepted and ignored."""
+    published for Brax: `optax.clip(1.0)`); extra args are accepted and ignored.
+    `cpu_kernel`: on CPU, run the step as the compiled kernel where one is available."""
     hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
+    step = _fast_direction if cpu_kernel and hidden in KERNEL_SIZES and kernels.wanted() else direction
 
     def init_fn(params):
         return Optim4RLState(jnp.zeros((2, hidden, FlatLayout(params).width), jnp.float32))
@@ -74,9 +110,7 @@ def optim4rl_optimizer(meta_params: dict, learning_rate: float) -> optax.Gradien
         del params
         layout = FlatLayout(updates)
         g = jax.lax.stop_gradient(layout.ravel(updates))
-        carry, o = network_apply(meta_params, state.carry, g)
-        m = jnp.sign(g) * jnp.exp(o[0])
-        v = jnp.exp(o[1])
-        return layout.unravel(-learning_rate * m / jnp.sqrt(v + V_EPS)), Optim4RLState(carry)
+        carry, d = step(meta_params, state.carry, g)
+        return layout.unravel(-learning_rate * d), Optim4RLState(carry)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
