@@ -82,13 +82,14 @@ def test_optim4rl_kernel_matches_jax(hidden):
     n = 4096 + 48
     g = jax.random.normal(jax.random.key(1), (n,)) * 0.3
     g = g.at[::7].set(0.0)  # sign(0) = 0: no step
+    g = g.at[10].set(jnp.nan).at[11].set(jnp.inf)  # NaN stays NaN (assert_allclose: same places)
     carry = jax.random.normal(jax.random.key(2), (2, hidden, n)) * 0.5
     meta = random_optim4rl(hidden)
     want_carry, want = jax.jit(o4.direction)(meta, carry, g)
     got_carry, got = jax.jit(o4._fast_direction)(meta, carry, g)
     np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-7)
     np.testing.assert_allclose(got_carry, want_carry, atol=2e-6)
-    assert np.all(np.asarray(got)[::7] == 0)
+    assert np.all(np.asarray(got)[::7] == 0) and np.isnan(got[10])
     # A population of meta-parameters (ES vmaps over them): each member its own weights.
     metas = jax.tree.map(lambda a: jnp.stack([a, -0.5 * a]), meta)
     batched = jax.jit(jax.vmap(o4._fast_direction, (0, None, None)))(metas, carry, g)[1]
@@ -170,6 +171,24 @@ def test_open_kernel_per_member_of_a_population():
         for i in range(3):
             np.testing.assert_allclose(got[i], ref[i], atol=2e-5 * max(float(jnp.abs(ref[i]).max()), 1e-6))
     assert all(float(jnp.abs(x[2]).max()) == 0 for x in jax.tree.leaves(batched))  # zero network
+
+
+@needs_kernels
+def test_open_kernel_keeps_a_nan_gradient_nan():
+    """A diverged run must stay visibly diverged (ES ranks non-finite fitness last)."""
+    meta = op.init_meta_params(jax.random.key(5))
+    params = odd_agent()
+    grads = jax.tree.map(lambda p: 0.01 * jnp.ones_like(p), params)
+    grads["critic"]["dense_1"]["bias"] = grads["critic"]["dense_1"]["bias"].at[0].set(jnp.nan)
+
+    def update(cpu_kernel):
+        opt = op.open_optimizer(meta, cpu_kernel)
+        return jax.jit(lambda g: opt.update(g, opt.init(params), params)[0])(grads)
+
+    fast, ref = update(True), update(False)
+    for got, want in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(np.asarray(fast["critic"]["dense_1"]["bias"])).all()
 
 
 # ------------------------------------------------------------------ platforms

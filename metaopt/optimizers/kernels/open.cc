@@ -24,11 +24,11 @@ inline void raw_features(const float* p, const float* mom, const float* g, int64
   for (int k = 0; k < 6; ++k) {
     vf m = load(mom + k * n + i);
     x[1 + k] = sign(m);
-    x[7 + k] = log(vmax(m, -m) + kLogEps);
+    x[7 + k] = log(abs(m) + kLogEps);
   }
   vf gi = load(g + i);
   x[13] = sign(gi);
-  x[14] = log(vmax(gi, -gi) + kLogEps);
+  x[14] = log(abs(gi) + kLogEps);
 }
 
 template <int H, int M>

@@ -4,7 +4,7 @@
 //
 // The functions match XLA:CPU's to float32 rounding (tests compare every kernel with the
 // pure-JAX network): tanh is the same clamped rational approximation XLA uses, exp and log
-// are Cephes' (~1 ulp).
+// are Cephes' (~1 ulp). NaN propagates as in XLA (a diverged run must not turn finite).
 #pragma once
 
 #include <immintrin.h>
@@ -26,17 +26,24 @@ typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
 
 inline vf splat(float a) { return vf{} + a; }
-inline vf vmin(vf a, vf b) { return a < b ? a : b; }
-inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+// x limited to [lo, hi]; NaN stays NaN (comparisons with NaN are false).
+inline vf clamp(vf x, float lo, float hi) {
+  x = x < lo ? splat(lo) : x;
+  return x > hi ? splat(hi) : x;
+}
 inline vf load(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline vf bits_to_float(vi v) { vf f; std::memcpy(&f, &v, sizeof f); return f; }
 inline vi float_to_bits(vf v) { vi i; std::memcpy(&i, &v, sizeof i); return i; }
+inline vf abs(vf x) { return bits_to_float(float_to_bits(x) & 0x7fffffff); }
 
-// sign(x) in {-1, 0, 1}, as jnp.sign.
-inline vf sign(vf x) { return bits_to_float((x > 0) & float_to_bits(splat(1.f))) - bits_to_float((x < 0) & float_to_bits(splat(1.f))); }
+// sign(x) in {-1, 0, 1} (NaN for NaN), as jnp.sign.
+inline vf sign(vf x) {
+  vf s = bits_to_float((x > 0) & float_to_bits(splat(1.f))) - bits_to_float((x < 0) & float_to_bits(splat(1.f)));
+  return x == x ? s : x;
+}
 
-inline vf relu(vf x) { return vmax(x, splat(0.f)); }
+inline vf relu(vf x) { return x < 0 ? splat(0.f) : x; }
 
 inline vf sqrt(vf v) { vf o; for (int j = 0; j < kLanes; ++j) o[j] = __builtin_sqrtf(v[j]); return o; }
 
@@ -54,8 +61,8 @@ inline vf recip(vf q) {
 inline vf rsqrt(vf v) { return recip(sqrt(v)); }
 
 inline vf tanh(vf x) {
-  const float clamp = 7.90531110763549805f;
-  x = vmin(vmax(x, splat(-clamp)), splat(clamp));
+  const float limit = 7.90531110763549805f;
+  x = clamp(x, -limit, limit);
   vf x2 = x * x;
   vf p = splat(-2.76076847742355e-16f);
   p = p * x2 + 2.00018790482477e-13f;
@@ -76,7 +83,7 @@ inline vf tanh(vf x) {
 inline vf logistic_of_half(vf half_a) { return 0.5f * tanh(half_a) + 0.5f; }
 
 inline vf exp(vf x) {
-  x = vmin(vmax(x, splat(-87.3f)), splat(88.7f));
+  x = clamp(x, -87.3f, 88.7f);
   const float round = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
   vf n = (x * 1.44269504088896341f + round) - round;
   vf r = x - n * 0.693359375f;
@@ -91,7 +98,7 @@ inline vf exp(vf x) {
   return p * bits_to_float((__builtin_convertvector(n, vi) + 127) << 23);
 }
 
-// Natural log of positive, normal x.
+// Natural log of positive x (normal numbers, +inf and NaN).
 inline vf log(vf x) {
   vi bits = float_to_bits(x);
   vi e = ((bits >> 23) & 0xff) - 126;
@@ -112,7 +119,8 @@ inline vf log(vf x) {
   vf y = m * z * p;
   y = y + ef * -2.12194440e-4f;
   y = y - 0.5f * z;
-  return m + y + ef * 0.693359375f;
+  vf result = m + y + ef * 0.693359375f;
+  return x < __builtin_inff() ? result : x;  // +inf and NaN pass through
 }
 
 // Elements per work item of parallel_for: a few per thread for a 30k-parameter network.
