@@ -9,7 +9,10 @@ the agent (actor, critic) is one flat vector (see flat.py) and OPEN runs feature
 (features, N): the GRU's input and hidden products are (3H, in) x (in, N) matrix products
 over every parameter of that network, the MLP after it runs row by row (N-long rows) in one
 fused elementwise pass with the update, and the per-tensor normalisation is a row reduction
-per leaf. Only the zero-mean shift joins the two networks.
+per leaf. Only the zero-mean shift joins the two networks. On CPU, by default, each
+network's step (momenta to step, `network_step`) runs as one compiled kernel instead
+(kernels/open.cc, the same function to float32 rounding): OPEN's share of a PPO update is
+1.7x smaller that way, measured, since XLA's passes write every intermediate to memory.
 """
 
 from __future__ import annotations
