@@ -63,6 +63,10 @@ class PPOConfig(_Strict):
     hidden_width: PositiveInt = 64
     hidden_layers: PositiveInt = 2
     activation: Literal["relu", "tanh"] = "relu"
+    # The published code initialises actor and critic from one key, so their hidden layers
+    # start identical (a fault, fixed here). True reproduces it, e.g. to run published OPEN
+    # weights in the conditions they were meta-trained in.
+    shared_init_key: bool = False
     # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
     dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
 

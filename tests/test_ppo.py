@@ -77,3 +77,18 @@ def test_chunk_size_divides():
         k = chunk_size(n)
         assert n % k == 0
     assert chunk_size(1220) == 61
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_actor_and_critic_init_keys(tiny_breakout_cfg, shared):
+    """Independent keys by default; `ppo.shared_init_key` reproduces the published code's
+    one key, whose same-shaped hidden layers start equal (heads differ in shape and scale)."""
+    cfg = tiny_breakout_cfg.model_copy(
+        update={"ppo": tiny_breakout_cfg.ppo.model_copy(update={"shared_init_key": shared})}
+    )
+    state = make_ppo(cfg, build_optimizer(cfg.optimizer, cfg.ppo)).init(jax.random.key(0))
+    actor, critic = state.params["actor"], state.params["critic"]
+    for layer in ("dense_0", "dense_1"):
+        same = np.array_equal(actor[layer]["kernel"], critic[layer]["kernel"])
+        assert same == shared
+    assert actor["dense_2"]["kernel"].shape != critic["dense_2"]["kernel"].shape

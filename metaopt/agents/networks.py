@@ -67,9 +67,11 @@ def _unit_mean_abs(x: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(jnp.abs(x).reshape(-1, x.shape[-1]).mean(0))
 
 
-def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, width: int, num_hidden: int) -> dict:
-    """Actor and critic from independent keys (the published code reused one key)."""
-    k_actor, k_critic = jax.random.split(key)
+def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, width: int, num_hidden: int,
+                      shared_key: bool = False) -> dict:
+    """Actor and critic from independent keys; `shared_key`: from the same key, as the
+    published code does (same-shaped layers then start equal)."""
+    k_actor, k_critic = (key, key) if shared_key else jax.random.split(key)
     actor = init_mlp(k_actor, obs_dim, width, num_hidden, action_dim, 0.01)
     if not discrete:
         actor["log_std"] = jnp.zeros((action_dim,), jnp.float32)
