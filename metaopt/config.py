@@ -65,7 +65,8 @@ class PPOConfig(_Strict):
     activation: Literal["relu", "tanh"] = "relu"
     # The published code initialises actor and critic from one key, so their hidden layers
     # start identical (a fault, fixed here). True reproduces it, e.g. to run published OPEN
-    # weights in the conditions they were meta-trained in.
+    # weights in the conditions they were meta-trained in (on Breakout it changed nothing
+    # measurable over 8 seeds: benchmarks/README.md).
     shared_init_key: bool = False
     # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
     dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
