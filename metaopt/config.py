@@ -39,7 +39,9 @@ class EnvConfig(_Strict):
     name: Literal[ENV_NAMES]  # type: ignore[valid-type]
     # Brax only; default picked by benchmarks/ppo_throughput.py (see benchmarks/README.md).
     backend: Literal[BRAX_BACKENDS] = "positional"  # type: ignore[valid-type]
-    episode_length: PositiveInt = 1000  # time limit (truncation), MinAtar and Brax alike
+    # Time limit (truncation). None: the simulator's own, resolved by metaopt.envs.resolve_env
+    # (gymnax's per MinAtar game: Freeway 2500, the others 1000; Brax 1000).
+    episode_length: PositiveInt | None = None
     normalize_obs: bool = False
     normalize_reward: bool = False
 
@@ -344,6 +346,11 @@ class MetaTrainConfig(_Strict):
     iterations: PositiveInt = 500  # ES generations or pipeline meta-iterations
     checkpoint_every: PositiveInt = 10
     seed: Annotated[int, Field(ge=0)] = 0
+    # Warm start: the meta-parameters to start from (models:/NAME@ALIAS or models:/NAME/VERSION,
+    # a saved .safetensors, or a published OPEN .npy) instead of es.init / a random init. ES
+    # starts its mean there, pipeline training its meta-parameters. Method and network size
+    # must match `optimizer` (checked when the file is loaded, by metaopt.meta.warm_start).
+    init_from: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -19,6 +19,7 @@ def test_train_writes_results_curves_plot(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert len(res["final_return"]) == 2 and res["env_steps_per_second"] > 0
     assert res["config"]["ppo"]["num_envs"] == 8 and res["num_updates"] == 3
+    assert res["config"]["env"]["episode_length"] == 1000  # resolved from gymnax, not left empty
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert len(rows) == 3 and {"return_mean", "return_stderr", "return_seed1"} <= set(rows[0])
     assert (out / "returns.png").stat().st_size > 10_000

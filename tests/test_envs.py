@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from metaopt.config import EnvConfig, load_train_config
-from metaopt.envs import make_env
+from metaopt.envs import make_env, resolve_env
+from metaopt.envs.minatar import GYMNAX_IDS
 
 
 @pytest.mark.parametrize("name, obs_dim, actions", [
@@ -19,6 +20,42 @@ def test_minatar_shapes(name, obs_dim, actions):
     assert (env.obs_dim, env.action_dim, env.discrete) == (obs_dim, actions, True)
     obs, _ = env.reset(jax.random.key(0))
     assert obs.shape == (3, obs_dim) and obs.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["breakout", "asterix", "space_invaders", "freeway"])
+def test_minatar_time_limit_is_gymnax_default(name):
+    """With no episode_length set, a random policy's first episode ends at gymnax's own limit
+    for the game (Freeway: 2500 steps, truncated) or earlier by termination; never at 1000
+    when gymnax allows more. An explicit episode_length still overrides."""
+    import gymnax
+
+    limit = int(gymnax.make(GYMNAX_IDS[name])[1].max_steps_in_episode)
+    assert resolve_env(EnvConfig(name=name)).episode_length == limit
+    assert resolve_env(EnvConfig(name=name, episode_length=7)).episode_length == 7
+    env = make_env(EnvConfig(name=name), num_envs=2)
+    obs, state = env.reset(jax.random.key(0))
+
+    def step(state, key):
+        k_act, k_env = jax.random.split(key)
+        action = jax.random.randint(k_act, (2,), 0, env.action_dim)
+        state, out = env.step(k_env, state, action)
+        return state, (out.terminated, out.truncated)
+
+    _, (term, trunc) = jax.jit(lambda s: jax.lax.scan(step, s, jax.random.split(jax.random.key(1), limit + 1)))(state)
+    term, trunc = np.asarray(term), np.asarray(trunc)
+    for e in range(2):
+        first = int(np.argmax(term[:, e] | trunc[:, e]))  # index t: the episode lasted t+1 steps
+        assert (term[:, e] | trunc[:, e]).any(), f"{name}: no episode ended within {limit + 1} steps"
+        if trunc[first, e]:
+            assert first + 1 == limit and not term[first, e]
+        else:
+            assert term[first, e] and first + 1 < limit
+    if name == "freeway":  # Freeway never terminates: its score grows until the time limit
+        assert limit > 1000 and trunc[limit - 1].all() and not term.any()
+
+
+def test_brax_time_limit_default():
+    assert resolve_env(EnvConfig(name="ant")).episode_length == 1000
 
 
 def test_minatar_truncation_keeps_final_obs_and_return():

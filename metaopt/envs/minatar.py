@@ -17,11 +17,26 @@ GYMNAX_IDS = {
 }
 
 
-def make_minatar(name: str, num_envs: int, episode_length: int = 1000) -> VecEnv:
+def gymnax_default_params(name: str):
+    """gymnax's default EnvParams of a MinAtar game (what the published code runs with)."""
     import gymnax  # imported here: gymnax's import costs seconds
 
+    return gymnax.make(GYMNAX_IDS[name])[1]
+
+
+def make_minatar(name: str, num_envs: int, episode_length: int | None = None) -> VecEnv:
+    """A batched MinAtar game with gymnax's default parameters but for the time limit.
+
+    Args:
+      name: a key of GYMNAX_IDS.
+      num_envs: copies stepped together.
+      episode_length: truncation after this many steps; None keeps gymnax's own per game.
+    """
+    import gymnax
+
     env, params = gymnax.make(GYMNAX_IDS[name])
-    params = params.replace(max_steps_in_episode=episode_length)  # gymnax's default is 1000
+    if episode_length is not None:
+        params = params.replace(max_steps_in_episode=episode_length)
     obs_shape = env.observation_space(params).shape
     obs_dim = math.prod(obs_shape)
 

@@ -17,6 +17,7 @@ import optax
 
 from metaopt.agents import PPO, make_ppo
 from metaopt.config import TrainConfig
+from metaopt.envs import resolve_env
 from metaopt.optimizers import build_optimizer
 
 ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]  # (done, total, last chunk metrics)
@@ -63,6 +64,7 @@ def run_training(
     label: str | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
+    cfg = cfg.model_copy(update={"env": resolve_env(cfg.env)})  # records state the real time limit
     optimizer = optimizer if optimizer is not None else build_optimizer(cfg.optimizer, cfg.ppo)
     ppo: PPO = make_ppo(cfg, optimizer)
     n, k = ppo.num_updates, chunk_size(ppo.num_updates)
