@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--config", required=True, help="a MetaTrainConfig YAML file, e.g. configs/meta/open_breakout_smoke.yaml")
     m.add_argument("--out", required=True, help="output folder; a folder with checkpoints of the same config is resumed")
     m.add_argument("--iterations", type=int, help="ES generations or pipeline meta-iterations (overrides the config)")
+    m.add_argument("--init", metavar="SOURCE",
+                   help="warm start from models:/NAME@ALIAS, a .safetensors or a published OPEN .npy (init_from)")
     m.add_argument("--fresh", action="store_true", help="ignore checkpoints in --out and start over")
     m.add_argument("--ray", action="store_true",
                    help="run on Ray workers (distributed: in the config) with an MLflow run and model registration")
@@ -140,7 +142,12 @@ def _meta_train(args) -> int:
     overrides = _parse_set(args.set)
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
+    if args.init is not None:
+        overrides["init_from"] = args.init
     cfg = load_meta_config(args.config, overrides)
+    from metaopt.meta.warm_start import load_warm_start
+
+    load_warm_start(cfg)  # a bad --init / init_from stops here (exit 2), before any compilation
     from metaopt.console import meta_train_with_progress
     from metaopt.meta.pipeline import MetaTrainingDiverged
 

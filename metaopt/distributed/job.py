@@ -53,15 +53,19 @@ def run_meta_job(
     stop_after: int | None = None,
     address: str | None = None,
 ) -> JobResult:
+    from metaopt.meta.warm_start import load_warm_start
+
     out = Path(out)
     digest = config_hash(cfg)
-    tracker = MlflowTracker(cfg, digest, run_id=resume_run_id)
+    warm = load_warm_start(cfg)  # before the run exists: a bad source fails in one line
+    lineage = {} if warm is None else warm.tags
+    tracker = MlflowTracker(cfg, digest, run_id=resume_run_id, tags=lineage)
     if resume_run_id is not None:
         tracker.download_latest_checkpoint(out / "checkpoints")
     connect_ray(address)
     pool = WorkerPool(cfg, cfg.distributed)
     try:
-        result = meta_train(cfg, out, engine=ray_engine(cfg, pool), progress=progress, hooks=[tracker],
+        result = meta_train(cfg, out, engine=ray_engine(cfg, pool, None if warm is None else warm.meta_params), progress=progress, hooks=[tracker],
                             resume=resume_run_id is not None, stop_after=stop_after)
     except BaseException:
         tracker.finish(failed=True)
@@ -80,7 +84,7 @@ def run_meta_job(
     version = registry.register(cfg.model_name, source, tracker.run_id, {
         "method": cfg.method, "envs": ",".join(cfg.env_names), "fitness": f"{fitness:.6g}",
         "config_hash": digest, "code_version": code_version(), "iterations": str(len(result.history)),
-        "optimizer_config": json.dumps(settings),
+        "optimizer_config": json.dumps(settings), **lineage,
     }, cfg.tracking).version
     promoted, new_score, old_score = False, None, None
     if evaluate:

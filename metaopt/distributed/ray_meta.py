@@ -186,7 +186,8 @@ def _timing(wall: float, busy: list[float], restarts: int) -> dict[str, float]:
             "ray_overhead_share": max(0.0, wall - slowest) / wall, "worker_restarts": float(restarts)}
 
 
-def ray_engine(cfg: MetaTrainConfig, pool: WorkerPool):
+def ray_engine(cfg: MetaTrainConfig, pool: WorkerPool, init_meta_params: dict | None = None):
+    """The Ray engine of the method; `init_meta_params` is a warm start (driver side)."""
     from metaopt.meta.run import make_engine
 
-    return (RayESEngine if cfg.method == "open" else RayPipelineEngine)(make_engine(cfg), pool)
+    return (RayESEngine if cfg.method == "open" else RayPipelineEngine)(make_engine(cfg, init_meta_params), pool)

@@ -228,9 +228,13 @@ def open_evaluate_fn(tasks: list[TaskConfig], optimizer: OpenConfig, per_vmap: i
     return evaluate
 
 
-def open_es_engine(cfg: MetaTrainConfig) -> ESEngine:
+def open_es_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> ESEngine:
+    """OPEN's ES engine. `init_meta_params` (a warm start, `metaopt.meta.warm_start`) is the
+    search distribution's first mean; without it `cfg.es.init` decides."""
     opt: OpenConfig = cfg.optimizer
-    if cfg.es.init == "zeros":
+    if init_meta_params is not None:
+        mean = open_opt.ravel(jax.tree.map(jnp.asarray, init_meta_params))
+    elif cfg.es.init == "zeros":
         mean = open_opt.ravel(open_opt.zeros_meta_params(opt.larger))
     else:
         mean = open_opt.ravel(open_opt.init_meta_params(jax.random.key(cfg.seed + 1), opt.larger))

@@ -219,9 +219,16 @@ def _apply(engine: PipelineEngine, state: PipelineState, grad_sums: tuple, loss_
     return new_state, ok, metrics
 
 
-def pipeline_engine(cfg: MetaTrainConfig) -> PipelineEngine:
+def pipeline_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> PipelineEngine:
+    """Optim4RL's pipeline engine. `init_meta_params` (a warm start) replaces the random
+    initialisation of the meta-parameters."""
     opt: Optim4RLConfig = cfg.optimizer
-    return PipelineEngine(
-        cfg.pipeline, opt, tuple(cfg.tasks), meta_optimizer(cfg.pipeline),
-        partial(optim4rl.init_meta_params, hidden=opt.hidden),
-    )
+    if init_meta_params is None:
+        init = partial(optim4rl.init_meta_params, hidden=opt.hidden)
+    else:
+        start = jax.tree.map(lambda x: np.asarray(x, np.float32), init_meta_params)
+
+        def init(key: jax.Array) -> dict:
+            del key
+            return jax.tree.map(jnp.asarray, start)
+    return PipelineEngine(cfg.pipeline, opt, tuple(cfg.tasks), meta_optimizer(cfg.pipeline), init)

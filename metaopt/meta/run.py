@@ -47,14 +47,16 @@ class Hooks(Protocol):
     def checkpoint(self, path: Path, iteration: int) -> None: ...
 
 
-def make_engine(cfg: MetaTrainConfig) -> Engine:
+def make_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> Engine:
+    """The method's engine; `init_meta_params` is a warm start's tree (the driver's only:
+    workers never call `init`)."""
     if cfg.method == "open":
         from metaopt.meta.es import open_es_engine
 
-        return open_es_engine(cfg)
+        return open_es_engine(cfg, init_meta_params)
     from metaopt.meta.pipeline import pipeline_engine
 
-    return pipeline_engine(cfg)
+    return pipeline_engine(cfg, init_meta_params)
 
 
 def config_hash(cfg: MetaTrainConfig) -> str:
@@ -120,7 +122,11 @@ def meta_train(
     that many iterations in total, as an interruption would (tests use it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    engine = engine or make_engine(cfg)
+    if engine is None:
+        from metaopt.meta.warm_start import load_warm_start
+
+        warm = load_warm_start(cfg)
+        engine = make_engine(cfg, None if warm is None else warm.meta_params)
     digest = config_hash(cfg)
     meta = {"method": cfg.method, "envs": ",".join(cfg.env_names), "config_hash": digest}
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))

@@ -80,7 +80,8 @@ def code_version() -> str:
 class MlflowTracker:
     """Hooks for `meta_train`: `iteration(row)` and `checkpoint(path, iteration)`."""
 
-    def __init__(self, cfg: MetaTrainConfig, config_hash: str, run_id: str | None = None):
+    def __init__(self, cfg: MetaTrainConfig, config_hash: str, run_id: str | None = None,
+                 tags: dict[str, str] | None = None):
         self.cfg, self.tracking = cfg, cfg.tracking
         self.client = client_for(self.tracking)
         if run_id is None:
@@ -88,6 +89,7 @@ class MlflowTracker:
             run = self.client.create_run(exp, tags={
                 "method": cfg.method, "envs": ",".join(cfg.env_names), "config_hash": config_hash,
                 "code_version": code_version(), "mlflow.runName": f"{cfg.method}-{'-'.join(cfg.env_names)}",
+                **(tags or {}),
             })
             self.run_id = run.info.run_id
             params = [Param(k, v[:6000]) for k, v in flat_params(cfg.dump()).items()]
