@@ -12,6 +12,13 @@ pipeline_backward: one pipeline meta-gradient (inner PPO updates with Optim4RL, 
     python benchmarks/meta_training.py --out benchmarks/results
     python benchmarks/meta_training.py --population 8 --updates 4 --repeats 3
     python benchmarks/meta_training.py --cases es_vmap --repeats 5
+
+recipe: a CPU meta-training recipe's curve (first vs last 10 iterations, bootstrap CI) and
+  its optimizer against its own initialisation, tuned Adam and RMSProp (and the published
+  OPEN) on fresh seeds: IQM with 95% bootstrap CIs, probability of improvement over Adam.
+
+    python benchmarks/meta_training.py --recipe configs/meta/open_breakout_cpu.yaml \\
+        --run runs/open_breakout_cpu --published PATH/breakout_OPEN.npy --out benchmarks/recipes
 """
 
 from __future__ import annotations
@@ -129,8 +136,129 @@ def pipeline_backward(width: int, inner_updates: int, repeats: int) -> dict:
     }
 
 
+def _curve_stats(history: list[dict], key: str, k: int = 10) -> dict:
+    """First-k vs last-k iterations of a meta-training curve, with a bootstrap CI of the change."""
+    from metaopt.evaluation import stats
+
+    values = [row[key] for row in history if key in row]
+    k = min(k, len(values) // 2)
+    first, last = values[:k], values[-k:]
+    change, low, high = stats.difference_ci(first, last)
+    return {"metric": key, "iterations": len(values), "k": k, "first_k_mean": float(sum(first) / k),
+            "last_k_mean": float(sum(last) / k), "change": change, "change_ci": [low, high], "values": values}
+
+
+def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, published: str | None) -> dict:
+    """Fresh-seed evaluation of a CPU meta-training recipe's result: the learned optimizer,
+    its own initialisation, tuned Adam and RMSProp (and the published OPEN), each training
+    `seeds` agents from scratch at the recipe's budget on seeds the run never used."""
+    import csv
+    import subprocess
+    import tempfile
+
+    import jax
+    import numpy as np
+
+    from metaopt.config import TrainConfig, load_meta_config, load_train_config
+    from metaopt.evaluation import stats
+    from metaopt.evaluation.runs import run_training
+    from metaopt.meta.run import make_engine
+    from metaopt.meta.warm_start import load_warm_start
+    from metaopt.optimizers.learned import save_meta_params
+
+    cfg = load_meta_config(config)
+    task = cfg.tasks[0]
+    run_dir = Path(run)
+    with (run_dir / "metrics.csv").open() as f:
+        history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    warm = load_warm_start(cfg)
+    engine = make_engine(cfg, None if warm is None else warm.meta_params)
+    init_params = engine.meta_params(engine.init(jax.random.key(cfg.seed)))
+    tmp = Path(tempfile.mkdtemp())
+    init_path = save_meta_params(tmp / "init.safetensors", cfg.method, jax.tree.map(np.asarray, init_params))
+
+    def learned(path: str | Path) -> TrainConfig:
+        opt = cfg.optimizer.model_copy(update={"meta_params": str(path)})
+        return TrainConfig(env=task.env, ppo=task.ppo, optimizer=opt, seed=eval_seed, num_seeds=seeds)
+
+    ppo_overrides = {f"ppo.{k}": v for k, v in task.ppo.model_dump().items()}
+    ppo_overrides.update({"seed": eval_seed, "num_seeds": seeds})
+
+    def baseline(name: str) -> TrainConfig:
+        return load_train_config(env=task.env.name, optimizer=f"{name}:tuned", overrides=ppo_overrides, tuned_file=tuned_file)
+
+    runs = {f"{cfg.method} (meta-trained)": learned(run_dir / "meta_params.safetensors"),
+            f"{cfg.method} (its initialisation)": learned(init_path),
+            "adam:tuned": baseline("adam"), "rmsprop:tuned": baseline("rmsprop")}
+    if published:
+        opt = load_train_config(env=task.env.name, optimizer="open").optimizer.model_copy(update={"meta_params": published})
+        runs["open (published)"] = TrainConfig(env=task.env, ppo=task.ppo, optimizer=opt, seed=eval_seed, num_seeds=seeds)
+    results = {}
+    for label, train_cfg in runs.items():
+        t0 = time.perf_counter()
+        finals = run_training(train_cfg, label=label).final_returns()
+        lr = getattr(train_cfg.optimizer, "learning_rate", None)
+        results[label] = {"final_returns": [float(x) for x in finals], "learning_rate": lr, **stats.summarize(finals),
+                          "seconds": time.perf_counter() - t0}
+        s = results[label]
+        print(f"{label:<28} IQM {s['iqm']:7.2f} [{s['iqm_ci'][0]:.2f}, {s['iqm_ci'][1]:.2f}]  "
+              f"mean {s['mean']:7.2f} ± {s['stderr']:.2f} s.e.  (n={s['n']})", flush=True)
+    adam = results["adam:tuned"]["final_returns"]
+    for label, r in results.items():
+        if label != "adam:tuned":
+            diff, lo, hi = stats.difference_ci(adam, r["final_returns"], statistic=stats.iqm)
+            r["vs_tuned_adam"] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
+                                  "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], adam)}
+    curve_key = "fitness_mean" if cfg.method == "open" else "meta_loss"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"case": "recipe", "recipe": config, "run": str(run_dir), "method": cfg.method, "env": task.env.name,
+            "budget_env_steps": task.ppo.num_updates * task.ppo.batch_size, "seeds": seeds, "eval_seed": eval_seed,
+            "meta_training_seed": cfg.seed, "tuned_file": tuned_file, "commit": commit,
+            "meta_iterations": len(history), "meta_training_seconds": sum(r["seconds"] for r in history),
+            "curve": _curve_stats(history, curve_key),
+            "curve_best": _curve_stats(history, "fitness_best") if cfg.method == "open" else None,
+            "results": results}
+
+
+def plot_recipe(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    curve = record["curve"]
+    x = np.arange(1, len(curve["values"]) + 1)
+    ax1.plot(x, curve["values"], label=curve["metric"].replace("_", " "))
+    if record.get("curve_best"):
+        ax1.plot(x, record["curve_best"]["values"], alpha=0.5, label="fitness best")
+    ax1.set_xlabel("generation" if record["method"] == "open" else "meta-iteration")
+    ax1.set_title(f"{record['method']} meta-training on {record['env']}")
+    ax1.legend()
+    labels = list(record["results"])
+    for i, label in enumerate(labels):
+        r = record["results"][label]
+        lo, hi = r["iqm_ci"]
+        ax2.errorbar(i, r["iqm"], yerr=[[r["iqm"] - lo], [hi - r["iqm"]]], fmt="o", capsize=6, color="k")
+        ax2.scatter(np.full(len(r["final_returns"]), i) + np.linspace(-0.15, 0.15, len(r["final_returns"])),
+                    r["final_returns"], s=8, alpha=0.5)
+    ax2.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax2.set_ylabel("final return (IQM, 95% bootstrap CI; dots: seeds)")
+    ax2.set_title(f"fresh agents, {record['seeds']} new seeds, {record['budget_env_steps']:,} env steps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", metavar="CONFIG", help="evaluate a finished CPU recipe run instead of timing (needs --run)")
+    parser.add_argument("--run", help="the recipe's meta-training output folder")
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--eval-seed", type=int, default=7000, help="base seed of the fresh agents (unused in meta-training)")
+    parser.add_argument("--tuned-file", default="configs/tuned/breakout_cpu.yaml")
+    parser.add_argument("--published", help="a published OPEN .npy to evaluate beside")
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--updates", type=int, default=4, help="PPO updates per ES member's run")
     parser.add_argument("--width", type=int, default=2, help="pipeline agents")
@@ -141,6 +269,21 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
+
+    if args.recipe:
+        record = recipe(args.recipe, args.run, args.seeds, args.eval_seed, args.tuned_file, args.published)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = Path(args.recipe).stem
+        record["machine"] = {"platform": platform.platform(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
+                             "cpus": os.cpu_count()}
+        (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+        plot_recipe(record, out / f"{name}.png")
+        c = record["curve"]
+        print(f"{c['metric']}: first {c['k']} mean {c['first_k_mean']:.3f}, last {c['k']} mean {c['last_k_mean']:.3f}, "
+              f"change {c['change']:.3f} [{c['change_ci'][0]:.3f}, {c['change_ci'][1]:.3f}]")
+        print(f"wrote {out / name}.json and .png")
+        return
 
     rows = []
     print(f"{'case':<20} {'measured':>12} {'baseline':>12} {'ratio/share':>12}")

@@ -386,9 +386,12 @@ class MetaTrainConfig(_Strict):
 
     @property
     def model_name(self) -> str:
+        """tracking.model_name, else METHOD-ENV (METHOD-multitask), with -l2 for an
+        L2-regularised Optim4RL run so it never becomes a version of the plain model."""
         if self.tracking.model_name:
             return self.tracking.model_name
-        return f"{self.method}-{self.env_names[0] if len(self.tasks) == 1 else 'multitask'}".replace("_", "-")
+        name = f"{self.method}-{self.env_names[0] if len(self.tasks) == 1 else 'multitask'}".replace("_", "-")
+        return f"{name}-l2" if self.method == "optim4rl" and self.pipeline.l2 > 0 else name
 
     def dump(self) -> dict[str, Any]:
         """The resolved config as plain data that validates again (the other method's

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from metaopt.cli import main
-from metaopt.config import ConfigError, load_train_config
+from metaopt.config import (
+    CONFIG_DIR,
+    BaselineSweepConfig,
+    ConfigError,
+    MetaTrainConfig,
+    load_meta_config,
+    load_sweep_config,
+    load_train_config,
+)
 
 BAD_INPUTS = [
     (["--env", "pong"], "env", "choose one of"),
@@ -100,3 +108,24 @@ def test_yaml_syntax_error_is_reported(tmp_path):
     bad.write_text("env: {name: breakout\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_train_config(config_file=bad)
+
+
+def test_l2_run_registers_under_its_own_name():
+    base = {"method": "optim4rl", "tasks": ["breakout"]}
+    assert MetaTrainConfig.model_validate(base).model_name == "optim4rl-breakout"
+    l2 = MetaTrainConfig.model_validate({**base, "pipeline": {"l2": 1e-4}})
+    assert l2.model_name == "optim4rl-breakout-l2"
+    named = MetaTrainConfig.model_validate({**base, "pipeline": {"l2": 1e-4}, "tracking": {"model_name": "mine"}})
+    assert named.model_name == "mine"
+
+
+def test_cpu_recipes_match_their_tuned_baselines():
+    """The CPU recipes' inner budget is the one their tuned Adam/RMSProp were swept at, and the
+    fresh-seed evaluation seeds are not the meta-training or tuning seeds."""
+    sweep = load_sweep_config(CONFIG_DIR / "tune" / "baselines_breakout_cpu.yaml", BaselineSweepConfig)
+    for name in ("open_breakout_cpu",):
+        cfg = load_meta_config(CONFIG_DIR / "meta" / f"{name}.yaml")
+        ppo = cfg.tasks[0].ppo
+        assert ppo.num_updates * ppo.batch_size == sweep.ppo["total_timesteps"] == ppo.total_timesteps
+        assert cfg.tracking.eval_seed not in (cfg.seed, sweep.seed)
+        assert cfg.distributed.workers == 2 and cfg.es.population_size % cfg.es.shard_size == 0

@@ -128,7 +128,7 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
             trunc = s.truncated & ~s.terminated
             truncated_value = jax.lax.cond(
                 trunc.any(),
-                lambda: jnp.where(trunc, value_fn(params, s.final_obs), 0.0),
+                lambda: jnp.where(trunc, value_fn(params, s.final_obs), 0.0).astype(s.reward.dtype),
                 lambda: jnp.zeros_like(s.reward),
             )
             tr = Transition(obs, action, log_prob, s.reward, s.terminated.astype(jnp.float32),
