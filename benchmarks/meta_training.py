@@ -191,7 +191,10 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
             f"{cfg.method} (its initialisation)": learned(init_path),
             "adam:tuned": baseline("adam"), "rmsprop:tuned": baseline("rmsprop")}
     if published:
-        opt = load_train_config(env=task.env.name, optimizer="open").optimizer.model_copy(update={"meta_params": published})
+        from metaopt import published as shipped
+
+        opt = load_train_config(env=task.env.name, optimizer="open").optimizer.model_copy(
+            update={"meta_params": shipped.resolve(published)})
         runs["open (published)"] = TrainConfig(env=task.env, ppo=task.ppo, optimizer=opt, seed=eval_seed, num_seeds=seeds)
     results = {}
     for label, train_cfg in runs.items():
@@ -258,7 +261,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--eval-seed", type=int, default=7000, help="base seed of the fresh agents (unused in meta-training)")
     parser.add_argument("--tuned-file", default="configs/tuned/breakout_cpu.yaml")
-    parser.add_argument("--published", help="a published OPEN .npy to evaluate beside")
+    parser.add_argument("--published", help="a published OPEN to evaluate beside: published:ENV or a .npy file")
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--updates", type=int, default=4, help="PPO updates per ES member's run")
     parser.add_argument("--width", type=int, default=2, help="pipeline agents")

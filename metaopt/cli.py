@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="learning rate override")
     t.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     t.add_argument("--meta-params", metavar="FILE",
-                   help="open/optim4rl: trained meta-parameters (.safetensors, or a published OPEN .npy)")
+                   help="open/optim4rl: trained meta-parameters (.safetensors, a published OPEN .npy, or "
+                        "published:ENV for the shipped published OPEN weights)")
 
     c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
     _add_run_args(c)
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output folder; a folder with checkpoints of the same config is resumed")
     m.add_argument("--iterations", type=int, help="ES generations or pipeline meta-iterations (overrides the config)")
     m.add_argument("--init", metavar="SOURCE",
-                   help="warm start from models:/NAME@ALIAS, a .safetensors or a published OPEN .npy (init_from)")
+                   help="warm start from models:/NAME@ALIAS, published:ENV, a .safetensors or an OPEN .npy (init_from)")
     m.add_argument("--fresh", action="store_true", help="ignore checkpoints in --out and start over")
     m.add_argument("--ray", action="store_true",
                    help="run on Ray workers (distributed: in the config) with an MLflow run and model registration")
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
 
     im = sub.add_parser("import-open", help="register a published OPEN weight file (.npy) as a model version")
-    im.add_argument("file", help="e.g. ../shared/reference/open_weights/breakout_OPEN.npy")
+    im.add_argument("file", help="published:ENV (shipped, e.g. published:breakout) or a published .npy file")
     im.add_argument("--name", required=True, help="registered model name, e.g. open-breakout-published")
     im.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     return parser
@@ -131,6 +132,12 @@ def _registry_command(args) -> int:
         path = registry.pull(args.uri, args.out, _tracking(args))
         print(f"wrote {path}")
     else:
+        from metaopt import published
+
+        try:
+            args.file = published.resolve(args.file)
+        except ValueError as exc:
+            raise ConfigError(f"file: {exc}") from None
         version = registry.import_open(args.file, args.name, _tracking(args))
         print(f"registered {args.file} as models:/{args.name}/{version.version} (also models:/{args.name}@latest)")
     return 0
@@ -251,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metaopt.console import run_and_report
 
     labels = [name if name and name.endswith(":tuned") else None for name in names]
-    run_and_report(configs, Path(args.out), labels)
+    run_and_report(configs, Path(args.out), labels, comparison=args.command == "compare")
     return 0
 
 

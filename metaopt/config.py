@@ -126,7 +126,8 @@ class RMSPropConfig(_OptimizerBase):
 
 
 class _LearnedBase(_OptimizerBase):
-    # Trained meta-parameters: a saved .safetensors or a published OPEN .npy. Meta-training
+    # Trained meta-parameters: a saved .safetensors, a published OPEN .npy, or published:ENV
+    # (the shipped published OPEN weights, resolved by the loader). Meta-training
     # supplies its own and leaves this empty; `metaopt train` needs it.
     meta_params: str | None = None
     # On CPU, run the per-parameter network as a compiled kernel (optimizers/kernels/; the
@@ -671,7 +672,19 @@ def load_train_config(
             raw["optimizer"]["learning_rate"] = tuned_learning_rate(env_name, base, tuned_file)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
+    _resolve_published(raw.get("optimizer"))
     return build_config(raw, source)
+
+
+def _resolve_published(optimizer: Any) -> None:
+    """`optimizer.meta_params: published:ENV` -> the shipped file of that published OPEN."""
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("meta_params"), str):
+        from metaopt import published
+
+        try:
+            optimizer["meta_params"] = published.resolve(optimizer["meta_params"])
+        except ValueError as exc:
+            raise ConfigError(f"optimizer.meta_params: {exc}") from None
 
 
 def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:

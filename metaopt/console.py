@@ -65,10 +65,11 @@ def run_label(cfg: TrainConfig) -> str:
     return stem if stem.startswith(cfg.optimizer.name) else f"{cfg.optimizer.name}-{stem}"
 
 
-def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[str | None] = ()) -> list[RunResult]:
+def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[str | None] = (),
+                   comparison: bool | None = None) -> list[RunResult]:
     labels = list(labels) or [None] * len(configs)
     results = [train_with_progress(cfg, label or run_label(cfg)) for cfg, label in zip(configs, labels)]
-    write_run(out, results)
+    write_run(out, results, comparison)
     table = Table(title=f"PPO results ({out})")
     for h in TABLE_HEADER:
         table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")

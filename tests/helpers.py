@@ -38,3 +38,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The published OPEN weights, shipped inside the package (metaopt/published/).
+from metaopt.published import published_path  # noqa: E402
+
+WEIGHTS = published_path("breakout").parent

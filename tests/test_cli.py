@@ -26,6 +26,15 @@ def test_train_writes_results_curves_plot(tmp_path, capsys):
     assert "final return" in capsys.readouterr().out
 
 
+def test_compare_of_one_optimizer_keeps_the_comparison_layout(tmp_path):
+    out = tmp_path / "one"
+    rc = main(["compare", "--env", "breakout", "--optimizers", "adam", "--total-steps", "384",
+               "--out", str(out), *TINY_ARGS])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["runs"]) == {"adam"} and (out / "adam" / "curves.csv").exists()
+
+
 def test_compare_writes_one_folder_per_optimizer(tmp_path):
     out = tmp_path / "cmp"
     rc = main(["compare", "--env", "breakout", "--optimizers", "adam", "rmsprop", "--total-steps", "384",
@@ -43,19 +52,14 @@ def test_train_with_learned_optimizers(tmp_path):
 
     from metaopt.optimizers import optim4rl
     from metaopt.optimizers.learned import save_meta_params
-    from tests.test_open import WEIGHTS
-
     o4_file = save_meta_params(tmp_path / "o4.safetensors", "optim4rl", optim4rl.init_meta_params(jax.random.key(0)))
-    optimizers, meta = ["optim4rl"], [f"optim4rl={o4_file}"]
-    if WEIGHTS.is_dir():
-        optimizers.append("open")
-        meta.append(f"open={WEIGHTS / 'breakout_OPEN.npy'}")
+    optimizers, meta = ["optim4rl", "open"], [f"optim4rl={o4_file}", "open=published:breakout"]
     out = tmp_path / "learned"
     rc = main(["compare", "--env", "breakout", "--optimizers", *optimizers, "--total-steps", "384",
                "--out", str(out), *[a for m in meta for a in ("--meta-params", m)], *TINY_ARGS])
     assert rc == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert set(runs) == {"optim4rl-o4"} | ({"open-breakout_OPEN"} if WEIGHTS.is_dir() else set())
+    assert set(runs) == {"optim4rl-o4", "open-breakout_OPEN"}
     for run in runs.values():
         assert all(isinstance(x, float) for x in run["final_return"])
         assert run["config"]["optimizer"]["meta_params"]

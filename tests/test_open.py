@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -13,13 +12,11 @@ import pytest
 
 from metaopt.optimizers import open as op
 from metaopt.optimizers.flat import FlatLayout
+from tests.helpers import WEIGHTS
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "open_weights"
-needs_weights = pytest.mark.skipif(not WEIGHTS.is_dir(), reason="../shared/reference/open_weights is absent")
 PUBLISHED = ["ant", "asterix", "breakout", "freeway", "gridworld", "spaceinvaders", "multi"]
 
 
-@needs_weights
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_all_published_files_load(name):
     mp = op.load_published(WEIGHTS / f"{name}_OPEN.npy")
@@ -28,7 +25,6 @@ def test_all_published_files_load(name):
     np.testing.assert_array_equal(np.asarray(op.ravel(mp)), flat)
 
 
-@needs_weights
 def test_published_offsets_by_hand():
     flat = np.load(WEIGHTS / "breakout_OPEN.npy")
     mp = jax.tree.map(np.asarray, op.load_published(WEIGHTS / "breakout_OPEN.npy"))

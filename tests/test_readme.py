@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,8 +18,6 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "reference" / "open_weights").is_dir(),
-                    reason="../shared/reference/open_weights is absent")
 def test_learned_optimizer_in_plain_optax_loop():
     proc = subprocess.run([sys.executable, "-c", readme_block("learned-optax")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

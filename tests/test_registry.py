@@ -16,10 +16,8 @@ from metaopt.cli import main
 from metaopt.config import TrackingConfig
 from metaopt.optimizers import optim4rl
 from metaopt.optimizers.learned import load_meta_params, save_meta_params
-from tests.helpers import free_port
+from tests.helpers import WEIGHTS, free_port
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "open_weights"
-needs_weights = pytest.mark.skipif(not (WEIGHTS / "breakout_OPEN.npy").is_file(), reason="needs ../shared weights")
 
 
 @pytest.fixture()
@@ -30,7 +28,6 @@ def tracking(tmp_path, monkeypatch):
     return cfg
 
 
-@needs_weights
 def test_round_trip_register_alias_load_train(tracking, tmp_path, capsys):
     version = registry.import_open(WEIGHTS / "breakout_OPEN.npy", "open-published", tracking)
     assert str(version.version) == "1" and version.tags["method"] == "open"
@@ -59,7 +56,6 @@ def _leaves(tree):
     return jax.tree.leaves(tree)
 
 
-@needs_weights
 def test_champion_moves_only_for_a_better_version(tracking):
     scores = {"1": 5.0, "2": 3.0, "3": 7.0}
     for v in ("1", "2", "3"):

@@ -65,7 +65,8 @@ def run_meta_job(
     connect_ray(address)
     pool = WorkerPool(cfg, cfg.distributed)
     try:
-        result = meta_train(cfg, out, engine=ray_engine(cfg, pool, None if warm is None else warm.meta_params), progress=progress, hooks=[tracker],
+        engine = ray_engine(cfg, pool, None if warm is None else warm.meta_params)
+        result = meta_train(cfg, out, engine=engine, progress=progress, hooks=[tracker],
                             resume=resume_run_id is not None, stop_after=stop_after)
     except BaseException:
         tracker.finish(failed=True)

@@ -92,11 +92,12 @@ def plot_returns(path: Path, results: Sequence[RunResult], title: str) -> None:
     plt.close(fig)
 
 
-def write_run(out: Path, results: Sequence[RunResult]) -> dict:
-    """One result: results.json/curves.csv/returns.png in `out`. Several (a comparison):
-    one sub-folder each, plus a combined results.json and returns.png."""
+def write_run(out: Path, results: Sequence[RunResult], comparison: bool | None = None) -> dict:
+    """A single run: results.json/curves.csv/returns.png in `out`. A comparison (`compare`,
+    even of one optimizer; default: more than one result): one sub-folder per run, plus a
+    combined results.json ({"runs": {label: ...}}) and returns.png."""
     out.mkdir(parents=True, exist_ok=True)
-    if len(results) == 1:
+    if not (len(results) > 1 if comparison is None else comparison):
         data = summary(results[0])
         write_curves(out / "curves.csv", results[0])
     else:

@@ -1,7 +1,8 @@
 """Warm start: meta-training that begins from an existing optimizer.
 
 `MetaTrainConfig.init_from` names the source: a registered model (`models:/NAME@ALIAS` or
-`models:/NAME/VERSION`), a saved `.safetensors`, or a published OPEN `.npy`. It is loaded
+`models:/NAME/VERSION`), a shipped published OPEN (`published:breakout`), a saved
+`.safetensors`, or a published OPEN `.npy`. It is loaded
 and checked here, on the driver, before anything compiles; the engines only see the tree.
 """
 
@@ -55,7 +56,12 @@ def load_warm_start(cfg: MetaTrainConfig) -> WarmStart | None:
         version = registry.model_version(source, cfg.tracking)
         resolved = f"models:/{version.name}/{version.version}"
     else:
-        path = Path(source).expanduser()
+        from metaopt import published
+
+        try:
+            path = Path(published.resolve(source)).expanduser()
+        except ValueError as exc:
+            raise ConfigError(f"init_from: {exc}") from None
         if not path.is_file():
             raise ConfigError(f"init_from: file {source} does not exist; give models:/NAME@ALIAS, a saved "
                               ".safetensors or a published OPEN .npy")
