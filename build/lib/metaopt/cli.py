@@ -1,0 +1,266 @@
+"""`metaopt ...` commands. Thin: parse, validate (exit 2 on bad input), call the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from metaopt.config import ENV_NAMES, LEARNED_OPTIMIZERS, OPTIMIZER_NAMES, ConfigError, TrainConfig, load_train_config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like ConfigError
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE such as ppo.num_envs=32")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _common_overrides(args) -> dict[str, Any]:
+    ov = _parse_set(args.set)
+    if args.total_steps is not None:
+        ov["ppo.total_timesteps"] = _int_or_float(args.total_steps, "--total-steps")
+    if args.seeds is not None:
+        ov["num_seeds"] = args.seeds
+    if args.seed is not None:
+        ov["seed"] = args.seed
+    if getattr(args, "lr", None) is not None:
+        ov["optimizer.learning_rate"] = args.lr
+    return ov
+
+
+def _int_or_float(text: str, flag: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a number; give e.g. 200000 or 1e6") from None
+    if value != int(value):
+        raise ConfigError(f"{flag}: {text!r} is not a whole number of steps; give e.g. 200000")
+    return int(value)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", help=f"one of {', '.join(ENV_NAMES)} (uses configs/ppo/ENV.yaml)")
+    p.add_argument("--config", help="a TrainConfig YAML file instead of the published one for --env")
+    p.add_argument("--total-steps", help="env steps per seed (e.g. 200000 or 1e6)")
+    p.add_argument("--seeds", type=int, help="number of seeds, trained at once (vmapped)")
+    p.add_argument("--seed", type=int, help="base seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set ppo.num_envs=32 (repeatable)")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="metaopt", description="Learned optimizers for RL: train, compare, meta-train.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train PPO agents with one optimizer")
+    _add_run_args(t)
+    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned (learning rate "
+                   "from a baseline sweep), or a registered model models:/NAME@ALIAS")
+    t.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    t.add_argument("--lr", type=float, help="learning rate override")
+    t.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
+    t.add_argument("--meta-params", metavar="FILE",
+                   help="open/optim4rl: trained meta-parameters (.safetensors, a published OPEN .npy, or "
+                        "published:ENV for the shipped published OPEN weights)")
+
+    c = sub.add_parser("compare", help="train PPO with several optimizers on the same seeds")
+    _add_run_args(c)
+    c.add_argument("--optimizers", nargs="+", required=True,
+                   help=f"from {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned, or registered models models:/NAME@ALIAS")
+    c.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    c.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
+    c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
+                   help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
+    m = sub.add_parser("meta-train", help="meta-train OPEN (ES) or Optim4RL (pipeline) from a config in configs/meta/")
+    m.add_argument("--config", required=True, help="a MetaTrainConfig YAML file, e.g. configs/meta/open_breakout_smoke.yaml")
+    m.add_argument("--out", required=True, help="output folder; a folder with checkpoints of the same config is resumed")
+    m.add_argument("--iterations", type=int, help="ES generations or pipeline meta-iterations (overrides the config)")
+    m.add_argument("--init", metavar="SOURCE",
+                   help="warm start from models:/NAME@ALIAS, published:ENV, a .safetensors or an OPEN .npy (init_from)")
+    m.add_argument("--fresh", action="store_true", help="ignore checkpoints in --out and start over")
+    m.add_argument("--ray", action="store_true",
+                   help="run on Ray workers (distributed: in the config) with an MLflow run and model registration")
+    m.add_argument("--resume", metavar="RUN_ID", help="with --ray: continue this MLflow run from its last checkpoint")
+    m.add_argument("--no-eval", action="store_true", help="with --ray: register without the champion evaluation")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set es.population_size=16 (repeatable)")
+    for kind, example in (("baselines", "configs/tune/baselines_minatar.yaml"),
+                          ("sensitivity", "configs/tune/sensitivity_optim4rl_ant.yaml")):
+        what = ("Adam/RMSProp learning-rate sweep per env; writes the tuned-baselines file" if kind == "baselines"
+                else "meta-hyperparameter grid: meta-train, evaluate, heatmaps and the tuning-shift figure")
+        tp = sub.add_parser(f"tune-{kind}", help=f"Ray Tune: {what}")
+        tp.add_argument("--config", required=True, help=f"a sweep YAML file, e.g. {example}")
+        tp.add_argument("--out", required=True, help="output folder; an interrupted sweep there is resumed")
+        tp.add_argument("--fresh", action="store_true", help="discard a sweep in --out and start over")
+        tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any field, e.g. --set resources.gpus_per_trial=1 (repeatable)")
+    pl = sub.add_parser("pull", help="save a registered optimizer's meta-parameters to a file")
+    pl.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    pl.add_argument("--out", required=True, help="file to write (.safetensors)")
+    pl.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+
+    im = sub.add_parser("import-open", help="register a published OPEN weight file (.npy) as a model version")
+    im.add_argument("file", help="published:ENV (shipped, e.g. published:breakout) or a published .npy file")
+    im.add_argument("--name", required=True, help="registered model name, e.g. open-breakout-published")
+    im.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    return parser
+
+
+def _tracking(args):
+    from metaopt.config import TrackingConfig
+
+    return TrackingConfig(uri=getattr(args, "tracking_uri", None))
+
+
+def _registry_command(args) -> int:
+    from metaopt import registry
+
+    if args.command == "pull":
+        path = registry.pull(args.uri, args.out, _tracking(args))
+        print(f"wrote {path}")
+    else:
+        from metaopt import published
+
+        try:
+            args.file = published.resolve(args.file)
+        except ValueError as exc:
+            raise ConfigError(f"file: {exc}") from None
+        version = registry.import_open(args.file, args.name, _tracking(args))
+        print(f"registered {args.file} as models:/{args.name}/{version.version} (also models:/{args.name}@latest)")
+    return 0
+
+
+def _meta_train(args) -> int:
+    from metaopt.config import load_meta_config
+
+    overrides = _parse_set(args.set)
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.init is not None:
+        overrides["init_from"] = args.init
+    cfg = load_meta_config(args.config, overrides)
+    from metaopt.meta.warm_start import load_warm_start
+
+    load_warm_start(cfg)  # a bad --init / init_from stops here (exit 2), before any compilation
+    from metaopt.console import meta_train_with_progress
+    from metaopt.meta.pipeline import MetaTrainingDiverged
+
+    if args.resume and not args.ray:
+        raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
+                          "rerunning with the same --out resumes from its checkpoints)")
+    try:
+        if args.ray:
+            from metaopt.console import meta_job_with_progress
+
+            meta_job_with_progress(cfg, Path(args.out), resume_run_id=args.resume, evaluate=not args.no_eval)
+        else:
+            meta_train_with_progress(cfg, Path(args.out), resume=not args.fresh)
+    except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tune(args) -> int:
+    from metaopt.config import BaselineSweepConfig, SensitivitySweepConfig, load_sweep_config
+    from metaopt.tuning.sweep import SweepInterrupted
+
+    kind = args.command.removeprefix("tune-")
+    model = BaselineSweepConfig if kind == "baselines" else SensitivitySweepConfig
+    sweep = load_sweep_config(args.config, model, _parse_set(args.set))
+    from metaopt import console
+
+    try:
+        if kind == "baselines":
+            console.report_baseline_sweep(sweep, Path(args.out), fresh=args.fresh)
+        else:
+            console.report_sensitivity_sweep(sweep, Path(args.out), fresh=args.fresh)
+    except SweepInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _meta_params_for(args, optimizer: str) -> str | None:
+    """`train --meta-params FILE`; `compare --meta-params [NAME=]FILE ...`."""
+    items = args.meta_params if isinstance(args.meta_params, list) else [args.meta_params] if args.meta_params else []
+    plain = None
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep and name in LEARNED_OPTIMIZERS:
+            if name == optimizer:
+                return path
+        elif plain is None:
+            plain = item
+    return plain
+
+
+def _resolve(args, optimizer: str | None) -> TrainConfig:
+    overrides = _common_overrides(args)
+    if optimizer is not None and optimizer.startswith("models:/"):
+        from metaopt import registry
+
+        path, optimizer, settings = registry.fetch(optimizer, _tracking(args))
+        overrides["optimizer"] = {**settings, "meta_params": str(path)}
+        return load_train_config(env=args.env, config_file=args.config, overrides=overrides)
+    cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides,
+                            tuned_file=args.tuned_file)
+    if cfg.optimizer.name in LEARNED_OPTIMIZERS:
+        path = _meta_params_for(args, cfg.optimizer.name)
+        if path is not None:
+            overrides["optimizer.meta_params"] = path
+            cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides)
+        _check_meta_params(cfg)
+    return cfg
+
+
+def _check_meta_params(cfg: TrainConfig) -> None:
+    """Load the file now, so a wrong or corrupt one fails before any compilation."""
+    name, path = cfg.optimizer.name, cfg.optimizer.meta_params
+    if path is None:
+        raise ConfigError(f"optimizer.meta_params: {name} needs trained meta-parameters; pass --meta-params FILE")
+    from metaopt.optimizers.learned import load_meta_params
+
+    try:
+        load_meta_params(path, name)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"optimizer.meta_params: {exc}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "meta-train":
+            return _meta_train(args)
+        if args.command in ("pull", "import-open"):
+            return _registry_command(args)
+        if args.command.startswith("tune-"):
+            return _tune(args)
+        names = [args.optimizer] if args.command == "train" else args.optimizers
+        configs = [_resolve(args, name) for name in names]
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Validated: only now pay for importing and compiling JAX code.
+    from metaopt.console import run_and_report
+
+    labels = [name if name and name.endswith(":tuned") else None for name in names]
+    run_and_report(configs, Path(args.out), labels, comparison=args.command == "compare")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,714 @@
+"""Typed, validated configuration: the one place that decides what a run is.
+
+Everything that reaches compiled code has passed through these models, so bad input fails
+here with a one-line message naming the field and the fix, before any JAX compilation.
+YAML files in `configs/` are documents of `TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MINATAR_ENVS = ("breakout", "asterix", "space_invaders", "freeway")
+BRAX_ENVS = ("ant", "humanoid")
+ENV_NAMES = MINATAR_ENVS + BRAX_ENVS
+BRAX_BACKENDS = ("positional", "generalized", "spring", "mjx")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing description of a bad input and its fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+UnitInterval = Annotated[float, Field(ge=0, le=1)]
+
+
+class EnvConfig(_Strict):
+    name: Literal[ENV_NAMES]  # type: ignore[valid-type]
+    # Brax only; default picked by benchmarks/ppo_throughput.py (see benchmarks/README.md).
+    backend: Literal[BRAX_BACKENDS] = "positional"  # type: ignore[valid-type]
+    # Time limit (truncation). None: the simulator's own, resolved by metaopt.envs.resolve_env
+    # (gymnax's per MinAtar game: Freeway 2500, the others 1000; Brax 1000).
+    episode_length: PositiveInt | None = None
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+
+    @property
+    def is_brax(self) -> bool:
+        return self.name in BRAX_ENVS
+
+
+class PPOConfig(_Strict):
+    num_envs: PositiveInt = 64
+    num_steps: PositiveInt = 128
+    total_timesteps: PositiveInt = 10_000_000
+    update_epochs: PositiveInt = 4
+    num_minibatches: PositiveInt = 8
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.99
+    gae_lambda: UnitInterval = 0.95
+    clip_eps: PositiveFloat = 0.2
+    ent_coef: Annotated[float, Field(ge=0)] = 0.01
+    vf_coef: Annotated[float, Field(ge=0)] = 0.5
+    clip_value_loss: bool = True
+    hidden_width: PositiveInt = 64
+    hidden_layers: PositiveInt = 2
+    activation: Literal["relu", "tanh"] = "relu"
+    # The published code initialises actor and critic from one key, so their hidden layers
+    # start identical (a fault, fixed here). True reproduces it, e.g. to run published OPEN
+    # weights in the conditions they were meta-trained in (on Breakout it changed nothing
+    # measurable over 8 seeds: benchmarks/README.md).
+    shared_init_key: bool = False
+    # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
+    dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @model_validator(mode="after")
+    def _check_batching(self) -> PPOConfig:
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_envs*num_steps={self.batch_size} is not divisible by "
+                f"num_minibatches={self.num_minibatches}; pick a divisor of {self.batch_size}"
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is below one batch "
+                f"(num_envs*num_steps={self.batch_size}); raise total_timesteps or shrink the batch"
+            )
+        return self
+
+
+class _OptimizerBase(_Strict):
+    # Clipping by global norm, separately for actor and critic, as in the published code.
+    # None turns it off.
+    max_grad_norm: PositiveFloat | None = 0.5
+
+
+class AdamConfig(_OptimizerBase):
+    name: Literal["adam"] = "adam"
+    learning_rate: PositiveFloat = 5e-3
+    anneal_lr: bool = True
+    b1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    b2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: PositiveFloat = 1e-5
+
+
+class RMSPropConfig(_OptimizerBase):
+    name: Literal["rmsprop"] = "rmsprop"
+    learning_rate: PositiveFloat = 5e-3
+    anneal_lr: bool = True
+    decay: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    eps: PositiveFloat = 1e-5
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    centered: bool = False
+
+
+class _LearnedBase(_OptimizerBase):
+    # Trained meta-parameters: a saved .safetensors, a published OPEN .npy, or published:ENV
+    # (the shipped published OPEN weights, resolved by the loader). Meta-training
+    # supplies its own and leaves this empty; `metaopt train` needs it.
+    meta_params: str | None = None
+    # On CPU, run the per-parameter network as a compiled kernel (optimizers/kernels/; the
+    # same function to float32 rounding, faster). False: XLA's code, as on other platforms.
+    cpu_kernel: bool = True
+
+    @field_validator("meta_params")
+    @classmethod
+    def _file_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"file {v} does not exist; pass a saved .safetensors or a published OPEN .npy")
+        return v
+
+
+class OpenConfig(_LearnedBase):
+    """OPEN: no learning rate; the network sets step sizes. Clipping as published."""
+
+    name: Literal["open"] = "open"
+    # Network size when meta-training (small: GRU 8 / MLP 16; larger: 16 / 32, the
+    # published multi-task size). A loaded file brings its own size.
+    larger: bool = False
+
+
+class Optim4RLConfig(_LearnedBase):
+    """Optim4RL: a fixed learning rate scales the learned m / sqrt(v)."""
+
+    name: Literal["optim4rl"] = "optim4rl"
+    learning_rate: PositiveFloat = 1e-3
+    max_grad_norm: PositiveFloat | None = None
+    clip_elementwise: PositiveFloat | None = 1.0  # as published (Brax), before the optimizer
+    hidden: PositiveInt = 8
+
+
+LearnedOptimizerConfig = Annotated[Union[OpenConfig, Optim4RLConfig], Field(discriminator="name")]
+OptimizerConfig = Annotated[
+    Union[AdamConfig, RMSPropConfig, OpenConfig, Optim4RLConfig], Field(discriminator="name")
+]
+OPTIMIZER_NAMES = ("adam", "rmsprop", "open", "optim4rl")
+LEARNED_OPTIMIZERS = ("open", "optim4rl")
+TUNABLE_OPTIMIZERS = ("adam", "rmsprop")  # `adam:tuned`: the learning rate a sweep found best
+TUNED_BASELINES_FILE = CONFIG_DIR / "tuned" / "baselines.yaml"
+
+
+class TrainConfig(_Strict):
+    env: EnvConfig
+    ppo: PPOConfig = PPOConfig()
+    optimizer: OptimizerConfig = AdamConfig()
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_seeds: PositiveInt = 1
+
+
+# ---------------------------------------------------------------------------- meta-training
+
+# Tuned-Adam final returns (1e7 steps MinAtar, 5e7 Ant) from OPEN.md: multi-task fitness
+# divides each env's return by these before averaging.
+REFERENCE_RETURNS = {
+    "asterix": 15.04, "freeway": 61.84, "breakout": 50.08, "space_invaders": 167.09, "ant": 6517.31,
+}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class TaskConfig(_Strict):
+    """One env of meta-training with its PPO settings. In YAML `env: breakout` starts from
+    configs/ppo/breakout.yaml; `ppo:` and `env:` mappings given next to it override fields."""
+
+    env: EnvConfig
+    ppo: PPOConfig
+    reference_return: PositiveFloat | None = None  # None: REFERENCE_RETURNS[env]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_published(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"env": data}
+        if not isinstance(data, dict):
+            return data
+        env = data.get("env")
+        name = env if isinstance(env, str) else env.get("name") if isinstance(env, dict) else None
+        if name not in ENV_NAMES:
+            return data  # the field validator reports it
+        base = read_yaml(default_config_path(name))
+        env_over = env if isinstance(env, dict) else {}
+        return {
+            **data,
+            "env": _deep_merge(base.get("env", {}), env_over),
+            "ppo": _deep_merge(base.get("ppo", {}), data.get("ppo") or {}),
+        }
+
+    @property
+    def reference(self) -> float | None:
+        return self.reference_return if self.reference_return is not None else REFERENCE_RETURNS.get(self.env.name)
+
+    def train_config(self, optimizer, seed: int = 0) -> TrainConfig:
+        return TrainConfig(env=self.env, ppo=self.ppo, optimizer=optimizer, seed=seed)
+
+
+class ESConfig(_Strict):
+    """evosax OpenES, settings as published for OPEN (OPEN.md)."""
+
+    population_size: PositiveInt = 64
+    # Members per compiled evaluation call. Fixed, so a population evaluated in shards
+    # (locally in sequence, or on Ray workers) gives bit-identical fitnesses.
+    members_per_shard: PositiveInt | None = None  # None: the whole population in one call
+    # Members vmapped together inside a shard's call; chunks of that size run in sequence.
+    # None: by backend, 1 on CPU (faster there, see metaopt.meta.es.members_per_vmap), the
+    # whole shard on accelerators.
+    members_per_vmap: PositiveInt | None = None
+    rollouts_per_member: PositiveInt = 1
+    sigma_init: PositiveFloat = 0.03
+    sigma_decay: Annotated[float, Field(gt=0, le=1)] = 0.999  # per generation
+    learning_rate: PositiveFloat = 0.03
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.999  # per generation
+    adam_b1: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    adam_b2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    antithetic: bool = True
+    fitness_shaping: Literal["centered_rank", "z_score", "raw"] = "centered_rank"
+    init: Literal["zeros", "random"] = "zeros"  # zeros: the optimizer starts as a no-op
+
+    @property
+    def shard_size(self) -> int:
+        return self.members_per_shard or self.population_size
+
+    @model_validator(mode="after")
+    def _check_population(self) -> ESConfig:
+        if self.antithetic and self.population_size % 2:
+            raise ValueError(f"population_size={self.population_size} must be even with antithetic sampling; use {self.population_size + 1}")
+        if self.population_size % self.shard_size:
+            raise ValueError(
+                f"members_per_shard={self.members_per_shard} does not divide population_size={self.population_size}; pick a divisor"
+            )
+        return self
+
+
+class PipelineConfig(_Strict):
+    """Optim4RL pipeline training (OPTIM4RL.md)."""
+
+    width: PositiveInt = 8  # agents per task, each on its own stage of training
+    # Agents per compiled meta-gradient call; fixed, so any split over workers gives the
+    # same meta-gradient.
+    agents_per_group: PositiveInt | None = None  # None: all agents of a task in one call
+    reset_interval: PositiveInt = 64  # meta-iterations between an agent's resets
+    inner_updates: PositiveInt = 4  # PPO updates backpropagated through per meta-iteration
+    meta_learning_rate: PositiveFloat = 1e-3
+    meta_grad_clip: Literal["global_norm", "elementwise", "none"] = "global_norm"
+    meta_grad_clip_value: PositiveFloat = 0.5
+    l2: Annotated[float, Field(ge=0)] = 0.0  # weight of ||meta-parameters||^2 in the meta-loss
+    # Recompute each inner PPO update in the backward pass instead of storing it:
+    # memory of one update instead of `inner_updates`, for about one more forward pass.
+    rematerialize: bool = False
+
+    @property
+    def group_size(self) -> int:
+        return self.agents_per_group or self.width
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> PipelineConfig:
+        if self.width % self.group_size:
+            raise ValueError(f"agents_per_group={self.agents_per_group} does not divide width={self.width}; pick a divisor")
+        return self
+
+
+class DistributedConfig(_Strict):
+    """Ray actors for meta-training. Does not change the numbers: a run may resume with
+    another number of workers."""
+
+    workers: PositiveInt = 2
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0  # 1 on GPU nodes: one actor per GPU
+    # A shard or group running longer is re-run on a fresh actor; an actor's first piece
+    # (which compiles) gets warmup_timeout_s.
+    piece_timeout_s: PositiveFloat = 1800.0
+    warmup_timeout_s: PositiveFloat = 1800.0
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    # Pin worker i to its own cores (cpus_per_worker of them). On a machine the pool has to
+    # itself (a laptop, a dedicated CPU node) this is 1.5x faster with 2 workers on 2 cores
+    # (benchmarks/README.md): unpinned, each worker's XLA threads spread over every core.
+    # Off, the OS places the threads: right where other jobs share the cores, or on GPU workers.
+    pin_cpus: bool = False
+
+
+class TrackingConfig(_Strict):
+    """MLflow. Does not change the numbers."""
+
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns.db
+    experiment: str = "metaopt"
+    model_name: str | None = None  # registered model; None: METHOD-ENV (METHOD-multitask)
+    # The champion alias moves to a new version only if it beats the current champion when
+    # both train fresh agents on the same seeds.
+    eval_seeds: PositiveInt = 2
+    eval_total_timesteps: PositiveInt | None = None  # None: each task's own budget
+    eval_seed: Annotated[int, Field(ge=0)] = 1000  # not the meta-training seeds
+
+    @field_validator("model_name")
+    @classmethod
+    def _valid_name(cls, v: str | None) -> str | None:
+        if v is not None and not all(c.isalnum() or c in "-_." for c in v):
+            raise ValueError(f"{v!r} may only hold letters, digits, '-', '_' and '.'; e.g. open-breakout")
+        return v
+
+
+class MetaTrainConfig(_Strict):
+    """A meta-training run: OPEN by ES or Optim4RL by pipeline training, on one or more envs."""
+
+    method: Literal["open", "optim4rl"]
+    tasks: Annotated[list[TaskConfig], Field(min_length=1)]
+    optimizer: LearnedOptimizerConfig  # missing fields: configs/optimizers/METHOD.yaml
+    es: ESConfig = ESConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    iterations: PositiveInt = 500  # ES generations or pipeline meta-iterations
+    checkpoint_every: PositiveInt = 10
+    seed: Annotated[int, Field(ge=0)] = 0
+    # Warm start: the meta-parameters to start from (models:/NAME@ALIAS or models:/NAME/VERSION,
+    # a saved .safetensors, or a published OPEN .npy) instead of es.init / a random init. ES
+    # starts its mean there, pipeline training its meta-parameters. Method and network size
+    # must match `optimizer` (checked when the file is loaded, by metaopt.meta.warm_start).
+    init_from: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_optimizer(cls, data: Any) -> Any:
+        """Fields not given in `optimizer` come from configs/optimizers/METHOD.yaml."""
+        if isinstance(data, dict) and data.get("method") in LEARNED_OPTIMIZERS:
+            given = data.get("optimizer") or {}
+            if isinstance(given, dict) and given.get("name", data["method"]) == data["method"]:
+                data = {**data, "optimizer": {**optimizer_defaults(data["method"]), **given}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MetaTrainConfig:
+        if self.optimizer.name != self.method:
+            raise ValueError(f"optimizer.name is {self.optimizer.name} but method is {self.method}; make them match")
+        if self.optimizer.meta_params is not None:
+            raise ValueError("optimizer.meta_params: meta-training creates the meta-parameters; remove it")
+        other = "pipeline" if self.method == "open" else "es"
+        if other in self.model_fields_set:
+            raise ValueError(f"{other}: not used by method {self.method}; remove the section")
+        if len(self.tasks) > 1:
+            missing = [t.env.name for t in self.tasks if t.reference is None]
+            if missing:
+                raise ValueError(f"tasks: no reference return for {missing[0]}; set tasks[].reference_return for multi-task fitness")
+            names = [t.env.name for t in self.tasks]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tasks: {names} repeats an env; list each env once")
+        return self
+
+    @property
+    def env_names(self) -> list[str]:
+        return [t.env.name for t in self.tasks]
+
+    @property
+    def model_name(self) -> str:
+        """tracking.model_name, else METHOD-ENV (METHOD-multitask), with -l2 for an
+        L2-regularised Optim4RL run so it never becomes a version of the plain model."""
+        if self.tracking.model_name:
+            return self.tracking.model_name
+        name = f"{self.method}-{self.env_names[0] if len(self.tasks) == 1 else 'multitask'}".replace("_", "-")
+        return f"{name}-l2" if self.method == "optim4rl" and self.pipeline.l2 > 0 else name
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved config as plain data that validates again (the other method's
+        section left out)."""
+        return self.model_dump(mode="json", exclude={"pipeline" if self.method == "open" else "es"})
+
+
+# ---------------------------------------------------------------------------- sweeps (Ray Tune)
+
+
+class SweepResources(_Strict):
+    """What each trial asks Ray for: one GPU per trial on a GPU cluster, a CPU share locally."""
+
+    cpus_per_trial: PositiveFloat = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    max_concurrent_trials: PositiveInt | None = None  # None: as many as the resources allow
+    max_failures: Annotated[int, Field(ge=0)] = 2  # a crashed trial runs again (from its checkpoint)
+
+
+class EarlyStoppingConfig(_Strict):
+    """ASHA on the running mean return; each trial reports about 25 times during training."""
+
+    enabled: bool = False
+    grace_period: PositiveInt = 5  # reports before a trial may be stopped
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+
+
+class LogGrid(_Strict):
+    low: PositiveFloat
+    high: PositiveFloat
+    points: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> LogGrid:
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}; swap them")
+        if self.points == 1 and self.high != self.low:
+            raise ValueError("points is 1 but low != high; use points >= 2 or low == high")
+        return self
+
+    @property
+    def values(self) -> list[float]:
+        if self.points == 1:
+            return [self.low]
+        ratio = (self.high / self.low) ** (1 / (self.points - 1))
+        return [float(f"{self.low * ratio ** i:.6g}") for i in range(self.points)]
+
+
+def _check_sweep_name(v: str) -> str:
+    if not v or not all(c.isalnum() or c in "-_" for c in v):
+        raise ValueError(f"{v!r} names the sweep's folder: use letters, digits, '-' and '_'")
+    return v
+
+
+class BaselineSweepConfig(_Strict):
+    """Learning-rate sweeps of Adam and RMSProp per env (ray_jobs/tune_baselines.py): one
+    trial per (env, optimizer, learning rate), its seeds vmapped inside the trial."""
+
+    name: str = "baselines"
+    envs: Annotated[list[str], Field(min_length=1)]
+    optimizers: Annotated[list[Literal["adam", "rmsprop"]], Field(min_length=1)] = ["adam", "rmsprop"]
+    learning_rates: LogGrid = LogGrid(low=1e-4, high=1e-2, points=5)
+    seeds: PositiveInt = 4
+    seed: Annotated[int, Field(ge=0)] = 0
+    ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    resources: SweepResources = SweepResources()
+    tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
+    tuned_file: str | None = None  # None: configs/tuned/baselines.yaml
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        return _check_sweep_name(v)
+
+    @field_validator("envs")
+    @classmethod
+    def _known_envs(cls, v: list[str]) -> list[str]:
+        for env in v:
+            if env not in ENV_NAMES:
+                raise ValueError(f"unknown env {env!r}; choose from {', '.join(ENV_NAMES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} repeats an env; list each once")
+        return v
+
+    @model_validator(mode="after")
+    def _check_runs(self) -> BaselineSweepConfig:
+        for env in self.envs:  # every trial's run must validate before any trial starts
+            for optimizer in self.optimizers:
+                self.train_config(env, optimizer, self.learning_rates.low)
+        return self
+
+    def train_config(self, env: str, optimizer: str, learning_rate: float) -> TrainConfig:
+        overrides = {f"ppo.{k}": v for k, v in self.ppo.items()}
+        overrides.update({"optimizer.learning_rate": learning_rate, "seed": self.seed, "num_seeds": self.seeds})
+        return load_train_config(env=env, optimizer=optimizer, overrides=overrides)
+
+    @property
+    def tuned_path(self) -> Path:
+        return Path(self.tuned_file) if self.tuned_file is not None else TUNED_BASELINES_FILE
+
+
+class SensitivitySweepConfig(_Strict):
+    """A grid over meta-hyperparameters (ray_jobs/tune_sensitivity.py): each trial
+    meta-trains from `base` with its grid point, then trains fresh agents with the result
+    (the base config's tracking.eval_* settings) and reports their final return."""
+
+    name: str = "sensitivity"
+    base: str  # a meta-training config, e.g. configs/meta/optim4rl_breakout_smoke.yaml
+    overrides: dict[str, Any] = {}  # dotted keys applied to `base` before the grid point
+    # 2 or 3 dotted keys of the meta-training config: heatmap rows, columns, and panels.
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]]
+    meta_seeds: PositiveInt = 1  # meta-training runs per grid point (seeds 0..k-1), averaged
+    baselines_csv: str | None = None  # a baseline sweep's trials.csv: adds its spread to the figure
+    resources: SweepResources = SweepResources()
+    tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        return _check_sweep_name(v)
+
+    @field_validator("base", "baselines_csv")
+    @classmethod
+    def _file_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"file {v} does not exist; give an existing file (configs/meta/ for base)")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _two_or_three_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not 2 <= len(v) <= 3:
+            raise ValueError(f"has {len(v)} keys; give 2 (a heatmap) or 3 (heatmaps side by side)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_points(self) -> SensitivitySweepConfig:
+        import itertools
+
+        base = self.base_config()
+        for values in itertools.product(*self.grid.values()):
+            point = dict(zip(self.grid, values))
+            try:
+                self.meta_config(point, seed=0, base=base)
+            except ConfigError as exc:
+                shown = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise ValueError(f"grid point {shown}: {exc}") from None
+        return self
+
+    def base_config(self) -> dict[str, Any]:
+        """`base` with `overrides`, as plain data: what trials start from (they read no files,
+        so they run on any node of a cluster)."""
+        return load_meta_config(self.base, self.overrides).dump()
+
+    def meta_config(self, point: dict[str, Any], seed: int, base: dict[str, Any] | None = None) -> MetaTrainConfig:
+        return meta_config_at(self.base_config() if base is None else base, point, seed, source=self.base)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _fix_for(err: dict[str, Any]) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "literal_error":
+        return f"choose one of {ctx.get('expected')}"
+    if kind == "union_tag_invalid":
+        return f"choose one of {ctx.get('expected_tags')}"
+    if kind == "extra_forbidden":
+        return "remove it or fix its spelling"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "use a value in range"
+    if kind == "missing":
+        return "add it"
+    return "fix the value"
+
+
+def format_validation_error(exc: ValidationError, source: str = "config") -> str:
+    """One line: the first offending field, what is wrong, and the fix."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    if len(loc) > 2 and loc[0] == "optimizer" and loc[1] in OPTIMIZER_NAMES:
+        del loc[1]  # the discriminated-union tag is not part of the user's dotted path
+    field = ".".join(loc)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":  # our own validators already state the fix
+        return f"{source}: {field}: {msg}" if field else f"{source}: {msg}"
+    got = err.get("input")
+    got_txt = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
+    return f"{source}: {field}: {msg}{got_txt}; {_fix_for(err)}"
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """`tree["ppo"]["num_envs"] = value` from "ppo.num_envs"; replaces whole sections too."""
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section; check the key")
+    node[keys[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; pass an existing YAML file (see configs/)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at top level; see configs/ppo/breakout.yaml")
+    return data
+
+
+def default_config_path(env: str) -> Path:
+    if env not in ENV_NAMES:
+        raise ConfigError(f"env: unknown env {env!r}; choose one of {', '.join(ENV_NAMES)}")
+    return CONFIG_DIR / "ppo" / f"{env}.yaml"
+
+
+def optimizer_defaults(name: str) -> dict[str, Any]:
+    if name not in OPTIMIZER_NAMES:
+        raise ConfigError(f"optimizer: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    return read_yaml(CONFIG_DIR / "optimizers" / f"{name}.yaml")
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def tuned_learning_rate(env: str, optimizer: str, tuned_file: str | Path | None = None) -> float:
+    """The learning rate a baseline sweep (ray_jobs/tune_baselines.py) found best for this
+    env and optimizer, from the tuned-baselines file."""
+    path = Path(tuned_file) if tuned_file is not None else TUNED_BASELINES_FILE
+    fix = f"run ray_jobs/tune_baselines.py with {env} and {optimizer} in its config (see configs/tune/)"
+    if not path.is_file():
+        raise ConfigError(f"optimizer: {optimizer}:tuned needs the tuned-baselines file {path}, which does not exist; {fix}")
+    entry = (read_yaml(path).get(env) or {}).get(optimizer)
+    if not isinstance(entry, dict) or not isinstance(entry.get("learning_rate"), (int, float)):
+        raise ConfigError(f"optimizer: {path} has no tuned learning rate for {optimizer} on {env}; {fix}")
+    return float(entry["learning_rate"])
+
+
+def load_train_config(
+    *,
+    env: str | None = None,
+    config_file: str | Path | None = None,
+    optimizer: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    tuned_file: str | Path | None = None,
+) -> TrainConfig:
+    """Resolve a run: a YAML file (explicit, or the published one for `env`), then a
+    different optimizer's defaults if asked (`adam:tuned` / `rmsprop:tuned`: with the
+    learning rate from the tuned-baselines file), then dotted overrides; validate once."""
+    if config_file is None and env is None:
+        raise ConfigError("env: give --env NAME or --config FILE")
+    raw = read_yaml(config_file if config_file is not None else default_config_path(env))
+    source = str(config_file) if config_file is not None else f"configs/ppo/{env}.yaml"
+    if env is not None:
+        default_config_path(env)  # validates the name
+        set_dotted(raw, "env.name", env)
+    if optimizer is not None:
+        base, _, variant = optimizer.partition(":")
+        if variant and (variant != "tuned" or base not in TUNABLE_OPTIMIZERS):
+            raise ConfigError(f"optimizer: unknown optimizer {optimizer!r}; the tuned variants are "
+                              f"{', '.join(f'{n}:tuned' for n in TUNABLE_OPTIMIZERS)}")
+        current = raw.get("optimizer") or {}
+        if current.get("name") != base or variant:
+            raw["optimizer"] = optimizer_defaults(base)
+        if variant:
+            env_name = (raw.get("env") or {}).get("name")
+            raw["optimizer"]["learning_rate"] = tuned_learning_rate(env_name, base, tuned_file)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    _resolve_published(raw.get("optimizer"))
+    return build_config(raw, source)
+
+
+def _resolve_published(optimizer: Any) -> None:
+    """`optimizer.meta_params: published:ENV` -> the shipped file of that published OPEN."""
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("meta_params"), str):
+        from metaopt import published
+
+        try:
+            optimizer["meta_params"] = published.resolve(optimizer["meta_params"])
+        except ValueError as exc:
+            raise ConfigError(f"optimizer.meta_params: {exc}") from None
+
+
+def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:
+    return meta_config_at(read_yaml(path), overrides or {}, source=str(path))
+
+
+def load_sweep_config(path: str | Path, model: type[_Strict], overrides: dict[str, Any] | None = None):
+    """A BaselineSweepConfig or SensitivitySweepConfig from YAML with dotted overrides."""
+    raw = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def meta_config_at(raw: dict[str, Any], overrides: dict[str, Any], seed: int | None = None,
+                   source: str = "config") -> MetaTrainConfig:
+    """A meta-training config from plain data with dotted overrides (and a seed)."""
+    raw = copy.deepcopy(raw)
+    for key, value in {**overrides, **({} if seed is None else {"seed": seed})}.items():
+        set_dotted(raw, key, value)
+    try:
+        return MetaTrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None

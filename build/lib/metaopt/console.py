@@ -1,0 +1,221 @@
+"""Terminal presentation of runs: progress while training, a table at the end.
+
+On a terminal, a rich progress bar; in logs and pipes (ray jobs, CI), one plain line per
+chunk, since a bar that only renders at exit shows nothing for a long job.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from metaopt.config import TrainConfig
+from metaopt.evaluation.report import TABLE_HEADER, mean_stderr, table_rows, write_run
+from metaopt.evaluation.runs import RunResult, run_training
+
+# Logs and pipes get one unwrapped line per update, whatever width rich would guess.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _latest_return(metrics: dict[str, np.ndarray]) -> str:
+    mean, _ = mean_stderr(metrics["episode_return"][:, -1])
+    return "-" if np.isnan(mean) else f"{float(mean):.2f}"
+
+
+def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
+    name = f"{label} {cfg.env.name}"
+    if not console.is_terminal:
+        first: dict[str, tuple[float, int]] = {}
+
+        def log_line(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
+            now = time.perf_counter()
+            t_first, d_first = first.setdefault("chunk", (now, done))  # rate known from chunk 2
+            eta = f", eta {(total - done) * (now - t_first) / (done - d_first):.0f}s" if done > d_first else ""
+            console.print(f"{name}: update {done}/{total}, return {_latest_return(metrics)}{eta}", highlight=False)
+
+        console.print(f"{name}: compiling", highlight=False)
+        return run_training(cfg, label=label, progress=log_line)
+
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"{name} · compiling", total=cfg.ppo.num_updates, ret="-")
+
+        def on_chunk(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
+            bar.update(task, completed=done, ret=_latest_return(metrics), description=name)
+
+        return run_training(cfg, label=label, progress=on_chunk)
+
+
+def run_label(cfg: TrainConfig) -> str:
+    """The optimizer's name, plus the meta-parameter file's stem for learned ones."""
+    path = getattr(cfg.optimizer, "meta_params", None)
+    if not path:
+        return cfg.optimizer.name
+    stem = Path(path).stem
+    return stem if stem.startswith(cfg.optimizer.name) else f"{cfg.optimizer.name}-{stem}"
+
+
+def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[str | None] = (),
+                   comparison: bool | None = None) -> list[RunResult]:
+    labels = list(labels) or [None] * len(configs)
+    results = [train_with_progress(cfg, label or run_label(cfg)) for cfg, label in zip(configs, labels)]
+    write_run(out, results, comparison)
+    table = Table(title=f"PPO results ({out})")
+    for h in TABLE_HEADER:
+        table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")
+    for row in table_rows(results):
+        table.add_row(*row)
+    _print_table(table)
+    console.print(f"wrote {out}/results.json, curves.csv, returns.png", highlight=False)
+    return results
+
+
+def _meta_fields(row: dict[str, float]) -> dict[str, str]:
+    def fmt(key: str) -> str:
+        v = row.get(key, float("nan"))
+        return "-" if np.isnan(v) else f"{v:.3f}"
+
+    if "fitness_best" in row:
+        return {"a": f"best {fmt('fitness_best')}", "b": f"mean {fmt('fitness_mean')}"}
+    return {"a": f"meta-loss {fmt('meta_loss')}", "b": f"|grad| {fmt('meta_grad_norm')}"}
+
+
+def meta_train_with_progress(cfg, out: Path, resume: bool = True):
+    """`meta_train` with a bar (generation, best/mean fitness or meta-loss, env steps/s, ETA),
+    then a table, metrics plot and file list."""
+    from metaopt.meta.run import meta_train
+
+    return _with_meta_progress(cfg, out, lambda progress: meta_train(cfg, out, progress=progress, resume=resume))
+
+
+def meta_job_with_progress(cfg, out: Path, resume_run_id: str | None = None, evaluate: bool = True):
+    """The Ray + MLflow job (`run_meta_job`) with the same bar and table, then where the
+    run and the registered model are."""
+    from metaopt.distributed.job import run_meta_job
+
+    job = None
+
+    def run(progress):
+        nonlocal job
+        job = run_meta_job(cfg, out, resume_run_id=resume_run_id, evaluate=evaluate, progress=progress)
+        return job.run
+
+    _with_meta_progress(cfg, out, run)
+    console.print(f"MLflow run {job.run_id}; registered models:/{job.model_name}/{job.version} "
+                  f"(models:/{job.model_name}@latest)", highlight=False)
+    if evaluate:
+        old = "none" if job.champion_score is None else f"{job.champion_score:.3f}"
+        verdict = "is now @champion" if job.promoted else "stays behind @champion"
+        console.print(f"evaluation score {job.score:.3f} vs champion {old}: version {job.version} {verdict}", highlight=False)
+    return job
+
+
+def _with_meta_progress(cfg, out: Path, run):
+    from metaopt.evaluation.report import plot_meta_training
+
+    name = f"{cfg.method} {'+'.join(cfg.env_names)}"
+    unit = "generation" if cfg.method == "open" else "meta-iteration"
+    if console.is_terminal:
+        columns = (
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[a]} · {task.fields[b]} · {task.fields[rate]} steps/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"{name} · compiling", total=cfg.iterations, a="", b="", rate="-")
+
+            def on_step(done: int, total: int, row: dict[str, float]) -> None:
+                bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}", **_meta_fields(row))
+
+            result = run(on_step)
+    else:
+        console.print(f"{name}: compiling", highlight=False)
+
+        def log_line(done: int, total: int, row: dict[str, float]) -> None:
+            f = _meta_fields(row)
+            eta = (total - done) * row["seconds"]
+            console.print(f"{name}: {unit} {done}/{total}, {f['a']}, {f['b']}, "
+                          f"{row['env_steps_per_second']:,.0f} env steps/s, eta {eta:.0f}s", highlight=False)
+
+        result = run(log_line)
+
+    if result.resumed_from:
+        console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)
+    if result.history:
+        plot_meta_training(out / "meta_training.png", result.history, cfg.method, cfg.env_names)
+    table = Table(title=f"{cfg.method} meta-training on {', '.join(cfg.env_names)} ({out})")
+    table.add_column("after the last iteration")
+    table.add_column("value", justify="right")
+    last = result.history[-1] if result.history else {}
+    table.add_row(unit + "s", f"{int(last.get('iteration', result.resumed_from))}/{cfg.iterations}")
+    for key, v in last.items():
+        if key not in ("iteration", "seconds"):
+            table.add_row(key, f"{v:,.4g}")
+    table.add_row("wall seconds (all iterations)", f"{sum(h['seconds'] for h in result.history):,.1f}")
+    Console().print(table)
+    console.print(f"wrote {result.meta_params_path} (use: metaopt train --optimizer {cfg.method} "
+                  f"--meta-params {result.meta_params_path}), metrics.csv, meta_training.png, checkpoints/", highlight=False)
+    return result
+
+
+def _print_table(table: Table) -> None:
+    out_console = Console()
+    if not out_console.is_terminal:
+        out_console.width = 120  # logs and pipes: keep the table on one line per row
+    out_console.print(table)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "-" if v is None or np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.{digits}g}")
+
+
+def report_baseline_sweep(sweep, out: Path, fresh: bool = False):
+    """The learning-rate sweep, then a table of the best learning rate per env and optimizer."""
+    from metaopt.tuning.baselines import run_baseline_sweep
+    from metaopt.tuning.sweep import COMPLETED, spread
+
+    result = run_baseline_sweep(sweep, out, fresh=fresh)
+    table = Table(title=f"Tuned baselines ({result.out})")
+    for h in ("env", "optimizer", "best lr", "final return", "± s.e.", "best/worst", "completed", "stopped early"):
+        table.add_column(h, justify="left" if h in ("env", "optimizer") else "right")
+    for env in sweep.envs:
+        for opt in sweep.optimizers:
+            group = [r for r in result.rows if r["env"] == env and r["optimizer"] == opt]
+            best = result.best.get(env, {}).get(opt)
+            edge = " (grid edge)" if best and best["at_grid_edge"] else ""
+            table.add_row(env, opt, _fmt(best["learning_rate"]) + edge if best else "-",
+                          _fmt(best["final_return"], 4) if best else "-", _fmt(best["final_return_se"]) if best else "-",
+                          _fmt(spread([r["final_return"] for r in group])),
+                          str(sum(r["status"] == COMPLETED for r in group)), str(sum(r["status"] != COMPLETED for r in group)))
+    _print_table(table)
+    console.print(f"wrote {sweep.tuned_path} (use adam:tuned / rmsprop:tuned), {result.out}/trials.csv, "
+                  f"lr_sweep.png; MLflow run {result.parent_run_id}", highlight=False)
+    return result
+
+
+def report_sensitivity_sweep(sweep, out: Path, fresh: bool = False):
+    """The meta-hyperparameter grid, then a table of the final return per grid point."""
+    from metaopt.tuning.sensitivity import run_sensitivity_sweep
+
+    result = run_sensitivity_sweep(sweep, out, fresh=fresh)
+    table = Table(title=f"Sensitivity of {sweep.name} (final return of fresh agents; {result.out})")
+    for key in sweep.grid:
+        table.add_column(key, justify="right")
+    table.add_column("final return", justify="right")
+    table.add_column("runs", justify="right")
+    for cell in result.cells:
+        table.add_row(*(str(cell[k]) for k in sweep.grid), _fmt(cell["final_return"], 4), str(cell["runs"]))
+    _print_table(table)
+    console.print(f"spread (best/worst over the grid): {_fmt(result.spread)}; wrote {result.out}/heatmap.png, "
+                  f"tuning_shift.png, trials.csv; MLflow run {result.parent_run_id}", highlight=False)
+    return result

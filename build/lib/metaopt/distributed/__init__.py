@@ -1,0 +1,1 @@
+"""Ray at the edge: actors that run the meta-training engines' pure pieces."""

@@ -1,0 +1,103 @@
+"""A meta-training job: Ray workers, MLflow run, registration, champion evaluation.
+
+The same function runs inside `ray job submit` (it joins the cluster) and as plain python
+(it starts an embedded local Ray). `resume_run_id` continues a run whose driver died, from
+its last checkpoint in MLflow: the result is the one an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from metaopt.config import MetaTrainConfig
+from metaopt.distributed.ray_meta import WorkerPool, ray_engine
+from metaopt.meta.run import MetaRunResult, ProgressFn, config_hash, meta_train
+from metaopt.tracking.mlflow_run import MlflowTracker, code_version
+
+
+@dataclass
+class JobResult:
+    run: MetaRunResult
+    run_id: str
+    model_name: str
+    version: str
+    promoted: bool
+    score: float | None
+    champion_score: float | None
+
+
+def connect_ray(address: str | None = None) -> None:
+    """Join a cluster (inside `ray job submit`, RAY_ADDRESS says where) or start a local one."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)  # never a stray cluster
+
+
+def run_meta_job(
+    cfg: MetaTrainConfig,
+    out: str | Path,
+    *,
+    resume_run_id: str | None = None,
+    evaluate: bool = True,
+    progress: ProgressFn | None = None,
+    stop_after: int | None = None,
+    address: str | None = None,
+) -> JobResult:
+    from metaopt.meta.warm_start import load_warm_start
+
+    out = Path(out)
+    digest = config_hash(cfg)
+    warm = load_warm_start(cfg)  # before the run exists: a bad source fails in one line
+    lineage = {} if warm is None else warm.tags
+    tracker = MlflowTracker(cfg, digest, run_id=resume_run_id, tags=lineage)
+    if resume_run_id is not None:
+        tracker.download_latest_checkpoint(out / "checkpoints")
+    connect_ray(address)
+    pool = WorkerPool(cfg, cfg.distributed)
+    try:
+        engine = ray_engine(cfg, pool, None if warm is None else warm.meta_params)
+        result = meta_train(cfg, out, engine=engine, progress=progress, hooks=[tracker],
+                            resume=resume_run_id is not None, stop_after=stop_after)
+    except BaseException:
+        tracker.finish(failed=True)
+        raise
+    finally:
+        pool.shutdown()
+    if stop_after is not None and stop_after < cfg.iterations:
+        return JobResult(result, tracker.run_id, cfg.model_name, "", False, None, None)
+
+    from metaopt import registry
+
+    source = tracker.log_outputs(result.meta_params_path, out)
+    last = result.history[-1] if result.history else {}
+    fitness = last.get("fitness_mean", last.get("meta_loss", float("nan")))
+    settings = {k: v for k, v in cfg.optimizer.model_dump(mode="json").items() if k != "meta_params"}
+    version = registry.register(cfg.model_name, source, tracker.run_id, {
+        "method": cfg.method, "envs": ",".join(cfg.env_names), "fitness": f"{fitness:.6g}",
+        "config_hash": digest, "code_version": code_version(), "iterations": str(len(result.history)),
+        "optimizer_config": json.dumps(settings), **lineage,
+    }, cfg.tracking).version
+    promoted, new_score, old_score = False, None, None
+    if evaluate:
+        from metaopt.evaluation.learned import score
+
+        def score_uri(uri: str) -> float:
+            path, _, _ = registry.fetch(uri, cfg.tracking)
+            return score(cfg, path)
+
+        promoted, new_score, old_score = registry.promote_if_better(cfg.model_name, version, score_uri, cfg.tracking)
+    tracker.finish()
+    summary: dict[str, Any] = {"run_id": tracker.run_id, "model": cfg.model_name, "version": version,
+                               "promoted_to_champion": promoted, "score": new_score, "champion_score": old_score}
+    (out / "job.json").write_text(json.dumps(summary, indent=2))
+    return JobResult(result, tracker.run_id, cfg.model_name, version, promoted, new_score, old_score)

@@ -1,0 +1,193 @@
+"""Meta-training spread over Ray actors, with the single-process engines' numbers.
+
+The driver keeps the whole state and runs the cheap steps (ES ask/tell, pipeline resets and
+the meta-optimizer step); actors run the expensive pure functions on fixed-size pieces
+(ES population shards, pipeline agent groups) and return arrays. A piece is a pure function
+of what the driver sends, so a piece lost to a dead or hung actor is simply run again, on
+the restarted actor or another one, and the generation ends exactly as it would have.
+
+Actors get the config as JSON (no pickled code) and compile their own functions; their
+resources come from `distributed` in the config (one GPU per actor on GPU nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from metaopt.config import DistributedConfig, MetaTrainConfig
+
+
+class ShardFailed(RuntimeError):
+    """A piece failed on every attempt."""
+
+
+@ray.remote
+class MetaWorker:
+    """Holds one engine and runs its pieces: ES shards or pipeline groups."""
+
+    def __init__(self, config_json: str, cores: list[int] | None = None):
+        from metaopt.meta.run import make_engine
+
+        if cores:  # before JAX's CPU client exists, so its thread pool fits the cores too
+            import os
+
+            os.sched_setaffinity(0, cores)
+        self.cfg = MetaTrainConfig.model_validate_json(config_json)
+        self.engine = make_engine(self.cfg)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        raw = np.asarray(self.engine.evaluate_shard(jnp.asarray(members), keys))
+        return raw, time.perf_counter() - t0
+
+    def pipeline_group(self, task: int, meta_params: Any, agents: Any) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        out = jax.device_get(self.engine.group_gradient(task, meta_params, agents))
+        return out, time.perf_counter() - t0
+
+
+@dataclass
+class WorkerPool:
+    """Actors and the retry policy: a failed or timed-out piece is re-run (idempotent)."""
+
+    cfg: MetaTrainConfig
+    dist: DistributedConfig
+    actors: list = field(default_factory=list)
+    restarts: int = 0
+    warm: set = field(default_factory=set)  # actors that have finished a piece (compiled)
+
+    def __post_init__(self):
+        if not self.actors:  # given actors: a pool sharing already compiled workers
+            self.actors = [self._new_actor(i) for i in range(self.dist.workers)]
+        else:
+            self.warm = set(range(len(self.actors)))
+
+    def _cores(self, index: int) -> list[int] | None:
+        """With `pin_cpus`, worker i gets its own cores: i*c .. i*c+c-1 (c = cpus_per_worker),
+        so XLA's threads of different workers do not thrash the same cores and caches."""
+        if not self.dist.pin_cpus:
+            return None
+        import os
+
+        per = max(1, int(self.dist.cpus_per_worker))
+        return [(index * per + k) % os.cpu_count() for k in range(per)]
+
+    def _new_actor(self, index: int):
+        options = {"num_cpus": self.dist.cpus_per_worker, "num_gpus": self.dist.gpus_per_worker,
+                   "max_restarts": -1, "max_task_retries": 0}
+        return MetaWorker.options(**options).remote(json.dumps(self.cfg.dump()), self._cores(index))
+
+    def _replace(self, index: int) -> None:
+        """Kill a hung or dead actor; a fresh one (re)compiles before its next piece."""
+        ray.kill(self.actors[index], no_restart=True)
+        self.actors[index] = self._new_actor(index)
+        self.warm.discard(index)
+        self.restarts += 1
+
+    def _timeout(self, actor: int) -> float:
+        """An actor's first piece includes compiling; later ones are compute only."""
+        return self.dist.piece_timeout_s if actor in self.warm else self.dist.warmup_timeout_s
+
+    def run(self, submit: Callable[[Any, Any], Any], pieces: list) -> tuple[list, list[float]]:
+        """Run `submit(actor, piece)` for every piece, pieces dealt round-robin; returns the
+        results in piece order and the compute seconds per actor."""
+        results: list = [None] * len(pieces)
+        busy = [0.0] * len(self.actors)
+        pending = {i: i % len(self.actors) for i in range(len(pieces))}
+        attempts = dict.fromkeys(pending, 0)
+        while pending:
+            start = time.monotonic()
+            futures = {submit(self.actors[a], pieces[i]): (i, a, start + self._timeout(a)) for i, a in pending.items()}
+            pending = {}
+            for ref, (i, a, deadline) in futures.items():
+                try:
+                    value, seconds = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+                    results[i] = value
+                    busy[a] += seconds
+                    self.warm.add(a)
+                except (GetTimeoutError, RayActorError, RayTaskError) as exc:
+                    attempts[i] += 1
+                    if attempts[i] > self.dist.max_retries:
+                        raise ShardFailed(f"piece {i} failed {attempts[i]} times; last error: {exc}") from None
+                    if a not in pending.values():
+                        self._replace(a)
+                    pending[i] = a
+        return results, busy
+
+    def pids(self) -> list[int]:
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+        self.actors = []
+
+
+class _RayEngine:
+    """The single-process engine's interface; pieces of each step go to the pool."""
+
+    def __init__(self, local, pool: WorkerPool):
+        self.local, self.pool = local, pool
+        self.task_names = local.task_names
+        self.env_steps_per_iteration = local.env_steps_per_iteration
+
+    def init(self, key):
+        return self.local.init(key)
+
+    def meta_params(self, state):
+        return self.local.meta_params(state)
+
+
+class RayESEngine(_RayEngine):
+    """ES with population shards evaluated by actors; ask/tell on the driver."""
+
+    def step(self, state):
+        t0 = time.perf_counter()
+        population, keys, state = self.local.ask(state)
+        shards = [np.asarray(s) for s in self.local.shards(population)]
+        raws, busy = self.pool.run(lambda actor, shard: actor.es_shard.remote(shard, keys), shards)
+        state, metrics = self.local.tell(state, population, jnp.concatenate([jnp.asarray(r) for r in raws]))
+        jax.block_until_ready(state)
+        return state, {**metrics, **_timing(time.perf_counter() - t0, busy, self.pool.restarts)}
+
+
+class RayPipelineEngine(_RayEngine):
+    """Pipeline training with agent groups run by actors; resets and the meta-optimizer step
+    on the driver, which keeps every agent's state (so a lost group is simply re-run)."""
+
+    def step(self, state):
+        t0 = time.perf_counter()
+        state = self.local.begin_iteration(state)
+        groups = self.local.groups()
+        meta_params = jax.device_get(state.meta_params)
+        pieces = [(task, jax.device_get(jax.tree.map(lambda x: x[sl], state.agents[task]))) for task, sl in groups]
+        outs, busy = self.pool.run(lambda actor, p: actor.pipeline_group.remote(p[0], meta_params, p[1]), pieces)
+        new_state, metrics = self.local.finish_iteration(state, outs)
+        return new_state, {**metrics, **_timing(time.perf_counter() - t0, busy, self.pool.restarts)}
+
+
+def _timing(wall: float, busy: list[float], restarts: int) -> dict[str, float]:
+    slowest = max(busy) if busy else 0.0
+    return {"ray_wall_seconds": wall, "ray_slowest_worker_seconds": slowest,
+            "ray_overhead_share": max(0.0, wall - slowest) / wall, "worker_restarts": float(restarts)}
+
+
+def ray_engine(cfg: MetaTrainConfig, pool: WorkerPool, init_meta_params: dict | None = None):
+    """The Ray engine of the method; `init_meta_params` is a warm start (driver side)."""
+    from metaopt.meta.run import make_engine
+
+    return (RayESEngine if cfg.method == "open" else RayPipelineEngine)(make_engine(cfg, init_meta_params), pool)

@@ -1,0 +1,51 @@
+"""One factory for every environment metaopt trains on (gymnax MinAtar and Brax)."""
+
+from __future__ import annotations
+
+from metaopt.config import BRAX_ENVS, EnvConfig
+from metaopt.envs.core import EnvStep, VecEnv, with_normalization
+
+__all__ = ["EnvStep", "VecEnv", "default_episode_length", "make_env", "resolve_env"]
+
+BRAX_EPISODE_LENGTH = 1000  # as published for ant and humanoid (OPEN.md, OPTIM4RL.md)
+
+
+def default_episode_length(name: str) -> int:
+    """The time limit an env has when the config sets none.
+
+    Args:
+      name: an env name of `metaopt.config.ENV_NAMES`.
+
+    Returns:
+      gymnax's own `max_steps_in_episode` for a MinAtar game (the published code keeps
+      gymnax's defaults), 1000 for Brax.
+    """
+    if name in BRAX_ENVS:
+        return BRAX_EPISODE_LENGTH
+    from metaopt.envs.minatar import gymnax_default_params
+
+    return int(gymnax_default_params(name).max_steps_in_episode)
+
+
+def resolve_env(cfg: EnvConfig) -> EnvConfig:
+    """`cfg` with `episode_length` filled in from the simulator's default where it is None,
+    so records (results.json) state the time limit a run really had."""
+    if cfg.episode_length is not None:
+        return cfg
+    return cfg.model_copy(update={"episode_length": default_episode_length(cfg.name)})
+
+
+def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
+    cfg = resolve_env(cfg)
+    if cfg.is_brax:
+        from metaopt.envs.brax_envs import make_brax
+
+        env = make_brax(cfg.name, num_envs, cfg.backend, cfg.episode_length)
+    else:
+        from metaopt.envs.minatar import make_minatar
+
+        env = make_minatar(cfg.name, num_envs, cfg.episode_length)
+    reset, step = with_normalization(
+        env.reset, env.step, env.obs_dim, num_envs, gamma, cfg.normalize_obs, cfg.normalize_reward
+    )
+    return VecEnv(env.name, num_envs, env.obs_dim, env.action_dim, env.discrete, reset, step)

@@ -1,0 +1,1 @@
+"""Running trainings over seeds and optimizers, and reporting them (tables, CSV, plots)."""

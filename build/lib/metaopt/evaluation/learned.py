@@ -1,0 +1,35 @@
+"""How good is a trained optimizer: fresh PPO agents trained with it on its tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metaopt.config import MetaTrainConfig, TrainConfig
+from metaopt.evaluation.runs import run_training
+
+
+def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path) -> list[TrainConfig]:
+    """One config per task: the task's PPO (budget from `tracking.eval_total_timesteps` if
+    set), the learned optimizer with these meta-parameters, evaluation seeds."""
+    t = cfg.tracking
+    configs = []
+    for task in cfg.tasks:
+        ppo = task.ppo
+        if t.eval_total_timesteps is not None:
+            ppo = ppo.model_copy(update={"total_timesteps": t.eval_total_timesteps})
+        optimizer = cfg.optimizer.model_copy(update={"meta_params": str(meta_params)})
+        configs.append(TrainConfig(env=task.env, ppo=ppo, optimizer=optimizer, seed=t.eval_seed, num_seeds=t.eval_seeds))
+    return configs
+
+
+def score(cfg: MetaTrainConfig, meta_params: str | Path) -> float:
+    """Mean final return over seeds; with several tasks, each divided by its reference
+    return first, then averaged. NaN (no finished episode) scores -inf."""
+    values = []
+    for train_cfg, task in zip(evaluation_configs(cfg, meta_params), cfg.tasks):
+        ret = float(np.nanmean(run_training(train_cfg).final_returns()))
+        values.append(ret / task.reference if len(cfg.tasks) > 1 else ret)
+    total = float(np.mean(values))
+    return total if np.isfinite(total) else float("-inf")

@@ -1,0 +1,1 @@
+"""Meta-training engines: pure steps of (state) with no I/O; drivers run them."""

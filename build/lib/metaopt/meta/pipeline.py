@@ -1,0 +1,234 @@
+"""Optim4RL meta-training by pipeline training (Lan et al., RLC 2024).
+
+`width` agents per task train side by side with the learned optimizer. Agent i is reset
+(fresh parameters, optimizer state and envs) whenever iteration % reset_interval equals its
+offset, offsets spread evenly over the interval, so once the first interval has passed the
+agents sit at evenly spread stages of training and each meta-gradient mixes early, middle
+and late training.
+
+A meta-iteration: apply the due resets; for every agent, `inner_updates` PPO updates with
+the optimizer, then the PPO loss of the updated agent on a fresh rollout (the meta-loss);
+its gradient with respect to the optimizer's parameters, by backprop through the inner
+updates; the mean over agents (plus an optional L2 term) steps Adam on the meta-parameters.
+
+Agents are evaluated in groups of fixed size, and group gradients are summed in a fixed
+order, so a group computed here or on a Ray worker gives the same meta-gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from metaopt.agents import RunnerState, make_ppo
+from metaopt.config import MetaTrainConfig, Optim4RLConfig, PipelineConfig, TaskConfig
+from metaopt.optimizers import build_optimizer
+from metaopt.optimizers import optim4rl
+
+
+class MetaTrainingDiverged(RuntimeError):
+    """A non-finite meta-gradient: the run stops; the state before it is kept."""
+
+
+class PipelineState(NamedTuple):
+    meta_params: dict
+    meta_opt_state: Any
+    agents: tuple  # one RunnerState per task, leading axis = width
+    key: jax.Array
+    iteration: jax.Array
+
+
+def reset_offsets(width: int, reset_interval: int) -> np.ndarray:
+    """Agent i resets when iteration % reset_interval == offsets[i]: evenly spread over
+    [0, reset_interval - 1] (as the published code spaces them)."""
+    return np.linspace(0, reset_interval - 1, width).astype(np.int32)
+
+
+def l2_penalty(meta_params: dict, weight: float) -> jax.Array:
+    return weight * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(meta_params))
+
+
+def meta_optimizer(cfg: PipelineConfig) -> optax.GradientTransformation:
+    clip = {
+        "global_norm": lambda: optax.clip_by_global_norm(cfg.meta_grad_clip_value),
+        "elementwise": lambda: optax.clip(cfg.meta_grad_clip_value),
+        "none": optax.identity,
+    }[cfg.meta_grad_clip]()
+    return optax.chain(clip, optax.adam(cfg.meta_learning_rate))
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of its jitted steps
+class PipelineEngine:
+    cfg: PipelineConfig
+    optimizer: Optim4RLConfig
+    tasks: tuple[TaskConfig, ...]
+    meta_opt: optax.GradientTransformation
+    init_meta_params: Callable[[jax.Array], dict]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.env.name for t in self.tasks)
+
+    @property
+    def num_agents(self) -> int:
+        return self.cfg.width * len(self.tasks)
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        per_agent = sum(t.ppo.batch_size for t in self.tasks) * (self.cfg.inner_updates + 1)
+        return self.cfg.width * per_agent
+
+    def ppo(self, task_index: int, meta_params: dict):
+        task = self.tasks[task_index]
+        cfg = task.train_config(self.optimizer)
+        return make_ppo(cfg, build_optimizer(self.optimizer, cfg.ppo, meta_params))
+
+    def groups(self) -> list[tuple[int, slice]]:
+        """(task, agents) of every group, in the fixed order gradients are summed in."""
+        g = self.cfg.group_size
+        return [(t, slice(i, i + g)) for t in range(len(self.tasks)) for i in range(0, self.cfg.width, g)]
+
+    def init(self, key: jax.Array) -> PipelineState:
+        return _init(self, key)
+
+    def begin_iteration(self, state: PipelineState) -> PipelineState:
+        """Reset the agents whose offset is due; advance the key."""
+        return _begin(self, state)
+
+    def group_gradient(self, task_index: int, meta_params: dict, agents: RunnerState):
+        """Sum over the group's agents of (meta-gradient, meta-loss), their new states and
+        mean metrics. Pure and jitted per task; what a Ray worker runs."""
+        return _group_gradient(self, task_index, meta_params, agents)
+
+    def apply(self, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
+        """(new state, ok, metrics): the meta-optimizer step on the mean gradient."""
+        return _apply(self, state, grad_sums, loss_sums, agents)
+
+    def finish_iteration(self, state: PipelineState, outs: list) -> tuple[PipelineState, dict]:
+        """From every group's `group_gradient` output (in `groups()` order, computed here or
+        elsewhere) to the next state: reassemble the agents, step the meta-optimizer."""
+        parts: list[list] = [[] for _ in self.tasks]
+        for (task, _), (_, _, new_agents, _) in zip(self.groups(), outs, strict=True):
+            parts[task].append(new_agents)
+        agents = tuple(jax.tree.map(lambda *xs: jnp.concatenate(xs), *p) for p in parts)
+        grads, losses = tuple(o[0] for o in outs), tuple(o[1] for o in outs)
+        new_state, ok, metrics = self.apply(state, grads, losses, agents)
+        if not bool(ok):
+            raise MetaTrainingDiverged(
+                f"meta-gradient is NaN or inf at iteration {int(state.iteration)}; "
+                "lower pipeline.meta_learning_rate or keep pipeline.meta_grad_clip on"
+            )
+        return new_state, {**metrics, **_mean_metrics([o[3] for o in outs], self.groups(), self.task_names)}
+
+    def step(self, state: PipelineState) -> tuple[PipelineState, dict]:
+        state = self.begin_iteration(state)
+        outs = [self.group_gradient(task, state.meta_params, jax.tree.map(lambda x: x[agents], state.agents[task]))
+                for task, agents in self.groups()]
+        return self.finish_iteration(state, outs)
+
+    def meta_params(self, state: PipelineState) -> dict:
+        return state.meta_params
+
+
+def _mean_metrics(group_metrics: list[dict], groups, task_names) -> dict:
+    out: dict[str, float] = {}
+    for name in task_names:
+        rows = [m for m, (t, _) in zip(group_metrics, groups) if task_names[t] == name]
+        out[f"return_{name}"] = float(np.nanmean([float(m["last_episode_return"]) for m in rows]))
+    return out
+
+
+@partial(jax.jit, static_argnums=0)
+def _init(engine: PipelineEngine, key: jax.Array) -> PipelineState:
+    k_meta, k_agents, k_run = jax.random.split(key, 3)
+    meta_params = engine.init_meta_params(k_meta)
+    agents = tuple(
+        jax.vmap(engine.ppo(t, meta_params).init)(jax.random.split(jax.random.fold_in(k_agents, t), engine.cfg.width))
+        for t in range(len(engine.tasks))
+    )
+    return PipelineState(meta_params, engine.meta_opt.init(meta_params), agents, k_run, jnp.zeros((), jnp.int32))
+
+
+@partial(jax.jit, static_argnums=0)
+def _begin(engine: PipelineEngine, state: PipelineState) -> PipelineState:
+    key, k_reset = jax.random.split(state.key)
+    offsets = jnp.asarray(reset_offsets(engine.cfg.width, engine.cfg.reset_interval))
+    due = state.iteration % engine.cfg.reset_interval == offsets
+    agents = []
+    for t, current in enumerate(state.agents):
+        keys = jax.random.split(jax.random.fold_in(k_reset, t), engine.cfg.width)
+        fresh = jax.vmap(engine.ppo(t, state.meta_params).init)(keys)
+        agents.append(jax.tree.map(lambda f, c: jnp.where(due.reshape((-1,) + (1,) * (c.ndim - 1)), f, c), fresh, current))
+    return state._replace(agents=tuple(agents), key=key)
+
+
+def agent_meta_loss(engine: PipelineEngine, task_index: int, meta_params: dict, agent: RunnerState):
+    """`inner_updates` PPO updates with the optimizer, then the PPO loss on fresh data."""
+    ppo = engine.ppo(task_index, meta_params)
+    update = jax.checkpoint(ppo.update) if engine.cfg.rematerialize else ppo.update
+    agent, _ = jax.lax.scan(lambda s, _: update(s), agent, None, length=engine.cfg.inner_updates)
+    loss, (agent, metrics) = ppo.fresh_loss(agent)
+    return loss, (agent, metrics)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _group_gradient(engine: PipelineEngine, task_index: int, meta_params: dict, agents: RunnerState):
+    grad_fn = jax.value_and_grad(partial(agent_meta_loss, engine, task_index), has_aux=True)
+    (loss, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
+    grad_sum = jax.tree.map(lambda g: g.sum(0), grads)
+    metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
+    return grad_sum, loss.sum(), agents, metrics
+
+
+def _sum_in_order(trees: tuple):
+    total = trees[0]
+    for t in trees[1:]:
+        total = jax.tree.map(jnp.add, total, t)
+    return total
+
+
+def meta_gradient(engine: PipelineEngine, meta_params: dict, grad_sums: tuple) -> dict:
+    """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's."""
+    mean = jax.tree.map(lambda g: g / engine.num_agents, _sum_in_order(grad_sums))
+    return jax.tree.map(jnp.add, mean, jax.grad(l2_penalty)(meta_params, engine.cfg.l2))
+
+
+@partial(jax.jit, static_argnums=0)
+def _apply(engine: PipelineEngine, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
+    n = engine.num_agents
+    grads = meta_gradient(engine, state.meta_params, grad_sums)
+    penalty = l2_penalty(state.meta_params, engine.cfg.l2)
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = engine.meta_opt.update(grads, state.meta_opt_state, state.meta_params)
+    meta_params = optax.apply_updates(state.meta_params, updates)
+    ok = jnp.isfinite(grad_norm)
+    new_state = PipelineState(meta_params, opt_state, agents, state.key, state.iteration + 1)
+    metrics = {
+        "meta_loss": _sum_in_order(loss_sums) / n + penalty,
+        "meta_grad_norm": grad_norm,
+        "meta_params_norm": optax.tree.norm(meta_params),
+        "agents_reset": (state.iteration % engine.cfg.reset_interval
+                         == jnp.asarray(reset_offsets(engine.cfg.width, engine.cfg.reset_interval))).sum(),
+    }
+    return new_state, ok, metrics
+
+
+def pipeline_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> PipelineEngine:
+    """Optim4RL's pipeline engine. `init_meta_params` (a warm start) replaces the random
+    initialisation of the meta-parameters."""
+    opt: Optim4RLConfig = cfg.optimizer
+    if init_meta_params is None:
+        init = partial(optim4rl.init_meta_params, hidden=opt.hidden)
+    else:
+        start = jax.tree.map(lambda x: np.asarray(x, np.float32), init_meta_params)
+
+        def init(key: jax.Array) -> dict:
+            del key
+            return jax.tree.map(jnp.asarray, start)
+    return PipelineEngine(cfg.pipeline, opt, tuple(cfg.tasks), meta_optimizer(cfg.pipeline), init)

@@ -1,0 +1,176 @@
+"""The host loop around a meta-training engine: checkpoints, resume, a metrics file.
+
+The engine's `step(state)` is pure (given the state, the next one is fixed), so the loop
+only has to save states: a run stopped at any point and resumed from its last checkpoint
+ends with exactly the numbers of a run that never stopped. Drivers that distribute the
+step (Ray) pass their own engine with the same interface.
+
+Files in `out/`: config.yaml (resolved), metrics.csv (one row per iteration),
+checkpoints/ckpt_NNNNNN.safetensors, meta_params.safetensors (loadable by
+`metaopt train --meta-params`), summary.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import numpy as np
+import yaml
+
+from metaopt.config import MetaTrainConfig
+from metaopt.optimizers.learned import save_meta_params
+from metaopt.tracking.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]  # (done, total, this iteration's row)
+
+
+class Engine(Protocol):
+    task_names: tuple[str, ...]
+    env_steps_per_iteration: int
+
+    def init(self, key: jax.Array) -> Any: ...
+    def step(self, state: Any) -> tuple[Any, dict]: ...
+    def meta_params(self, state: Any) -> dict: ...
+
+
+class Hooks(Protocol):
+    """Observers of a run (MLflow): called after each iteration and each checkpoint."""
+
+    def iteration(self, row: dict[str, float]) -> None: ...
+    def checkpoint(self, path: Path, iteration: int) -> None: ...
+
+
+def make_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> Engine:
+    """The method's engine; `init_meta_params` is a warm start's tree (the driver's only:
+    workers never call `init`)."""
+    if cfg.method == "open":
+        from metaopt.meta.es import open_es_engine
+
+        return open_es_engine(cfg, init_meta_params)
+    from metaopt.meta.pipeline import pipeline_engine
+
+    return pipeline_engine(cfg, init_meta_params)
+
+
+def config_hash(cfg: MetaTrainConfig) -> str:
+    """What fixes the numbers; the iteration budget, checkpoint period and worker layout
+    may change between a run and its resumption."""
+    text = cfg.model_dump_json(exclude={"iterations", "checkpoint_every", "distributed", "tracking"})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class MetaRunResult:
+    out: Path
+    state: Any
+    meta_params: dict
+    history: list[dict[str, float]]
+    resumed_from: int
+    meta_params_path: Path
+
+
+def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(float(row["iteration"])) <= upto]
+
+
+class _MetricsFile:
+    """metrics.csv, rewritten on resume to the checkpoint's iteration, then appended."""
+
+    def __init__(self, path: Path, history: list[dict[str, float]]):
+        self.path, self.fields = path, list(history[0]) if history else None
+        if history:
+            self._write(history, "w")
+        elif path.exists():
+            path.unlink()
+
+    def _write(self, rows, mode):
+        with self.path.open(mode, newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            if mode == "w":
+                w.writeheader()
+            w.writerows(rows)
+
+    def append(self, row: dict[str, float]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            self._write([row], "w")
+        else:
+            self._write([row], "a")
+
+
+def meta_train(
+    cfg: MetaTrainConfig,
+    out: str | Path,
+    *,
+    engine: Engine | None = None,
+    progress: ProgressFn | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    hooks: Sequence[Hooks] = (),
+) -> MetaRunResult:
+    """Run (or resume) meta-training to `cfg.iterations`. `stop_after` ends the call after
+    that many iterations in total, as an interruption would (tests use it)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if engine is None:
+        from metaopt.meta.warm_start import load_warm_start
+
+        warm = load_warm_start(cfg)
+        engine = make_engine(cfg, None if warm is None else warm.meta_params)
+    digest = config_hash(cfg)
+    meta = {"method": cfg.method, "envs": ",".join(cfg.env_names), "config_hash": digest}
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))
+
+    state, start = engine.init(jax.random.key(cfg.seed)), 0
+    found = latest_checkpoint(out / "checkpoints") if resume else None
+    if found is not None:
+        state, start = load_checkpoint(found, state, expect={"config_hash": digest})
+    history = _read_history(out / "metrics.csv", start) if start else []
+    metrics_file = _MetricsFile(out / "metrics.csv", history)
+
+    end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
+    t_start = time.perf_counter()
+    for it in range(start, end):
+        t0 = time.perf_counter()
+        try:
+            new_state, metrics = engine.step(state)
+        except (Exception, KeyboardInterrupt):
+            path = save_checkpoint(out / "checkpoints", it, state, meta)  # the last good state
+            for hook in hooks:
+                hook.checkpoint(path, it)
+            raise
+        row = {"iteration": it + 1, **{k: float(np.asarray(v)) for k, v in metrics.items()}}
+        seconds = time.perf_counter() - t0
+        row.update(seconds=seconds, env_steps_per_second=engine.env_steps_per_iteration / seconds)
+        state = new_state
+        history.append(row)
+        metrics_file.append(row)
+        for hook in hooks:
+            hook.iteration(row)
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == end:
+            path = save_checkpoint(out / "checkpoints", it + 1, state, meta)
+            for hook in hooks:
+                hook.checkpoint(path, it + 1)
+        if progress is not None:
+            progress(it + 1, cfg.iterations, row)
+
+    meta_params = jax.tree.map(np.asarray, engine.meta_params(state))
+    path = save_meta_params(out / "meta_params.safetensors", cfg.method, meta_params,
+                            envs=meta["envs"], iterations=str(end), config_hash=digest)
+    summary = {
+        "method": cfg.method, "envs": cfg.env_names, "iterations": end, "resumed_from": start,
+        "config_hash": digest, "seconds_this_call": time.perf_counter() - t_start,
+        "last": history[-1] if history else None, "meta_params": str(path),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return MetaRunResult(out, state, meta_params, history, start, path)

@@ -1,0 +1,65 @@
+"""Optimizers for the PPO loop: every one an `optax.GradientTransformationExtraArgs`.
+
+`build_optimizer(cfg, ppo_cfg, meta_params)` is the single seam; the loop never asks which
+one it has. Learned optimizers take their meta-parameters as an argument (meta-training
+passes traced ones) or from the file named in their config.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import optax
+
+from metaopt.config import PPOConfig
+from metaopt.optimizers.baselines import adam_from_config, rmsprop_from_config
+from metaopt.optimizers.common import clip_by_global_norm_per_network, ppo_lr_schedule
+from metaopt.optimizers.open import open_optimizer
+from metaopt.optimizers.optim4rl import optim4rl_optimizer
+
+__all__ = [
+    "build_optimizer",
+    "clip_by_global_norm_per_network",
+    "ppo_lr_schedule",
+    "open_optimizer",
+    "optim4rl_optimizer",
+    "BUILDERS",
+]
+
+
+def open_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
+    del ppo
+    return optax.chain(clip_by_global_norm_per_network(cfg.max_grad_norm), open_optimizer(meta_params, cfg.cpu_kernel))
+
+
+def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
+    del ppo
+    clip = optax.clip(cfg.clip_elementwise) if cfg.clip_elementwise is not None else optax.identity()
+    return optax.chain(
+        clip_by_global_norm_per_network(cfg.max_grad_norm),
+        optax.with_extra_args_support(clip),
+        optim4rl_optimizer(meta_params, cfg.learning_rate, cfg.cpu_kernel),
+    )
+
+
+BUILDERS: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = {
+    "adam": adam_from_config,
+    "rmsprop": rmsprop_from_config,
+    "open": open_from_config,
+    "optim4rl": optim4rl_from_config,
+}
+LEARNED = ("open", "optim4rl")
+
+
+def build_optimizer(cfg, ppo_cfg: PPOConfig, meta_params: dict | None = None) -> optax.GradientTransformationExtraArgs:
+    if cfg.name not in LEARNED:
+        if meta_params is not None:
+            raise ValueError(f"{cfg.name} takes no meta-parameters")
+        return BUILDERS[cfg.name](cfg, ppo_cfg)
+    if meta_params is None:
+        if cfg.meta_params is None:
+            raise ValueError(f"optimizer.meta_params: {cfg.name} needs trained meta-parameters; pass --meta-params FILE")
+        from metaopt.optimizers.learned import load_meta_params
+
+        _, meta_params = load_meta_params(cfg.meta_params, cfg.name)
+    return BUILDERS[cfg.name](cfg, ppo_cfg, meta_params)

@@ -1,0 +1,40 @@
+"""Pieces every optimizer chain shares."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metaopt.config import PPOConfig
+
+
+def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTransformationExtraArgs:
+    """Clip each top-level subtree ("actor", "critic") by its own global norm, as the
+    published code does with its two separate train states. None: identity."""
+    if max_norm is None:
+        return optax.with_extra_args_support(optax.identity())
+
+    def update_fn(updates, state, params=None):
+        del params
+        def clip(tree):
+            norm = optax.tree.norm(tree)
+            scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
+            return jax.tree.map(lambda g: g * scale.astype(g.dtype), tree)
+        return {k: clip(v) for k, v in updates.items()}, state
+
+    return optax.with_extra_args_support(
+        optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+    )
+
+
+def ppo_lr_schedule(learning_rate: float, anneal: bool, ppo: PPOConfig):
+    """Constant, or PureJaxRL's linear annealing: one step down per PPO update, to 0."""
+    if not anneal:
+        return learning_rate
+    steps_per_update = ppo.update_epochs * ppo.num_minibatches
+
+    def schedule(count):
+        return learning_rate * (1.0 - (count // steps_per_update) / ppo.num_updates)
+
+    return schedule

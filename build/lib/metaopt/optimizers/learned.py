@@ -1,0 +1,75 @@
+"""Saving and loading learned-optimizer meta-parameters, for OPEN and Optim4RL alike.
+
+Ours: safetensors with metadata (method, size, format). OPEN also reads the published
+flat `.npy` files. Every load checks the tree against the method's expected shapes, so a
+wrong or corrupt file fails here with a clear message, not inside a compiled run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from metaopt import serialization
+from metaopt.optimizers import cells
+from metaopt.optimizers import open as open_opt
+from metaopt.optimizers import optim4rl
+
+FORMAT = "metaopt-meta-params/1"
+METHODS = ("open", "optim4rl")
+
+
+def size_of(method: str, meta_params: dict) -> str:
+    if method == "open":
+        return "larger" if open_opt.is_larger(meta_params) else "small"
+    return str(meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1])
+
+
+def expected_shapes(method: str, size: str) -> dict:
+    if method == "open":
+        if size not in ("small", "larger"):
+            raise ValueError(f"OPEN size {size!r}; expected small or larger")
+        return open_opt.param_shapes(size == "larger")
+    if not size.isdigit() or int(size) <= 0:
+        raise ValueError(f"Optim4RL size {size!r}; expected a positive hidden size")
+    return optim4rl.param_shapes(int(size))
+
+
+def save_meta_params(path: str | Path, method: str, meta_params: dict, **metadata: str) -> Path:
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}; choose one of {', '.join(METHODS)}")
+    tree = jax.tree.map(lambda x: np.asarray(x, np.float32), meta_params)
+    meta = {"format": FORMAT, "method": method, "size": size_of(method, tree), **metadata}
+    return serialization.save_tree(path, tree, meta)
+
+
+def _check_shapes(path, tree: dict, shapes: dict) -> None:
+    want = serialization.flatten_tree(jax.tree.map(np.zeros, shapes, is_leaf=cells.is_shape))
+    got = serialization.flatten_tree(tree)
+    if set(got) != set(want):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ValueError(f"{path}: tensors do not match the network (missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, arr in got.items():
+        if arr.shape != want[name].shape or arr.dtype != np.float32:
+            raise ValueError(f"{path}: {name} is {arr.dtype}{list(arr.shape)}, expected float32{list(want[name].shape)}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: {name} holds NaN or inf values")
+
+
+def load_meta_params(path: str | Path, method: str | None = None) -> tuple[str, dict]:
+    """(method, meta_params) from a saved `.safetensors` or a published OPEN `.npy`.
+    If `method` is given, a file of another method is refused."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        found, tree = "open", open_opt.load_published(path)
+    else:
+        tree, meta = serialization.load_tree(path)
+        if meta.get("format") != FORMAT or meta.get("method") not in METHODS:
+            raise ValueError(f"{path}: not metaopt meta-parameters (metadata {meta}); save with save_meta_params")
+        found = meta["method"]
+        _check_shapes(path, tree, expected_shapes(found, meta.get("size", "")))
+    if method is not None and method != found:
+        raise ValueError(f"{path} holds {found} meta-parameters, not {method}")
+    return found, jax.tree.map(np.asarray, tree)

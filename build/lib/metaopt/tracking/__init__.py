@@ -1,0 +1,1 @@
+"""Where runs leave their traces: checkpoints on disk (and, with Ray, MLflow)."""

@@ -1,0 +1,87 @@
+"""Whole meta-training states on disk: safetensors (no pickle), restored bit for bit.
+
+A state is any pytree (evosax and optax states, agents, PRNG keys). It is stored leaf by
+leaf under its key path; loading needs a template of the same structure (the engine's
+fresh state), checks every name, shape and dtype against it, and rebuilds the tree.
+Typed PRNG keys travel as their raw key data.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaopt import serialization
+
+FORMAT = "metaopt-checkpoint/1"
+CHECKPOINT_NAME = re.compile(r"ckpt_(\d+)\.safetensors$")  # group 1: the iteration
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _leaf_name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator=".") or "root"
+
+
+def state_to_arrays(state: Any) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    out = {}
+    for path, leaf in leaves:
+        arr = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+        out[_leaf_name(path)] = np.asarray(arr)
+    if len(out) != len(leaves):
+        raise ValueError("state has leaves whose key paths collide; give them distinct names")
+    return out
+
+
+def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = "checkpoint") -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_leaf_name(p) for p, _ in leaves]
+    missing, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
+    if missing or extra:
+        raise ValueError(f"{source} does not match this run's state (missing {missing[:3]}, unexpected {extra[:3]}); "
+                         "was it written by another config or version?")
+    out = []
+    for name, (_, like) in zip(names, leaves):
+        arr = arrays[name]
+        want = jax.random.key_data(like) if _is_key(like) else like
+        want_shape, want_dtype = np.shape(want), np.asarray(want).dtype
+        if arr.shape != want_shape or arr.dtype != want_dtype:
+            raise ValueError(f"{source}: {name} is {arr.dtype}{list(arr.shape)}, expected {want_dtype}{list(want_shape)}")
+        value = jnp.asarray(arr)
+        out.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(like)) if _is_key(like) else value)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def checkpoint_path(folder: str | Path, iteration: int) -> Path:
+    return Path(folder) / f"ckpt_{iteration:06d}.safetensors"
+
+
+def save_checkpoint(folder: str | Path, iteration: int, state: Any, metadata: dict[str, str]) -> Path:
+    """Atomic write; the iteration number is the count of finished iterations."""
+    flat = state_to_arrays(state)
+    meta = {"format": FORMAT, "iteration": str(iteration), **metadata}
+    return serialization.save_flat(checkpoint_path(folder, iteration), flat, meta)
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("ckpt_*.safetensors") if (m := CHECKPOINT_NAME.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def load_checkpoint(path: str | Path, template: Any, expect: dict[str, str] | None = None) -> tuple[Any, int]:
+    """(state, iteration). `expect`: metadata that must match (e.g. the config hash)."""
+    flat, meta = serialization.load_flat(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a metaopt checkpoint (metadata {meta})")
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise ValueError(f"{path}: {key} is {meta.get(key)!r}, this run has {value!r}; resume with the same config or use a new --out")
+    return arrays_to_state(flat, template, str(path)), int(meta["iteration"])

@@ -1,0 +1,141 @@
+"""One MLflow run per meta-training job: config as params, per-iteration metrics,
+checkpoints as artifacts, and the trained optimizer registered as a model version.
+
+Works against any tracking URI: the default is a sqlite store in the project folder (no
+server); clusters point `tracking.uri` (or MLFLOW_TRACKING_URI) at an `mlflow server` on
+the head node. Everything goes through `MlflowClient` with an explicit run id, so no global
+"active run" state leaks between jobs or threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+
+from metaopt import __version__
+from metaopt.config import MetaTrainConfig, TrackingConfig
+from metaopt.tracking.checkpoints import CHECKPOINT_NAME
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CHECKPOINT_DIR = "checkpoints"
+OPTIMIZER_DIR = "optimizer"
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlruns.db'}"
+
+
+def client_for(cfg: TrackingConfig) -> MlflowClient:
+    # A new sqlite store logs its schema migration at INFO on stderr; commands print their own lines.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uri = tracking_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
+    exp = client.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):  # artifacts next to the store file, not in the cwd
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(cfg.experiment, artifact_location=location)
+    except MlflowException:  # created meanwhile by another process
+        return client.get_experiment_by_name(cfg.experiment).experiment_id
+
+
+def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = ((str(i), v) for i, v in enumerate(data))
+    else:
+        return {prefix: str(data)}
+    out: dict[str, str] = {}
+    for k, v in items:
+        out.update(flat_params(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+class MlflowTracker:
+    """Hooks for `meta_train`: `iteration(row)` and `checkpoint(path, iteration)`."""
+
+    def __init__(self, cfg: MetaTrainConfig, config_hash: str, run_id: str | None = None,
+                 tags: dict[str, str] | None = None):
+        self.cfg, self.tracking = cfg, cfg.tracking
+        self.client = client_for(self.tracking)
+        if run_id is None:
+            exp = experiment_id(self.client, self.tracking)
+            run = self.client.create_run(exp, tags={
+                "method": cfg.method, "envs": ",".join(cfg.env_names), "config_hash": config_hash,
+                "code_version": code_version(), "mlflow.runName": f"{cfg.method}-{'-'.join(cfg.env_names)}",
+                **(tags or {}),
+            })
+            self.run_id = run.info.run_id
+            params = [Param(k, v[:6000]) for k, v in flat_params(cfg.dump()).items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self.logged_up_to = 0
+        else:
+            run = self.client.get_run(run_id)  # raises for an unknown id
+            if run.data.tags.get("config_hash") != config_hash:
+                raise ValueError(f"run {run_id} has config_hash {run.data.tags.get('config_hash')}, this config has "
+                                 f"{config_hash}; resume with the run's own config")
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+            history = self.client.get_metric_history(run_id, "iteration")
+            self.logged_up_to = int(max((m.value for m in history), default=0))
+
+    def iteration(self, row: dict[str, float]) -> None:
+        step = int(row["iteration"])
+        if step <= self.logged_up_to:
+            return  # re-computed after a resume: the same numbers are already there
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in row.items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+        self.logged_up_to = step
+
+    def checkpoint(self, path: Path, iteration: int) -> None:
+        self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
+
+    def download_latest_checkpoint(self, folder: Path) -> Path | None:
+        found = [(int(m.group(1)), a.path) for a in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
+                 if (m := CHECKPOINT_NAME.search(a.path))]
+        if not found:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        local = self.client.download_artifacts(self.run_id, max(found)[1], str(folder))
+        return Path(local)
+
+    def log_outputs(self, meta_params_path: Path, out: Path) -> str:
+        """The optimizer (and plot/summary) as artifacts; returns the optimizer's URI."""
+        self.client.log_artifact(self.run_id, str(meta_params_path), OPTIMIZER_DIR)
+        for name in ("meta_training.png", "summary.json", "config.yaml", "metrics.csv"):
+            if (out / name).is_file():
+                self.client.log_artifact(self.run_id, str(out / name))
+        return f"{self.client.get_run(self.run_id).info.artifact_uri}/{OPTIMIZER_DIR}"
+
+    def finish(self, failed: bool = False) -> None:
+        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+        self.client.set_terminated(self.run_id, status=status)
+

@@ -1,0 +1,82 @@
+"""A sweep in MLflow: one parent run (the sweep's config, summary metrics, CSV and figures as
+artifacts) and one child run per finished trial (its settings, final metrics and the
+metric history it reported).
+
+Recording is idempotent, so a restored sweep records again without duplicates: the parent
+is found by the experiment folder it stands for, and a trial that already has a child run
+is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlflow.entities import Metric, Param, RunStatus
+
+from metaopt.config import TrackingConfig
+from metaopt.tracking.mlflow_run import client_for, code_version, experiment_id, flat_params
+
+SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "metaopt.sweep", "metaopt.trial_id", "mlflow.parentRunId"
+
+
+def metric_name(name: str) -> str:
+    """MLflow allows letters, digits, '_', '-', '.', ' ' and '/' in metric names."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name).strip("_ ")
+
+
+def _params(client, run_id: str, values: dict[str, str]) -> None:
+    params = [Param(k, v[:6000]) for k, v in values.items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i:i + 100])
+
+
+def record_sweep(
+    tracking: TrackingConfig,
+    *,
+    kind: str,
+    experiment_path: Path,
+    config: dict[str, Any],
+    summary: dict[str, float],
+    trials: Sequence[dict[str, Any]],
+    artifacts: Sequence[Path],
+) -> str:
+    """`trials`: dicts with trial_id, status, params (dict), metrics (dict of final values)
+    and history (list of (step, {name: value})). Returns the parent run id."""
+    client = client_for(tracking)
+    exp = experiment_id(client, tracking)
+    key = str(experiment_path.resolve())
+    found = client.search_runs([exp], filter_string=f"tags.`{SWEEP_TAG}` = '{key}'", max_results=1)
+    if found:
+        parent = found[0].info.run_id
+        client.update_run(parent, status="RUNNING")
+    else:
+        parent = client.create_run(exp, tags={
+            SWEEP_TAG: key, "metaopt.sweep_kind": kind, "code_version": code_version(),
+            "mlflow.runName": f"{kind}:{experiment_path.name}",
+        }).info.run_id
+        _params(client, parent, flat_params(config))
+    children = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10_000)
+    recorded = {r.data.tags.get(TRIAL_TAG) for r in children}
+    for trial in trials:
+        if trial["trial_id"] in recorded:
+            continue
+        child = client.create_run(exp, tags={
+            PARENT_TAG: parent, TRIAL_TAG: trial["trial_id"], "status": trial["status"],
+            "mlflow.runName": trial["name"],
+        }).info.run_id
+        _params(client, child, {k: str(v) for k, v in trial["params"].items()})
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in trial["metrics"].items()]
+        metrics += [Metric(k, float(v), now, int(step)) for step, row in trial["history"] for k, v in row.items()]
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(child, metrics=metrics[i:i + 1000])
+        client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED if trial["status"] != "failed" else RunStatus.FAILED))
+    now = int(time.time() * 1000)
+    client.log_batch(parent, metrics=[Metric(metric_name(k), float(v), now, 0) for k, v in summary.items()])
+    for path in artifacts:
+        if path.is_file():
+            client.log_artifact(parent, str(path))
+    client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
+    return parent

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps: tuned Adam/RMSProp baselines and meta-hyperparameter sensitivity."""

@@ -1,0 +1,235 @@
+"""Tuned baselines: a learning-rate sweep of Adam and RMSProp per env on Ray Tune.
+
+Each trial is the same PPO `train` as everywhere (seeds vmapped inside the trial, all trials
+on the same seeds), reporting its running mean return after every compiled chunk of updates
+so ASHA can stop hopeless learning rates early. The best learning rate per (env, optimizer)
+among completed trials goes into the tuned-baselines file that `adam:tuned` /
+`rmsprop:tuned` read; all trials go to a CSV, a plot and MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ray import tune
+
+from metaopt.config import BaselineSweepConfig, read_yaml
+from metaopt.tuning.sweep import COMPLETED, GroupedASHA, fit, history, spread
+
+REPORTED = ("episode_return", "env_steps")
+
+
+def _describe(config: dict) -> str:
+    return f"{config['optimizer']} lr {config['learning_rate']:.3g} on {config['env']}"
+
+
+def baseline_trial(params: dict, sweep_json: str) -> None:
+    """One Tune trial: PPO with this optimizer and learning rate, all seeds of the sweep."""
+    from metaopt.evaluation.runs import run_training
+
+    sweep = BaselineSweepConfig.model_validate_json(sweep_json)
+    cfg = sweep.train_config(params["env"], params["optimizer"], params["learning_rate"])
+
+    def chunk_metrics(done: int, chunk: dict[str, np.ndarray]) -> dict[str, float]:
+        with np.errstate(all="ignore"):
+            ret = float(np.nanmean(chunk["episode_return"]))
+        return {"episode_return": ret, "env_steps": done * cfg.ppo.batch_size, "updates": done}
+
+    def on_chunk(done: int, total: int, chunk: dict[str, np.ndarray]) -> None:
+        if done < total:  # the last chunk is reported below, with the final return
+            tune.report(chunk_metrics(done, chunk))
+
+    result = run_training(cfg, progress=on_chunk)
+    finals = result.final_returns()
+    n = result.metrics["episode_return"].shape[1]
+    last = {name: values[:, -1:] for name, values in result.metrics.items()}
+    tune.report({
+        **chunk_metrics(n, last),
+        "final_return": float(np.nanmean(finals)),
+        "final_return_se": float(np.nanstd(finals, ddof=1) / np.sqrt(len(finals))) if len(finals) > 1 else 0.0,
+        **{f"final_return_seed{i}": float(v) for i, v in enumerate(finals)},
+        "env_steps_per_second": result.env_steps_per_second,
+        "compile_seconds": result.compile_seconds,
+    })
+
+
+@dataclass
+class BaselineSweepResult:
+    rows: list[dict[str, Any]]  # one per trial, as in trials.csv
+    best: dict[str, dict[str, dict[str, Any]]]  # env -> optimizer -> best completed row
+    out: Path
+    parent_run_id: str
+
+
+CSV_FIELDS = ("trial_id", "env", "optimizer", "learning_rate", "status", "final_return", "final_return_se",
+              "last_episode_return", "env_steps", "env_steps_per_second", "seconds")
+
+
+def _rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for t in trials:
+        m, c = t["metrics"], t["config"]
+        rows.append({
+            "trial_id": t["trial_id"], "env": c["env"], "optimizer": c["optimizer"],
+            "learning_rate": c["learning_rate"], "status": t["status"],
+            "final_return": m.get("final_return", float("nan")), "final_return_se": m.get("final_return_se", float("nan")),
+            "last_episode_return": m.get("episode_return", float("nan")), "env_steps": m.get("env_steps", 0),
+            "env_steps_per_second": m.get("env_steps_per_second", float("nan")), "seconds": m.get("time_total_s", float("nan")),
+            "path": t["path"], "seed_returns": [v for k, v in sorted(m.items()) if k.startswith("final_return_seed")],
+        })
+    return sorted(rows, key=lambda r: (r["env"], r["optimizer"], r["learning_rate"]))
+
+
+def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The completed trial with the highest final return, per env and optimizer (ties: the
+    smaller learning rate)."""
+    best: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r["status"] != COMPLETED or not np.isfinite(r["final_return"]):
+            continue
+        held = best.setdefault(r["env"], {}).get(r["optimizer"])
+        if held is None or r["final_return"] > held["final_return"]:
+            best[r["env"]][r["optimizer"]] = r
+    for env, per_opt in best.items():
+        for optimizer, r in per_opt.items():
+            # The best at an end of the grid may lie beyond it: widen the grid that way.
+            grid = [g["learning_rate"] for g in rows if g["env"] == env and g["optimizer"] == optimizer]
+            per_opt[optimizer] = {**r, "at_grid_edge": r["learning_rate"] in (min(grid), max(grid))}
+    return best
+
+
+def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experiment: Path) -> None:
+    """Merge into the tuned-baselines file: entries of other envs and optimizers stay."""
+    data = read_yaml(path) if path.is_file() else {}
+    today = dt.date.today().isoformat()
+    for env, per_opt in best.items():
+        for optimizer, r in per_opt.items():
+            data.setdefault(env, {})[optimizer] = {
+                "learning_rate": float(r["learning_rate"]),
+                "final_return": round(float(r["final_return"]), 4),
+                "final_return_se": round(float(r["final_return_se"]), 4),
+                "seeds": sweep.seeds,
+                "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).ppo.total_timesteps,
+                "grid": sweep.learning_rates.values,
+                "at_grid_edge": r["at_grid_edge"],
+                "sweep": _shown(experiment), "date": today,
+            }
+    header = ("# Tuned baselines: the best learning rate per env and optimizer from a learning-rate sweep\n"
+              "# (ray_jobs/tune_baselines.py; final return = mean over seeds of the mean return of episodes\n"
+              "# finished in the last 10% of updates). Read by `adam:tuned` / `rmsprop:tuned`.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=True))
+
+
+def _shown(path: Path) -> str:
+    """Relative to the project when inside it: the tuned file is committed."""
+    from metaopt.config import CONFIG_DIR
+
+    try:
+        return str(path.resolve().relative_to(CONFIG_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
+    """Final return (mean ± s.e. over seeds) against learning rate, one panel per env."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r["env"] for r in rows})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for optimizer in sorted({r["optimizer"] for r in rows if r["env"] == env}):
+            done = [r for r in rows if r["env"] == env and r["optimizer"] == optimizer and r["status"] == COMPLETED]
+            lr = np.array([r["learning_rate"] for r in done])
+            mean = np.array([r["final_return"] for r in done])
+            se = np.array([r["final_return_se"] for r in done])
+            line = ax.errorbar(lr, mean, yerr=se, marker="o", capsize=3, label=optimizer)
+            stopped = [r for r in rows if r["env"] == env and r["optimizer"] == optimizer and r["status"] != COMPLETED]
+            if stopped:
+                ax.scatter([r["learning_rate"] for r in stopped], [r["last_episode_return"] for r in stopped],
+                           marker="x", color=line[0].get_color(), label=f"{optimizer} (stopped early: last return)")
+            if optimizer in best.get(env, {}):
+                b = best[env][optimizer]
+                ax.scatter([b["learning_rate"]], [b["final_return"]], s=180, marker="*", color=line[0].get_color(), zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final return")
+        ax.set_title(env)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Learning-rate sweep (star: best per optimizer)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bool = False,
+                       address: str | None = None) -> BaselineSweepResult:
+    from metaopt.distributed.job import connect_ray
+    from metaopt.tracking.sweeps import record_sweep
+
+    out = Path(out).resolve()
+    connect_ray(address)
+    lrs = sweep.learning_rates.values
+    scheduler = None
+    if sweep.early_stopping.enabled:
+        reports = max(_reports(sweep, env, opt) for env in sweep.envs for opt in sweep.optimizers)
+        scheduler = GroupedASHA(
+            ("env", "optimizer"), time_attr="training_iteration", metric="episode_return", mode="max",
+            max_t=reports, grace_period=sweep.early_stopping.grace_period,
+            reduction_factor=sweep.early_stopping.reduction_factor,
+        )
+    trials = fit(
+        tune.with_parameters(baseline_trial, sweep_json=sweep.model_dump_json()),
+        {"env": tune.grid_search(sweep.envs), "optimizer": tune.grid_search(sweep.optimizers),
+         "learning_rate": tune.grid_search(lrs)},
+        out=out, name=sweep.name, config_dump=sweep.model_dump(mode="json"), resources=sweep.resources,
+        total_trials=len(sweep.envs) * len(sweep.optimizers) * len(lrs), describe=_describe,
+        metric="episode_return", scheduler=scheduler, fresh=fresh,
+    )
+    rows = _rows(trials)
+    best = best_per_group(rows)
+    csv_path, plot_path = out / "trials.csv", out / "lr_sweep.png"
+    write_csv(csv_path, rows)
+    plot_sweep(plot_path, rows, best)
+    write_tuned_file(sweep.tuned_path, best, sweep, out / sweep.name)
+    summary = {f"{env}.{opt}.best_learning_rate": r["learning_rate"] for env, d in best.items() for opt, r in d.items()}
+    summary.update({f"{env}.{opt}.best_final_return": r["final_return"] for env, d in best.items() for opt, r in d.items()})
+    for env in sweep.envs:
+        for opt in sweep.optimizers:
+            summary[f"{env}.{opt}.spread"] = spread([r["final_return"] for r in rows if r["env"] == env and r["optimizer"] == opt])
+    finished = [{
+        "trial_id": r["trial_id"], "status": r["status"], "name": f"{r['optimizer']}-{r['env']}-lr{r['learning_rate']:.3g}",
+        "params": {"env": r["env"], "optimizer": r["optimizer"], "learning_rate": r["learning_rate"], "seeds": sweep.seeds},
+        "metrics": {k: r[k] for k in ("final_return", "final_return_se", "env_steps_per_second") if np.isfinite(r[k])},
+        "history": [(h["env_steps"], {"episode_return": h["episode_return"]}) for h in history(r["path"], REPORTED)
+                    if "env_steps" in h and "episode_return" in h],
+    } for r in rows]
+    parent = record_sweep(sweep.tracking, kind="tune-baselines", experiment_path=out / sweep.name,
+                          config=sweep.model_dump(mode="json"), summary=summary, trials=finished,
+                          artifacts=[csv_path, plot_path, sweep.tuned_path])
+    return BaselineSweepResult(rows, best, out, parent)
+
+
+def _reports(sweep: BaselineSweepConfig, env: str, optimizer: str) -> int:
+    """How many times a trial of this env reports: once per compiled chunk of updates."""
+    from metaopt.evaluation.runs import chunk_size
+
+    n = sweep.train_config(env, optimizer, sweep.learning_rates.low).ppo.num_updates
+    return n // chunk_size(n)

@@ -1,0 +1,185 @@
+"""What every metaopt sweep shares: starting or resuming a Ray Tune experiment, progress on
+the terminal, per-group early stopping, and reading the trials back as plain rows.
+
+An output folder holds one sweep: `OUT/NAME/` is Tune's experiment (trial folders, state),
+`OUT/NAME.sweep.yaml` the resolved config it was started with. Running the same command
+again restores the experiment (`Tuner.restore`): finished trials are kept, unfinished ones
+run again (from their own checkpoints where they write them); a different config in the
+same folder is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import yaml
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from metaopt.config import ConfigError, SweepResources
+from metaopt.console import console
+
+COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+
+
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped (Ctrl-C, a lost driver) before all its trials finished."""
+
+
+class GroupedASHA(FIFOScheduler):
+    """ASHA within groups of trials: a trial is only compared with trials of its own group
+    (same env and optimizer), since returns of different envs or optimizers are not
+    comparable, and the best learning rate of each optimizer must survive."""
+
+    def __init__(self, group_keys: Sequence[str], **asha: Any):
+        super().__init__()
+        self.group_keys, self.asha, self.groups = tuple(group_keys), asha, {}
+
+    def _of(self, trial: Trial) -> AsyncHyperBandScheduler:
+        key = tuple(trial.config.get(k) for k in self.group_keys)
+        if key not in self.groups:
+            self.groups[key] = AsyncHyperBandScheduler(**self.asha)
+            self.groups[key].set_search_properties(self._metric, self._mode)
+        return self.groups[key]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        self._metric = metric or self.asha.get("metric")
+        self._mode = mode or self.asha.get("mode")
+        return True
+
+    def on_trial_add(self, tune_controller, trial):
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"ASHA in {len(self.groups)} groups by {', '.join(self.group_keys)}"
+
+
+class TrialProgress(tune.Callback):
+    """One line per finished trial (in logs and on terminals alike), with a count and ETA.
+    Restored sweeps bring this callback back from Tune's saved state; `setup` resets it."""
+
+    def __init__(self, total: int, describe: Callable[[dict], str]):
+        self.total, self.describe = total, describe
+
+    def setup(self, **info):
+        self.t0, self.finished_here = time.monotonic(), 0
+
+    def _line(self, trials: list[Trial], trial: Trial, verdict: str) -> None:
+        self.finished_here += 1
+        done = 1 + sum(t is not trial and t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        eta = (time.monotonic() - self.t0) / self.finished_here * (self.total - done)
+        console.print(f"trial {done}/{self.total} {verdict}: {self.describe(trial.config)} "
+                      f"[{trial.last_result.get('time_total_s', 0.0):.0f}s; eta {eta:.0f}s]", highlight=False)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        ret = trial.last_result.get("final_return")
+        verdict = f"final return {ret:.3f}" if ret is not None else f"{STOPPED} at report {trial.last_result.get('training_iteration')}"
+        self._line(trials, trial, verdict)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trials, trial, FAILED)
+
+
+def trial_status(status: str, metrics: dict) -> str:
+    if status == Trial.TERMINATED:
+        return COMPLETED if "final_return" in metrics else STOPPED
+    return FAILED if status == Trial.ERROR else UNFINISHED
+
+
+def fit(
+    trainable: Callable,
+    param_space: dict[str, Any],
+    *,
+    out: Path,
+    name: str,
+    config_dump: dict[str, Any],
+    resources: SweepResources,
+    total_trials: int,
+    describe: Callable[[dict], str],
+    metric: str | None = None,
+    scheduler: TrialScheduler | None = None,
+    fresh: bool = False,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the sweep; returns one row per trial: its config, status, last
+    reported metrics, Tune id and folder."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    experiment, stamp = out / name, out / f"{name}.sweep.yaml"
+    if fresh:
+        shutil.rmtree(experiment, ignore_errors=True)
+        stamp.unlink(missing_ok=True)
+    trainable = tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+    if tune.Tuner.can_restore(str(experiment)):
+        if stamp.is_file() and yaml.safe_load(stamp.read_text()) != config_dump:
+            raise ConfigError(f"{experiment} holds a sweep of another config ({stamp}); use another --out or --fresh")
+        already = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in _trials(experiment))
+        console.print(f"resuming {experiment}: {already} of {total_trials} trials already finished", highlight=False)
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        stamp.write_text(yaml.safe_dump(config_dump, sort_keys=False))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=metric, mode="max" if metric else None, scheduler=scheduler,
+                max_concurrent_trials=resources.max_concurrent_trials,
+                reuse_actors=False,  # reused, a trial's get_trial_dir() was another trial's (Ray 2.60)
+            ),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(out), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                callbacks=[TrialProgress(total_trials, describe)],
+            ),
+        )
+    tuner.fit()
+    rows = []
+    for trial in _trials(experiment):
+        metrics = dict(trial.last_result or {})
+        rows.append({
+            "trial_id": trial.trial_id, "status": trial_status(trial.status, metrics),
+            "config": dict(trial.config), "metrics": metrics, "path": trial.path,
+        })
+    unfinished = sum(r["status"] == UNFINISHED for r in rows)
+    if unfinished:
+        raise SweepInterrupted(f"{len(rows) - unfinished} of {total_trials} trials finished; run the same command "
+                               f"again to resume {experiment}")
+    return rows
+
+
+def _trials(experiment: Path) -> list[Trial]:
+    return list(tune.ExperimentAnalysis(str(experiment)).trials)
+
+
+def history(path: str | None, columns: Sequence[str]) -> list[dict[str, float]]:
+    """A trial's reports (Tune's progress.csv), the given columns only."""
+    import csv
+
+    file = Path(path) / "progress.csv" if path else None
+    if file is None or not file.is_file():
+        return []
+    with file.open() as f:
+        rows = list(csv.DictReader(f))
+    return [{c: float(r[c]) for c in columns if r.get(c) not in (None, "")} for r in rows]
+
+
+def spread(values: Sequence[float]) -> float:
+    """Best / worst final return over a grid: how much tuning matters. inf when the worst
+    run earned nothing (or less); NaN with fewer than two finite values."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if v.size < 2:
+        return float("nan")
+    return float(v.max() / v.min()) if v.min() > 0 else float("inf")
