@@ -44,6 +44,9 @@ class EnvConfig(_Strict):
     episode_length: PositiveInt | None = None
     normalize_obs: bool = False
     normalize_reward: bool = False
+    # Training rewards times this (after normalisation), as brax PPO's reward_scaling
+    # (Optim4RL's Brax runs: 10); reported episode returns stay raw.
+    reward_scale: PositiveFloat = 1.0
 
     @property
     def is_brax(self) -> bool:
@@ -64,7 +67,11 @@ class PPOConfig(_Strict):
     clip_value_loss: bool = True
     hidden_width: PositiveInt = 64
     hidden_layers: PositiveInt = 2
-    activation: Literal["relu", "tanh"] = "relu"
+    # Per-network hidden widths, input side first, where actor and critic differ (Optim4RL's
+    # Brax networks: policy 32x4, value 64x5). None: hidden_layers layers of hidden_width.
+    actor_hidden: list[PositiveInt] | None = None
+    critic_hidden: list[PositiveInt] | None = None
+    activation: Literal["relu", "tanh", "swish"] = "relu"
     # The published code initialises actor and critic from one key, so their hidden layers
     # start identical (a fault, fixed here). True reproduces it, e.g. to run published OPEN
     # weights in the conditions they were meta-trained in (on Breakout it changed nothing
@@ -72,6 +79,14 @@ class PPOConfig(_Strict):
     shared_init_key: bool = False
     # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
     dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
+
+    @property
+    def actor_layers(self) -> tuple[int, ...]:
+        return tuple(self.actor_hidden or [self.hidden_width] * self.hidden_layers)
+
+    @property
+    def critic_layers(self) -> tuple[int, ...]:
+        return tuple(self.critic_hidden or [self.hidden_width] * self.hidden_layers)
 
     @property
     def batch_size(self) -> int:
@@ -87,6 +102,9 @@ class PPOConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_batching(self) -> PPOConfig:
+        for field, layers in (("actor_hidden", self.actor_layers), ("critic_hidden", self.critic_layers)):
+            if len(layers) > 9:  # layer names dense_0..dense_9 sort in depth order
+                raise ValueError(f"{field}: {len(layers)} hidden layers; at most 9 are supported")
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_envs*num_steps={self.batch_size} is not divisible by "
@@ -104,6 +122,8 @@ class _OptimizerBase(_Strict):
     # Clipping by global norm, separately for actor and critic, as in the published code.
     # None turns it off.
     max_grad_norm: PositiveFloat | None = 0.5
+    # Then element-wise clipping to [-c, c] (Optim4RL's Brax runs, all optimizers: 1). None: off.
+    clip_elementwise: PositiveFloat | None = None
 
 
 class AdamConfig(_OptimizerBase):
@@ -202,6 +222,9 @@ class TaskConfig(_Strict):
     env: EnvConfig
     ppo: PPOConfig
     reference_return: PositiveFloat | None = None  # None: REFERENCE_RETURNS[env]
+    # Optim4RL's step size on this task (its lr scales m / sqrt(v)); None: optimizer.learning_rate.
+    # Multi-task runs mixing MinAtar and Brax need their own (published: 1e-3 small tasks, 3e-4 Brax).
+    learning_rate: PositiveFloat | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -228,6 +251,17 @@ class TaskConfig(_Strict):
 
     def train_config(self, optimizer, seed: int = 0) -> TrainConfig:
         return TrainConfig(env=self.env, ppo=self.ppo, optimizer=optimizer, seed=seed)
+
+    def eval_ppo(self, tracking: TrackingConfig) -> PPOConfig:
+        """This task's PPO for evaluating a trained optimizer: `tracking.eval_ppo` fields and
+        `tracking.eval_total_timesteps` over the meta-training settings."""
+        fields = {**self.ppo.model_dump(), **tracking.eval_ppo}
+        if tracking.eval_total_timesteps is not None:
+            fields["total_timesteps"] = tracking.eval_total_timesteps
+        try:
+            return PPOConfig.model_validate(fields)
+        except ValidationError as exc:
+            raise ValueError(f"tracking.eval_ppo for {self.env.name}: {format_validation_error(exc, 'eval')}") from None
 
 
 class ESConfig(_Strict):
@@ -280,6 +314,9 @@ class PipelineConfig(_Strict):
     meta_grad_clip: Literal["global_norm", "elementwise", "none"] = "global_norm"
     meta_grad_clip_value: PositiveFloat = 0.5
     l2: Annotated[float, Field(ge=0)] = 0.0  # weight of ||meta-parameters||^2 in the meta-loss
+    # Each agent's meta-loss divided by its own magnitude (stop-gradient), so tasks whose losses
+    # differ by orders of magnitude (MinAtar vs Brax) weigh alike. None: on with several tasks.
+    normalize_meta_loss: bool | None = None
     # Recompute each inner PPO update in the backward pass instead of storing it:
     # memory of one update instead of `inner_updates`, for about one more forward pass.
     rematerialize: bool = False
@@ -324,6 +361,9 @@ class TrackingConfig(_Strict):
     # both train fresh agents on the same seeds.
     eval_seeds: PositiveInt = 2
     eval_total_timesteps: PositiveInt | None = None  # None: each task's own budget
+    # PPO fields that differ in evaluation from meta-training (e.g. Optim4RL's Brax runs
+    # evaluate with 4096 envs and 32 minibatches), applied to every task's PPO config.
+    eval_ppo: dict[str, Any] = {}
     eval_seed: Annotated[int, Field(ge=0)] = 1000  # not the meta-training seeds
 
     @field_validator("model_name")
@@ -369,9 +409,13 @@ class MetaTrainConfig(_Strict):
             raise ValueError(f"optimizer.name is {self.optimizer.name} but method is {self.method}; make them match")
         if self.optimizer.meta_params is not None:
             raise ValueError("optimizer.meta_params: meta-training creates the meta-parameters; remove it")
+        if self.method == "open" and any(t.learning_rate is not None for t in self.tasks):
+            raise ValueError("tasks[].learning_rate: OPEN sets its own step sizes; remove it")
         other = "pipeline" if self.method == "open" else "es"
         if other in self.model_fields_set:
             raise ValueError(f"{other}: not used by method {self.method}; remove the section")
+        for task in self.tasks:
+            task.eval_ppo(self.tracking)  # evaluation settings must validate before any compute
         if len(self.tasks) > 1:
             missing = [t.env.name for t in self.tasks if t.reference is None]
             if missing:

@@ -128,7 +128,7 @@ def test_optim4rl_meta_gradient_through_the_kernel_is_jaxs():
 
 def odd_agent():
     """Leaves of sizes that are not multiples of 16, so blocks straddle leaves and padding."""
-    return networks.init_actor_critic(jax.random.key(0), 37, 5, True, 24, 2)
+    return networks.init_actor_critic(jax.random.key(0), 37, 5, True, (24, 24), (24, 24))
 
 
 def run_open(meta, cpu_kernel, steps=5):

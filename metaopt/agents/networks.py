@@ -9,11 +9,12 @@ adds a state-independent `log_std`, which counts as its last layer.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "swish": jax.nn.swish}  # swish: brax's PPO networks
 
 
 def layer_names(num_hidden: int) -> list[str]:
@@ -38,8 +39,14 @@ def orthogonal(key, shape: tuple[int, int], scale: float) -> jax.Array:
     return scale * (q if n_in >= n_out else q.T)
 
 
-def init_mlp(key, in_dim: int, width: int, num_hidden: int, out_dim: int, head_scale: float) -> dict:
-    sizes = [in_dim] + [width] * num_hidden + [out_dim]
+def init_mlp(key, in_dim: int, hidden: Sequence[int], out_dim: int, head_scale: float) -> dict:
+    """Orthogonal kernels (sqrt 2 for hidden layers, `head_scale` for the head), zero biases.
+
+    Args:
+      hidden: the hidden layers' widths, input side first.
+    """
+    num_hidden = len(hidden)
+    sizes = [in_dim, *hidden, out_dim]
     keys = jax.random.split(key, num_hidden + 1)
     params = {}
     for i, name in enumerate(layer_names(num_hidden)):
@@ -52,7 +59,7 @@ def init_mlp(key, in_dim: int, width: int, num_hidden: int, out_dim: int, head_s
 def mlp_apply(params: dict, x: jax.Array, activation: str) -> tuple[jax.Array, dict]:
     """Returns (output, {layer: mean over the batch of |activation| per unit})."""
     act = ACTIVATIONS[activation]
-    names = sorted(k for k in params if k.startswith("dense_"))
+    names = sorted((k for k in params if k.startswith("dense_")), key=lambda k: int(k.removeprefix("dense_")))
     stats = {}
     for name in names[:-1]:
         x = act(x @ params[name]["kernel"] + params[name]["bias"])
@@ -67,15 +74,16 @@ def _unit_mean_abs(x: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(jnp.abs(x).reshape(-1, x.shape[-1]).mean(0))
 
 
-def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, width: int, num_hidden: int,
-                      shared_key: bool = False) -> dict:
-    """Actor and critic from independent keys; `shared_key`: from the same key, as the
-    published code does (same-shaped layers then start equal)."""
+def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, actor_hidden: Sequence[int],
+                      critic_hidden: Sequence[int], shared_key: bool = False) -> dict:
+    """Actor and critic MLPs with the given hidden widths, from independent keys;
+    `shared_key`: from the same key, as the published code does (same-shaped layers then
+    start equal)."""
     k_actor, k_critic = (key, key) if shared_key else jax.random.split(key)
-    actor = init_mlp(k_actor, obs_dim, width, num_hidden, action_dim, 0.01)
+    actor = init_mlp(k_actor, obs_dim, actor_hidden, action_dim, 0.01)
     if not discrete:
         actor["log_std"] = jnp.zeros((action_dim,), jnp.float32)
-    critic = init_mlp(k_critic, obs_dim, width, num_hidden, 1, 1.0)
+    critic = init_mlp(k_critic, obs_dim, critic_hidden, 1, 1.0)
     return {"actor": actor, "critic": critic}
 
 

@@ -107,7 +107,7 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
 
     def init(key) -> RunnerState:
         k_net, k_env, k_run = jax.random.split(key, 3)
-        params = nets.init_actor_critic(k_net, env.obs_dim, env.action_dim, env.discrete, p.hidden_width, p.hidden_layers,
+        params = nets.init_actor_critic(k_net, env.obs_dim, env.action_dim, env.discrete, p.actor_layers, p.critic_layers,
                                         p.shared_init_key)
         obs, env_state = env.reset(k_env)
         no_return = jnp.full((p.num_envs,), jnp.nan, jnp.float32)

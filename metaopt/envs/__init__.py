@@ -48,4 +48,16 @@ def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
     reset, step = with_normalization(
         env.reset, env.step, env.obs_dim, num_envs, gamma, cfg.normalize_obs, cfg.normalize_reward
     )
+    if cfg.reward_scale != 1.0:
+        step = _scaled_rewards(step, cfg.reward_scale)
     return VecEnv(env.name, num_envs, env.obs_dim, env.action_dim, env.discrete, reset, step)
+
+
+def _scaled_rewards(step, scale: float):
+    """The training reward times `scale` (brax PPO's reward_scaling); episode returns stay raw."""
+
+    def step_fn(key, state, action):
+        state, out = step(key, state, action)
+        return state, out._replace(reward=out.reward * scale)
+
+    return step_fn

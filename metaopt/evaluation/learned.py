@@ -11,14 +11,13 @@ from metaopt.evaluation.runs import run_training
 
 
 def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path) -> list[TrainConfig]:
-    """One config per task: the task's PPO (budget from `tracking.eval_total_timesteps` if
-    set), the learned optimizer with these meta-parameters, evaluation seeds."""
+    """One config per task: the task's evaluation PPO (`TaskConfig.eval_ppo`: evaluation
+    settings and budget over the meta-training ones), the learned optimizer with these
+    meta-parameters, evaluation seeds."""
     t = cfg.tracking
     configs = []
     for task in cfg.tasks:
-        ppo = task.ppo
-        if t.eval_total_timesteps is not None:
-            ppo = ppo.model_copy(update={"total_timesteps": t.eval_total_timesteps})
+        ppo = task.eval_ppo(t)
         optimizer = cfg.optimizer.model_copy(update={"meta_params": str(meta_params)})
         configs.append(TrainConfig(env=task.env, ppo=ppo, optimizer=optimizer, seed=t.eval_seed, num_seeds=t.eval_seeds))
     return configs

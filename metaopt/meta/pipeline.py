@@ -32,6 +32,9 @@ from metaopt.optimizers import build_optimizer
 from metaopt.optimizers import optim4rl
 
 
+META_LOSS_FLOOR = 1e-3  # keeps a normalised meta-loss finite where the loss is ~0
+
+
 class MetaTrainingDiverged(RuntimeError):
     """A non-finite meta-gradient: the run stops; the state before it is kept."""
 
@@ -84,10 +87,20 @@ class PipelineEngine:
         per_agent = sum(t.ppo.batch_size for t in self.tasks) * (self.cfg.inner_updates + 1)
         return self.cfg.width * per_agent
 
+    @property
+    def normalize_meta_loss(self) -> bool:
+        flag = self.cfg.normalize_meta_loss
+        return len(self.tasks) > 1 if flag is None else flag
+
+    def task_optimizer(self, task_index: int) -> Optim4RLConfig:
+        """The optimizer settings on this task: its own learning rate where it has one."""
+        lr = self.tasks[task_index].learning_rate
+        return self.optimizer if lr is None else self.optimizer.model_copy(update={"learning_rate": lr})
+
     def ppo(self, task_index: int, meta_params: dict):
-        task = self.tasks[task_index]
-        cfg = task.train_config(self.optimizer)
-        return make_ppo(cfg, build_optimizer(self.optimizer, cfg.ppo, meta_params))
+        optimizer = self.task_optimizer(task_index)
+        cfg = self.tasks[task_index].train_config(optimizer)
+        return make_ppo(cfg, build_optimizer(optimizer, cfg.ppo, meta_params))
 
     def groups(self) -> list[tuple[int, slice]]:
         """(task, agents) of every group, in the fixed order gradients are summed in."""
@@ -174,16 +187,20 @@ def agent_meta_loss(engine: PipelineEngine, task_index: int, meta_params: dict, 
     update = jax.checkpoint(ppo.update) if engine.cfg.rematerialize else ppo.update
     agent, _ = jax.lax.scan(lambda s, _: update(s), agent, None, length=engine.cfg.inner_updates)
     loss, (agent, metrics) = ppo.fresh_loss(agent)
+    metrics = {**metrics, "meta_loss": loss}  # reported as is; the gradient may be normalised
+    if engine.normalize_meta_loss:  # the gradient of loss / |loss|: every task weighs alike
+        loss = loss / jax.lax.stop_gradient(jnp.abs(loss) + META_LOSS_FLOOR)
     return loss, (agent, metrics)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _group_gradient(engine: PipelineEngine, task_index: int, meta_params: dict, agents: RunnerState):
     grad_fn = jax.value_and_grad(partial(agent_meta_loss, engine, task_index), has_aux=True)
-    (loss, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
+    (_, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
     grad_sum = jax.tree.map(lambda g: g.sum(0), grads)
+    loss_sum = metrics["meta_loss"].sum()
     metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
-    return grad_sum, loss.sum(), agents, metrics
+    return grad_sum, loss_sum, agents, metrics
 
 
 def _sum_in_order(trees: tuple):

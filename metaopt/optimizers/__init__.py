@@ -13,7 +13,7 @@ import optax
 
 from metaopt.config import PPOConfig
 from metaopt.optimizers.baselines import adam_from_config, rmsprop_from_config
-from metaopt.optimizers.common import clip_by_global_norm_per_network, ppo_lr_schedule
+from metaopt.optimizers.common import clip_by_global_norm_per_network, gradient_clipping, ppo_lr_schedule
 from metaopt.optimizers.open import open_optimizer
 from metaopt.optimizers.optim4rl import optim4rl_optimizer
 
@@ -29,15 +29,13 @@ __all__ = [
 
 def open_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
     del ppo
-    return optax.chain(clip_by_global_norm_per_network(cfg.max_grad_norm), open_optimizer(meta_params, cfg.cpu_kernel))
+    return optax.chain(gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise), open_optimizer(meta_params, cfg.cpu_kernel))
 
 
 def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
     del ppo
-    clip = optax.clip(cfg.clip_elementwise) if cfg.clip_elementwise is not None else optax.identity()
     return optax.chain(
-        clip_by_global_norm_per_network(cfg.max_grad_norm),
-        optax.with_extra_args_support(clip),
+        gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optim4rl_optimizer(meta_params, cfg.learning_rate, cfg.cpu_kernel),
     )
 

@@ -1,17 +1,17 @@
-"""Hand-designed baselines from optax, chained after per-network gradient clipping."""
+"""Hand-designed baselines from optax, chained after gradient clipping."""
 
 from __future__ import annotations
 
 import optax
 
 from metaopt.config import AdamConfig, PPOConfig, RMSPropConfig
-from metaopt.optimizers.common import clip_by_global_norm_per_network, ppo_lr_schedule
+from metaopt.optimizers.common import gradient_clipping, ppo_lr_schedule
 
 
 def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransformationExtraArgs:
     lr = ppo_lr_schedule(cfg.learning_rate, cfg.anneal_lr, ppo)
     return optax.chain(
-        clip_by_global_norm_per_network(cfg.max_grad_norm),
+        gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
     )
 
@@ -19,6 +19,6 @@ def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransform
 def rmsprop_from_config(cfg: RMSPropConfig, ppo: PPOConfig) -> optax.GradientTransformationExtraArgs:
     lr = ppo_lr_schedule(cfg.learning_rate, cfg.anneal_lr, ppo)
     return optax.chain(
-        clip_by_global_norm_per_network(cfg.max_grad_norm),
+        gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None, centered=cfg.centered),
     )

@@ -28,6 +28,13 @@ def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTra
     )
 
 
+def gradient_clipping(max_grad_norm: float | None, clip_elementwise: float | None) -> optax.GradientTransformationExtraArgs:
+    """The clipping every optimizer chain starts with: per-network global norm (None: off),
+    then element-wise to [-c, c] (None: off; brax-style runs, e.g. Optim4RL's, use 1)."""
+    elementwise = optax.clip(clip_elementwise) if clip_elementwise is not None else optax.identity()
+    return optax.chain(clip_by_global_norm_per_network(max_grad_norm), optax.with_extra_args_support(elementwise))
+
+
 def ppo_lr_schedule(learning_rate: float, anneal: bool, ppo: PPOConfig):
     """Constant, or PureJaxRL's linear annealing: one step down per PPO update, to 0."""
     if not anneal:
