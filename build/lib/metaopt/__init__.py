@@ -1,3 +1,0 @@
-"""metaopt: meta-training learned optimizers (OPEN, Optim4RL) for reinforcement learning."""
-
-__version__ = "0.1.0"

@@ -1,1 +1,0 @@
-"""Ray at the edge: actors that run the meta-training engines' pure pieces."""

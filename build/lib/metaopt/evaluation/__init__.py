@@ -1,1 +1,0 @@
-"""Running trainings over seeds and optimizers, and reporting them (tables, CSV, plots)."""

@@ -1,1 +1,0 @@
-"""Meta-training engines: pure steps of (state) with no I/O; drivers run them."""

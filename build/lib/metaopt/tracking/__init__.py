@@ -1,1 +1,0 @@
-"""Where runs leave their traces: checkpoints on disk (and, with Ray, MLflow)."""

@@ -1,1 +1,0 @@
-"""Ray Tune sweeps: tuned Adam/RMSProp baselines and meta-hyperparameter sensitivity."""
