@@ -187,3 +187,14 @@ def test_shards_spread_over_local_devices():
         results[devices] = out.stdout.split()
     assert results[1][:2] == ["1", "1"] and results[2][:2] == ["2", "2"]  # each shard on both devices
     assert results[1][2] == results[2][2]  # same fitnesses
+
+
+def test_config_hash_ignores_added_defaults_and_the_other_method():
+    """A field added with a default keeps existing checkpoints resumable; a setting that
+    changes the numbers changes the hash."""
+    from metaopt.meta.run import config_hash
+
+    base = load_meta_config(SMOKE)
+    assert config_hash(base) == config_hash(load_meta_config(SMOKE, {"es.sigma_decay": 0.999}))  # = the default
+    assert config_hash(base) == config_hash(load_meta_config(SMOKE, {"tracking.eval_seeds": 7, "iterations": 9}))
+    assert config_hash(base) != config_hash(load_meta_config(SMOKE, {"es.learning_rate": 0.07}))

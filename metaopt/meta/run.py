@@ -59,10 +59,19 @@ def make_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> E
     return pipeline_engine(cfg, init_meta_params)
 
 
+# Bumped when a default that changes the numbers changes (the hash leaves defaults out).
+CONFIG_HASH_VERSION = 1
+
+
 def config_hash(cfg: MetaTrainConfig) -> str:
-    """What fixes the numbers; the iteration budget, checkpoint period and worker layout
-    may change between a run and its resumption."""
-    text = cfg.model_dump_json(exclude={"iterations", "checkpoint_every", "distributed", "tracking"})
+    """What fixes the numbers: the fields set away from their defaults, without the other
+    method's section, so that a field added later (with a default that keeps today's
+    behaviour) does not orphan existing checkpoints. The iteration budget, checkpoint
+    period, worker layout and tracking may change between a run and its resumption."""
+    other = "pipeline" if cfg.method == "open" else "es"
+    data = cfg.model_dump(mode="json", exclude_defaults=True,
+                          exclude={"iterations", "checkpoint_every", "distributed", "tracking", other})
+    text = json.dumps({"version": CONFIG_HASH_VERSION, "config": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
