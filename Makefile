@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # OPEN meta-trained by ES on embedded Ray (2 workers) with a local MLflow store (./mlruns.db),
-# registered as open-breakout-demo, then PPO trained from scratch with it, Adam and RMSProp.
+# registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the
+# published Breakout OPEN, and Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
 demo: install
 	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta
 	$(BIN)/python ray_jobs/evaluate.py --env breakout \
-		--optimizers models:/open-breakout-demo@champion adam rmsprop \
-		--total-steps 1000000 --seeds 2 --out $(DEMO_OUT)/eval
+		--optimizers models:/open-breakout-demo@champion open adam:tuned rmsprop:tuned \
+		--meta-params open=published:breakout --tuned-file configs/tuned/breakout_cpu.yaml \
+		--total-steps 196608 --seeds 4 --seed 2000 --out $(DEMO_OUT)/eval
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15

@@ -12,6 +12,7 @@ alias for the newest version (MLflow 3 reserves the name), so every registration
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -65,14 +66,15 @@ def _where(tracking: TrackingConfig | None) -> str:
 
 
 def fetch(uri: str, tracking: TrackingConfig | None = None) -> tuple[Path, str, dict[str, Any]]:
-    """Download a version's meta-parameters (cached per name and version) and check them.
+    """Download a version's meta-parameters (cached per tracking store, name and version) and check them.
     Returns (file, method, optimizer settings)."""
     import mlflow
 
     from metaopt.optimizers.learned import load_meta_params
 
     version = model_version(uri, tracking)
-    path = CACHE / version.name / f"{version.name}-v{version.version}.safetensors"
+    store = hashlib.sha256(_where(tracking).encode()).hexdigest()[:12]  # same name and version, other store
+    path = CACHE / store / version.name / f"{version.name}-v{version.version}.safetensors"
     if not path.is_file():
         import tempfile
 

@@ -150,3 +150,23 @@ def test_mlflow_server_shared_by_two_processes_loses_no_metric(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_cache_keeps_stores_apart(tmp_path, monkeypatch):
+    """Version 1 of the same name in two stores: each fetch returns its own store's file."""
+    import jax
+
+    from metaopt.optimizers import open as open_opt
+
+    monkeypatch.setattr(registry, "CACHE", tmp_path / "cache")
+    flats = []
+    for i in range(2):
+        store = TrackingConfig(uri=f"sqlite:///{tmp_path}/store{i}.db")
+        flat = np.asarray(open_opt.ravel(open_opt.init_meta_params(jax.random.key(i))))
+        np.save(tmp_path / f"w{i}.npy", flat)
+        registry.import_open(tmp_path / f"w{i}.npy", "same-name", store)
+        flats.append(flat)
+    for i in range(2):
+        store = TrackingConfig(uri=f"sqlite:///{tmp_path}/store{i}.db")
+        _, params = registry.load_meta_params("models:/same-name/1", store)
+        np.testing.assert_array_equal(np.asarray(open_opt.ravel(params)), flats[i])
