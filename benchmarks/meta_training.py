@@ -166,6 +166,7 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
     from metaopt.meta.warm_start import load_warm_start
     from metaopt.optimizers.learned import save_meta_params
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cfg = load_meta_config(config)
     task = cfg.tasks[0]
     run_dir = Path(run)
@@ -213,7 +214,6 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
             r["vs_tuned_adam"] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
                                   "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], adam)}
     curve_key = "fitness_mean" if cfg.method == "open" else "meta_loss"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"case": "recipe", "recipe": config, "run": str(run_dir), "method": cfg.method, "env": task.env.name,
             "budget_env_steps": task.ppo.num_updates * task.ppo.batch_size, "seeds": seeds, "eval_seed": eval_seed,
             "meta_training_seed": cfg.seed, "tuned_file": tuned_file, "commit": commit,
