@@ -123,9 +123,11 @@ def test_cpu_recipes_match_their_tuned_baselines():
     """The CPU recipes' inner budget is the one their tuned Adam/RMSProp were swept at, and the
     fresh-seed evaluation seeds are not the meta-training or tuning seeds."""
     sweep = load_sweep_config(CONFIG_DIR / "tune" / "baselines_breakout_cpu.yaml", BaselineSweepConfig)
-    for name in ("open_breakout_cpu",):
+    for name in ("open_breakout_cpu", "optim4rl_breakout_cpu"):
         cfg = load_meta_config(CONFIG_DIR / "meta" / f"{name}.yaml")
         ppo = cfg.tasks[0].ppo
         assert ppo.num_updates * ppo.batch_size == sweep.ppo["total_timesteps"] == ppo.total_timesteps
         assert cfg.tracking.eval_seed not in (cfg.seed, sweep.seed)
-        assert cfg.distributed.workers == 2 and cfg.es.population_size % cfg.es.shard_size == 0
+        assert cfg.distributed.workers == 2
+    o4 = load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml").pipeline
+    assert o4.reset_interval * o4.inner_updates == load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml").tasks[0].ppo.num_updates
