@@ -128,26 +128,3 @@ def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
     version = client.get_model_version(cfg.model_name, resumed.version)
     assert version.tags["method"] == "open" and version.tags["config_hash"]
 
-
-def test_warm_started_job_records_its_lineage(cluster, tmp_path):
-    """A job started from a registered optimizer tags its MLflow run and its new version
-    with the source and the version it resolved to."""
-    import jax
-    import numpy as np
-    from mlflow import MlflowClient
-
-    from metaopt import registry
-    from metaopt.optimizers import open as open_opt
-
-    cfg = smoke("open", tmp_path, iterations=1, **{"distributed.workers": 1})
-    np_path = tmp_path / "source.npy"
-    np.save(np_path, np.asarray(open_opt.ravel(open_opt.init_meta_params(jax.random.key(1)))))
-    registry.import_open(np_path, "lineage-src", cfg.tracking)
-    cfg = cfg.model_copy(update={"init_from": "models:/lineage-src@latest"})
-    job = run_meta_job(cfg, tmp_path / "job", evaluate=False)
-    client = MlflowClient(cfg.tracking.uri)
-    want = {"init_from": "models:/lineage-src@latest", "init_resolved": "models:/lineage-src/1"}
-    run_tags = client.get_run(job.run_id).data.tags
-    version_tags = client.get_model_version(cfg.model_name, job.version).tags
-    for tags in (run_tags, version_tags):
-        assert {k: tags.get(k) for k in want} == want

@@ -81,12 +81,18 @@ def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
     store = f"sqlite:///{tmp_path}/mlruns.db"
     _submit(address, env, "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
             "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
-            "--set", "tracking.model_name=open-job-test")
+            "--set", "tracking.model_name=open-job-test", "--init", "published:breakout")
+    from mlflow import MlflowClient
+
     from metaopt import registry
 
     version = registry.model_version("models:/open-job-test@latest", TrackingConfig(uri=store))
     assert version.tags["method"] == "open" and version.tags["envs"] == "breakout"
     assert (tmp_path / "out" / "meta_params.safetensors").is_file()
+    # A warm start's lineage on the registered version and on the MLflow run
+    run_tags = MlflowClient(store).get_run(version.run_id).data.tags
+    for tags in (version.tags, run_tags):
+        assert tags["init_from"] == "published:breakout" and tags["init_resolved"].endswith("breakout_OPEN.npy")
 
 
 def test_ray_job_submit_tune_baselines_writes_the_tuned_file(head, tmp_path):
