@@ -101,10 +101,14 @@ class PPOConfig(_Strict):
         return self.total_timesteps // self.batch_size
 
     @model_validator(mode="after")
-    def _check_batching(self) -> PPOConfig:
+    def _check_layers(self) -> PPOConfig:
         for field, layers in (("actor_hidden", self.actor_layers), ("critic_hidden", self.critic_layers)):
             if len(layers) > 9:  # layer names dense_0..dense_9 sort in depth order
                 raise ValueError(f"{field}: {len(layers)} hidden layers; at most 9 are supported")
+        return self
+
+    @model_validator(mode="after")
+    def _check_batching(self) -> PPOConfig:
         if self.batch_size % self.num_minibatches:
             raise ValueError(
                 f"num_envs*num_steps={self.batch_size} is not divisible by "
