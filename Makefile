@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
+# Extra arguments for the demo's two steps (tests/test_demo.py runs `make demo` on a tiny budget).
+DEMO_META_ARGS ?=
+DEMO_EVAL_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install install-gpu demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -15,18 +18,30 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# GPU nodes (CUDA 12, NVIDIA driver on the host): the same set plus jaxlib's CUDA plugin and
+# the CUDA libraries as wheels, pinned by requirements-cuda12.lock. `metaopt doctor` checks it.
+install-gpu: install
+	$(BIN)/python -m pip install -q -c requirements.lock -c requirements-cuda12.lock -e '.[dev,cuda12]'
+
 # OPEN meta-trained by ES on embedded Ray (2 workers) with a local MLflow store (./mlruns.db),
 # registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the
 # published Breakout OPEN, and Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
 demo: install
-	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta
+	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta $(DEMO_META_ARGS)
 	$(BIN)/python ray_jobs/evaluate.py --env breakout \
 		--optimizers models:/open-breakout-demo@champion open adam:tuned rmsprop:tuned \
 		--meta-params open=published:breakout --tuned-file configs/tuned/breakout_cpu.yaml \
-		--total-steps 196608 --seeds 4 --seed 2000 --out $(DEMO_OUT)/eval
+		--total-steps 196608 --seeds 4 --seed 2000 --out $(DEMO_OUT)/eval $(DEMO_EVAL_ARGS)
 
-test: install
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+
+lint: install
+	$(BIN)/ruff check metaopt tests ray_jobs benchmarks
+
+# Daily work: everything but the tests marked slow or ray (pyproject.toml).
+test-fast: lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not ray" --durations=5
 
 bench: install
 	$(BIN)/python benchmarks/ppo_throughput.py --out benchmarks/results

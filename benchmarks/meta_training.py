@@ -98,8 +98,10 @@ def es_vmap(population: int, updates: int, repeats: int) -> dict:
         "one_by_one_seconds": med["one_by_one"],
         "ratio": med["generation"] / med["one_by_one"], "full_vmap_ratio": med["full_vmap"] / med["one_by_one"],
         "max_fitness_difference": float(max(np.max(np.abs(f - fitness["one_by_one"])) for f in fitness.values())),
-        "generation_env_steps_per_second": steps / med["generation"], "one_by_one_env_steps_per_second": steps / med["one_by_one"],
-        "cpu_ratio": med_cpu["generation"] / med_cpu["one_by_one"], "full_vmap_cpu_ratio": med_cpu["full_vmap"] / med_cpu["one_by_one"],
+        "generation_env_steps_per_second": steps / med["generation"],
+        "one_by_one_env_steps_per_second": steps / med["one_by_one"],
+        "cpu_ratio": med_cpu["generation"] / med_cpu["one_by_one"],
+        "full_vmap_cpu_ratio": med_cpu["full_vmap"] / med_cpu["one_by_one"],
         "all_seconds": times, "all_cpu_seconds": cpu, "load_average": os.getloadavg(),
     }
 
@@ -146,6 +148,28 @@ def _curve_stats(history: list[dict], key: str, k: int = 10) -> dict:
     change, low, high = stats.difference_ci(first, last)
     return {"metric": key, "iterations": len(values), "k": k, "first_k_mean": float(sum(first) / k),
             "last_k_mean": float(sum(last) / k), "change": change, "change_ci": [low, high], "values": values}
+
+
+def optim4rl_step_response(meta_params: dict, scales=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), steps: int = 64) -> list[dict]:
+    """How an Optim4RL optimizer sizes its steps: |update| / lr after `steps` i.i.d. Gaussian
+    gradients of each scale (4096 parameters). Near 1.0 at every scale: sign descent, the
+    step size blind to the gradient's magnitude and history (an untrained Optim4RL)."""
+    import jax
+    import jax.numpy as jnp
+
+    from metaopt.optimizers import optim4rl
+
+    params = jax.tree.map(jnp.asarray, meta_params)
+    rows = []
+    for scale in scales:
+        carry = jnp.zeros((2, optim4rl.HIDDEN, 4096))
+        grads = scale * jax.random.normal(jax.random.key(0), (steps, 4096))
+        for t in range(steps):
+            carry, d = optim4rl.direction(params, carry, grads[t])
+        d = jnp.abs(d)
+        rows.append({"gradient_scale": scale, "median": float(jnp.median(d)), "p10": float(jnp.percentile(d, 10)),
+                     "p90": float(jnp.percentile(d, 90))})
+    return rows
 
 
 def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, published: str | None) -> dict:
@@ -214,7 +238,15 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
             r["vs_tuned_adam"] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
                                   "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], adam)}
     curve_key = "fitness_mean" if cfg.method == "open" else "meta_loss"
-    return {"case": "recipe", "recipe": config, "run": str(run_dir), "method": cfg.method, "env": task.env.name,
+    diagnostics = {}
+    if cfg.method == "optim4rl":
+        from metaopt.optimizers.learned import load_meta_params
+
+        trained = load_meta_params(run_dir / "meta_params.safetensors", "optim4rl")[1]
+        diagnostics["step_response"] = {"initialisation": optim4rl_step_response(init_params),
+                                        "meta-trained": optim4rl_step_response(trained)}
+    return {"diagnostics": diagnostics,
+            "case": "recipe", "recipe": config, "run": str(run_dir), "method": cfg.method, "env": task.env.name,
             "budget_env_steps": task.ppo.num_updates * task.ppo.batch_size, "seeds": seeds, "eval_seed": eval_seed,
             "meta_training_seed": cfg.seed, "tuned_file": tuned_file, "commit": commit,
             "meta_iterations": len(history), "meta_training_seconds": sum(r["seconds"] for r in history),
@@ -294,7 +326,8 @@ def main() -> None:
         es = es_vmap(args.population, args.updates, args.repeats)
         rows.append(es)
         print(f"{'es generation':<20} {es['generation_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
-              f"{es['ratio']:>12.2f}   (P={args.population}, {es['members_per_vmap']} vmapped at a time, vs one by one; target <= 1.0)")
+              f"{es['ratio']:>12.2f}   (P={args.population}, {es['members_per_vmap']} vmapped at a time, "
+              "vs one by one; target <= 1.0)")
         print(f"{'es full vmap':<20} {es['full_vmap_seconds']:>11.2f}s {es['one_by_one_seconds']:>11.2f}s "
               f"{es['full_vmap_ratio']:>12.2f}   (all {args.population} members in one vmap)")
         print(f"{'':<20} CPU-time ratios {es['cpu_ratio']:.2f} / {es['full_vmap_cpu_ratio']:.2f}; load average "

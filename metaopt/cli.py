@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -107,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--fresh", action="store_true", help="discard a sweep in --out and start over")
         tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any field, e.g. --set resources.gpus_per_trial=1 (repeatable)")
+    ev = sub.add_parser("evaluate", help="run an evaluation plan (configs/eval/): each optimizer x env a Ray task, "
+                        "tracked in MLflow, summarised with IQMs and CIs")
+    ev.add_argument("--plan", required=True, help="a plan YAML file, e.g. configs/eval/minatar_1e7.yaml")
+    ev.add_argument("--out", required=True, help="results folder (under `ray job submit`: an absolute path on storage "
+                    "the nodes share); finished cells there are not run again")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any plan field, e.g. --set seeds=4 (repeatable)")
+    rp = sub.add_parser("report", help="a Markdown report with figures from evaluation plans' result folders")
+    rp.add_argument("results", nargs="+", help="folders written by `metaopt evaluate`")
+    rp.add_argument("--sweep", action="append", default=[], metavar="DIR",
+                    help="a `tune-sensitivity` output folder (its sweep folder) for the sensitivity section (repeatable)")
+    rp.add_argument("--out", required=True, help="report folder (README.md and figures)")
+    dr = sub.add_parser("doctor", help="check JAX and its devices, the CPU kernels, Ray and MLflow (exit 1 if "
+                        "something needed is unusable)")
+    dr.add_argument("--ray-address", help="a Ray cluster to check (default: $RAY_ADDRESS; none: embedded Ray)")
+    dr.add_argument("--tracking-uri", help="MLflow store to check (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    dr.add_argument("--require-gpu", action="store_true", help="fail when JAX sees no GPU (GPU nodes)")
     pl = sub.add_parser("pull", help="save a registered optimizer's meta-parameters to a file")
     pl.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     pl.add_argument("--out", required=True, help="file to write (.safetensors)")
@@ -146,6 +164,11 @@ def _registry_command(args) -> int:
 def _meta_train(args) -> int:
     from metaopt.config import load_meta_config
 
+    if args.ray:
+        from metaopt.distributed.resources import keep_driver_on_cpu
+
+        keep_driver_on_cpu()  # before anything starts JAX: the GPUs are the workers'
+
     overrides = _parse_set(args.set)
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
@@ -171,6 +194,39 @@ def _meta_train(args) -> int:
     except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _evaluate(args) -> int:
+    from metaopt.evaluation.plan import load_plan, resolve_cells, submitted_by_ray_job
+
+    plan = load_plan(args.plan, _parse_set(args.set))
+    out = Path(args.out)
+    if submitted_by_ray_job() and not out.is_absolute():
+        raise ConfigError(f"--out {out}: under `ray job submit` a relative folder is the job's temporary copy of the "
+                          "repo; give an absolute path on storage the nodes share (cells are also in MLflow)")
+    from metaopt.distributed.resources import keep_driver_on_cpu
+    from metaopt.tracking.mlflow_run import code_version
+
+    keep_driver_on_cpu()  # the cells train on the workers; the driver only reads files and statistics
+    code_version()  # asks git now: a fork after JAX has started threads would warn
+    cells = resolve_cells(plan)  # every config, tuned rate, model and file checked before any cell runs
+    from metaopt import console
+    from metaopt.evaluation.plan import run_plan
+
+    summary = run_plan(plan, cells, out, log=console.log_line)
+    console.show_plan_summary(summary, out)
+    return 0
+
+
+def _report(args) -> int:
+    from metaopt.evaluation.study_report import write_report
+
+    for folder in args.results:
+        if not (Path(folder) / "plan.yaml").is_file():
+            raise ConfigError(f"results: {folder} holds no plan.yaml; give folders written by `metaopt evaluate`")
+    path = write_report([Path(f) for f in args.results], Path(args.out), sweeps=[Path(s) for s in args.sweep])
+    print(f"wrote {path}")
     return 0
 
 
@@ -249,6 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _registry_command(args)
         if args.command.startswith("tune-"):
             return _tune(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "doctor":
+            from metaopt.console import doctor
+
+            return doctor(args.ray_address, args.tracking_uri, args.require_gpu)
+        if args.command == "report":
+            return _report(args)
         names = [args.optimizer] if args.command == "train" else args.optimizers
         configs = [_resolve(args, name) for name in names]
     except ConfigError as exc:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MINATAR_ENVS = ("breakout", "asterix", "space_invaders", "freeway")
 BRAX_ENVS = ("ant", "humanoid")
@@ -185,9 +185,9 @@ class Optim4RLConfig(_LearnedBase):
     hidden: PositiveInt = 8
 
 
-LearnedOptimizerConfig = Annotated[Union[OpenConfig, Optim4RLConfig], Field(discriminator="name")]
+LearnedOptimizerConfig = Annotated[OpenConfig | Optim4RLConfig, Field(discriminator="name")]
 OptimizerConfig = Annotated[
-    Union[AdamConfig, RMSPropConfig, OpenConfig, Optim4RLConfig], Field(discriminator="name")
+    AdamConfig | RMSPropConfig | OpenConfig | Optim4RLConfig, Field(discriminator="name")
 ]
 OPTIMIZER_NAMES = ("adam", "rmsprop", "open", "optim4rl")
 LEARNED_OPTIMIZERS = ("open", "optim4rl")
@@ -297,10 +297,12 @@ class ESConfig(_Strict):
     @model_validator(mode="after")
     def _check_population(self) -> ESConfig:
         if self.antithetic and self.population_size % 2:
-            raise ValueError(f"population_size={self.population_size} must be even with antithetic sampling; use {self.population_size + 1}")
+            raise ValueError(f"population_size={self.population_size} must be even with antithetic sampling; "
+                             f"use {self.population_size + 1}")
         if self.population_size % self.shard_size:
             raise ValueError(
-                f"members_per_shard={self.members_per_shard} does not divide population_size={self.population_size}; pick a divisor"
+                f"members_per_shard={self.members_per_shard} does not divide "
+                f"population_size={self.population_size}; pick a divisor"
             )
         return self
 
@@ -423,7 +425,8 @@ class MetaTrainConfig(_Strict):
         if len(self.tasks) > 1:
             missing = [t.env.name for t in self.tasks if t.reference is None]
             if missing:
-                raise ValueError(f"tasks: no reference return for {missing[0]}; set tasks[].reference_return for multi-task fitness")
+                raise ValueError(f"tasks: no reference return for {missing[0]}; "
+                                 "set tasks[].reference_return for multi-task fitness")
             names = [t.env.name for t in self.tasks]
             if len(set(names)) != len(names):
                 raise ValueError(f"tasks: {names} repeats an env; list each env once")
@@ -495,12 +498,25 @@ def _check_sweep_name(v: str) -> str:
     return v
 
 
+def _check_env_list(v: list[str]) -> list[str]:
+    for env in v:
+        if env not in ENV_NAMES:
+            raise ValueError(f"unknown env {env!r}; choose from {', '.join(ENV_NAMES)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"{v} repeats an env; list each once")
+    return v
+
+
+FolderName = Annotated[str, AfterValidator(_check_sweep_name)]  # names an output folder
+EnvList = Annotated[list[str], Field(min_length=1), AfterValidator(_check_env_list)]
+
+
 class BaselineSweepConfig(_Strict):
     """Learning-rate sweeps of Adam and RMSProp per env (ray_jobs/tune_baselines.py): one
     trial per (env, optimizer, learning rate), its seeds vmapped inside the trial."""
 
-    name: str = "baselines"
-    envs: Annotated[list[str], Field(min_length=1)]
+    name: FolderName = "baselines"
+    envs: EnvList
     optimizers: Annotated[list[Literal["adam", "rmsprop"]], Field(min_length=1)] = ["adam", "rmsprop"]
     learning_rates: LogGrid = LogGrid(low=1e-4, high=1e-2, points=5)
     seeds: PositiveInt = 4
@@ -510,21 +526,6 @@ class BaselineSweepConfig(_Strict):
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
     tuned_file: str | None = None  # None: configs/tuned/baselines.yaml
-
-    @field_validator("name")
-    @classmethod
-    def _folder_name(cls, v: str) -> str:
-        return _check_sweep_name(v)
-
-    @field_validator("envs")
-    @classmethod
-    def _known_envs(cls, v: list[str]) -> list[str]:
-        for env in v:
-            if env not in ENV_NAMES:
-                raise ValueError(f"unknown env {env!r}; choose from {', '.join(ENV_NAMES)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"{v} repeats an env; list each once")
-        return v
 
     @model_validator(mode="after")
     def _check_runs(self) -> BaselineSweepConfig:
@@ -548,7 +549,7 @@ class SensitivitySweepConfig(_Strict):
     meta-trains from `base` with its grid point, then trains fresh agents with the result
     (the base config's tracking.eval_* settings) and reports their final return."""
 
-    name: str = "sensitivity"
+    name: FolderName = "sensitivity"
     base: str  # a meta-training config, e.g. configs/meta/optim4rl_breakout_smoke.yaml
     overrides: dict[str, Any] = {}  # dotted keys applied to `base` before the grid point
     # 2 or 3 dotted keys of the meta-training config: heatmap rows, columns, and panels.
@@ -557,11 +558,6 @@ class SensitivitySweepConfig(_Strict):
     baselines_csv: str | None = None  # a baseline sweep's trials.csv: adds its spread to the figure
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
-
-    @field_validator("name")
-    @classmethod
-    def _folder_name(cls, v: str) -> str:
-        return _check_sweep_name(v)
 
     @field_validator("base", "baselines_csv")
     @classmethod
@@ -598,6 +594,100 @@ class SensitivitySweepConfig(_Strict):
 
     def meta_config(self, point: dict[str, Any], seed: int, base: dict[str, Any] | None = None) -> MetaTrainConfig:
         return meta_config_at(self.base_config() if base is None else base, point, seed, source=self.base)
+
+
+class PlanOptimizer(_Strict):
+    """One optimizer of an evaluation plan (the short form is just `optimizer`)."""
+
+    optimizer: str  # adam, rmsprop, adam:tuned, rmsprop:tuned, open, optim4rl or models:/NAME@ALIAS
+    label: str | None = None  # row name in tables; default: `optimizer`
+    # open/optim4rl: a .safetensors, a published OPEN .npy or published:NAME; "{env}" becomes the
+    # cell's env (published:{env}: each game's own published OPEN).
+    meta_params: str | None = None
+    # The envs it was meta-trained on (the generalisation matrix marks the others held out);
+    # ["{env}"]: the cell's own env. None: a hand-designed optimizer.
+    trained_on: list[str] | None = None
+    set: dict[str, Any] = {}  # optimizer fields to override, e.g. {learning_rate: 3e-4}
+
+    @model_validator(mode="after")
+    def _check(self) -> PlanOptimizer:
+        base = self.optimizer.partition(":")[0]
+        if not self.optimizer.startswith("models:/") and base not in OPTIMIZER_NAMES:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZER_NAMES)}, "
+                             "adam:tuned, rmsprop:tuned or models:/NAME@ALIAS")
+        if self.meta_params is not None and base not in LEARNED_OPTIMIZERS:
+            raise ValueError(f"{self.optimizer} takes no meta_params; remove it")
+        if base in LEARNED_OPTIMIZERS and self.meta_params is None:
+            raise ValueError(f"{self.optimizer} needs meta_params (a file or published:NAME)")
+        for env in self.trained_on or []:
+            if env not in ENV_NAMES and env != "{env}":
+                raise ValueError(f"trained_on: unknown env {env!r}; choose from {', '.join(ENV_NAMES)} or {{env}}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.label or self.optimizer
+
+
+class EvalResources(_Strict):
+    """What each (optimizer, env) cell asks Ray for; its seeds are vmapped inside it."""
+
+    cpus_per_cell: PositiveFloat = 1.0
+    gpus_per_cell: Annotated[float, Field(ge=0)] | None = None  # None: 1 where the cluster has GPUs, else 0
+
+
+class EvalPlanConfig(_Strict):
+    """An evaluation plan (configs/eval/*.yaml): every optimizer trains fresh PPO agents on
+    every env, `seeds` seeds each, at one budget; scores are normalised per env by
+    `normalise_by`'s interquartile mean from the same plan. Checked without reading files;
+    `metaopt.evaluation.plan.resolve_cells` loads what the cells need."""
+
+    name: FolderName
+    # The report's section: main comparison, ant reproduction, generalisation, L2 ablation.
+    section: Literal["main", "ant", "generalisation", "l2", "other"] = "main"
+    envs: EnvList
+    optimizers: Annotated[list[PlanOptimizer], Field(min_length=1)]  # a string is short for {optimizer: ...}
+    seeds: PositiveInt = 16
+    seed: Annotated[int, Field(ge=0)] = 0  # base seed; cells of one env share seeds
+    # Env steps per seed; a number for every env or {env: steps}; None: each env's published budget.
+    total_timesteps: PositiveInt | dict[str, PositiveInt] | None = None
+    ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
+    tuned_file: str | None = None  # for adam:tuned / rmsprop:tuned; None: configs/tuned/baselines.yaml
+    normalise_by: str | None = "adam:tuned"  # a label of `optimizers`; None: raw returns only
+    resources: EvalResources = EvalResources()
+    tracking: TrackingConfig = TrackingConfig(experiment="metaopt-eval")
+
+    @field_validator("optimizers", mode="before")
+    @classmethod
+    def _long_form(cls, v: Any) -> Any:
+        return [{"optimizer": o} if isinstance(o, str) else o for o in v] if isinstance(v, list) else v
+
+    @field_validator("optimizers")
+    @classmethod
+    def _distinct_labels(cls, v: list[PlanOptimizer]) -> list[PlanOptimizer]:
+        names = [e.name for e in v]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two optimizers are labelled {name!r}; give each a distinct label")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalPlanConfig:
+        if self.normalise_by is not None and self.normalise_by not in self.labels:
+            raise ValueError(f"normalise_by: {self.normalise_by!r} is not a label of optimizers "
+                             f"({', '.join(self.labels)}); add it or set normalise_by: null")
+        if isinstance(self.total_timesteps, dict):
+            missing = [env for env in self.envs if env not in self.total_timesteps]
+            if missing:
+                raise ValueError(f"total_timesteps: no budget for {missing[0]}; give every env one or one number")
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.name for o in self.optimizers]
+
+    def budget(self, env: str) -> int | None:
+        return self.total_timesteps.get(env) if isinstance(self.total_timesteps, dict) else self.total_timesteps
 
 
 # ---------------------------------------------------------------------------- loading

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from rich.console import Console
@@ -135,7 +135,8 @@ def _with_meta_progress(cfg, out: Path, run):
             task = bar.add_task(f"{name} · compiling", total=cfg.iterations, a="", b="", rate="-")
 
             def on_step(done: int, total: int, row: dict[str, float]) -> None:
-                bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}", **_meta_fields(row))
+                bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}",
+                           **_meta_fields(row))
 
             result = run(on_step)
     else:
@@ -219,3 +220,52 @@ def report_sensitivity_sweep(sweep, out: Path, fresh: bool = False):
     console.print(f"spread (best/worst over the grid): {_fmt(result.spread)}; wrote {result.out}/heatmap.png, "
                   f"tuning_shift.png, trials.csv; MLflow run {result.parent_run_id}", highlight=False)
     return result
+
+
+def log_line(text: str) -> None:
+    """A progress line on stderr (plans, long jobs)."""
+    console.print(text, highlight=False)
+
+
+def show_plan_summary(summary: dict, out: Path) -> None:
+    """An evaluation plan's table: raw IQM [95% CI] per env, normalised aggregate, P(improvement)."""
+    from metaopt.evaluation.plan_stats import fmt
+
+    envs, ref = summary["envs"], summary["normalise_by"]
+    table = Table(title=f"{summary['plan']}: final return IQM [95% CI] over {summary['seeds']} seeds ({out})")
+    table.add_column("optimizer")
+    for env in envs:
+        table.add_column(env, justify="right")
+    if ref:
+        table.add_column(f"normalised IQM (/{ref})", justify="right")
+        table.add_column(f"P(> {ref})", justify="right")
+    for label in summary["labels"]:
+        row = [label]
+        for env in envs:
+            cell = summary["cells"].get(label, {}).get(env)
+            row.append("not run" if cell is None else fmt({"value": cell["raw"]["iqm"], "ci": cell["raw"]["iqm_ci"]})
+                       + (" (held out)" if cell.get("held_out") else ""))
+        if ref:
+            agg = summary["aggregate"].get(label, {})
+            row += [fmt(agg.get("normalised_iqm")), fmt(agg.get("probability_of_improvement"))]
+        table.add_row(*row)
+    _print_table(table)
+    console.print(f"wrote {out}/summary.json, table.md, aggregate.png, profile.png, generalisation.png, curves.png, "
+                  f"cells/; `metaopt report {out} --out DIR` makes the report", highlight=False)
+
+
+def doctor(ray_address: str | None, tracking_uri: str | None, require_gpu: bool) -> int:
+    """`metaopt doctor`: one line per check as it finishes; exit 1 if a needed one failed."""
+    from metaopt.doctor import run_checks
+
+    out = Console()
+
+    def show(check) -> None:
+        mark = "[green]ok  [/]" if check.ok else ("[red]FAIL[/]" if check.needed else "[yellow]--  [/]")
+        out.print(f"{mark} {check.name:<12} {check.detail}", highlight=False, soft_wrap=True)
+
+    checks = run_checks(ray_address, tracking_uri, require_gpu, report=show)
+    failed = [c.name for c in checks if c.needed and not c.ok]
+    out.print(f"needed and unusable: {', '.join(failed)}" if failed else "everything needed is usable",
+              highlight=False, soft_wrap=True)
+    return 1 if failed else 0

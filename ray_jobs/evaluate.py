@@ -1,13 +1,18 @@
-"""`ray job submit` entry point for evaluating optimizers: PPO agents trained from scratch
-with a registered learned optimizer next to Adam and RMSProp, on the same seeds; a table,
-results.json, curves and a plot.
+"""`ray job submit` entry point for evaluations.
+
+With --plan: an evaluation plan (configs/eval/*.yaml), each optimizer x env cell a Ray task on
+the cluster (a GPU each where the cluster has them), every cell an MLflow child run, results
+in --out (an absolute path on shared storage: the job's working folder is temporary):
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
-        python ray_jobs/evaluate.py --env breakout --optimizers models:/open-breakout@champion adam rmsprop \\
+        python ray_jobs/evaluate.py --plan configs/eval/minatar_1e7.yaml --out /shared/eval/minatar_1e7
+
+Without: one env, several optimizers on the same seeds in this process (`metaopt compare`):
+
+    python ray_jobs/evaluate.py --env breakout --optimizers models:/open-breakout@champion adam rmsprop \\
         --total-steps 1e7 --seeds 4 --out runs/eval_breakout
 
-Thin on purpose: `metaopt compare` with the same arguments (models:/ URIs are fetched from
-the MLflow registry at $MLFLOW_TRACKING_URI, default ./mlruns.db).
+models:/ URIs are fetched from the MLflow registry at $MLFLOW_TRACKING_URI (default ./mlruns.db).
 """
 
 import sys
@@ -15,4 +20,5 @@ import sys
 from metaopt.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["compare", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    sys.exit(main(["evaluate" if "--plan" in args else "compare", *args]))

@@ -1,19 +1,22 @@
-"""Shared, session-scoped fixtures: compiled trainings are expensive, so tests share them."""
+"""Shared, session-scoped fixtures: compiled trainings are expensive, so tests share them.
+
+JAX's persistent compilation cache is on for the suite (and, through the environment, for
+the subprocesses, Ray workers and Tune trials it starts): many tests compile the same tiny
+programs in separate processes, and a cache hit replaces a compile. A cache entry is keyed
+by the program, the flags and the JAX version, so it never changes a result.
+"""
 
 from __future__ import annotations
 
-import pytest
+import os
+from pathlib import Path
 
-from metaopt.config import load_train_config
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
 
-# Small but real: 8192 env steps per update as published would take too long on 2 CPU cores.
-TINY = {
-    "ppo.num_envs": 8,
-    "ppo.num_steps": 16,
-    "ppo.num_minibatches": 2,
-    "ppo.update_epochs": 2,
-    "ppo.total_timesteps": 8 * 16 * 3,
-}
+import pytest  # noqa: E402
+
+from metaopt.config import load_train_config  # noqa: E402
+from tests.helpers import TINY  # noqa: E402
 
 
 @pytest.fixture(scope="session")

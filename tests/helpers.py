@@ -1,12 +1,24 @@
-"""Assertions shared by test files."""
+"""Constants and assertions shared by test files (test modules import this, never each other)."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# Small but real PPO: 8192 env steps per update as published would take too long on 2 CPU cores.
+TINY = {
+    "ppo.num_envs": 8,
+    "ppo.num_steps": 16,
+    "ppo.num_minibatches": 2,
+    "ppo.update_epochs": 2,
+    "ppo.total_timesteps": 8 * 16 * 3,
+}
 
 # Wall-clock and Ray bookkeeping: differ between equal runs.
 TIMING = ("seconds", "env_steps_per_second", "ray_wall_seconds", "ray_slowest_worker_seconds",

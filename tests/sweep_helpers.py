@@ -10,8 +10,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from metaopt.tracking.sweeps import PARENT_TAG
+from tests.helpers import PROJECT  # noqa: F401  (re-exported for the sweep tests)
 
-PROJECT = Path(__file__).resolve().parents[1]
 BASELINES_TINY = "configs/tune/baselines_tiny.yaml"
 SENSITIVITY_TINY = "configs/tune/sensitivity_open_tiny.yaml"
 

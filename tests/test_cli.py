@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from metaopt.cli import main
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 TINY_ARGS = [arg for k, v in TINY.items() if k != "ppo.total_timesteps" for arg in ("--set", f"{k}={v}")]
 
 
+@pytest.mark.slow
 def test_train_writes_results_curves_plot(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--env", "breakout", "--optimizer", "adam", "--total-steps", "384",
@@ -35,6 +38,7 @@ def test_compare_of_one_optimizer_keeps_the_comparison_layout(tmp_path):
     assert set(res["runs"]) == {"adam"} and (out / "adam" / "curves.csv").exists()
 
 
+@pytest.mark.slow
 def test_compare_writes_one_folder_per_optimizer(tmp_path):
     out = tmp_path / "cmp"
     rc = main(["compare", "--env", "breakout", "--optimizers", "adam", "rmsprop", "--total-steps", "384",
@@ -45,6 +49,7 @@ def test_compare_writes_one_folder_per_optimizer(tmp_path):
     assert (out / "adam" / "curves.csv").exists() and (out / "rmsprop" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_train_with_learned_optimizers(tmp_path):
     """`--optimizer open|optim4rl --meta-params FILE` through the same loop; compare takes
     NAME=FILE for each learned optimizer."""

@@ -129,5 +129,5 @@ def test_cpu_recipes_match_their_tuned_baselines():
         assert ppo.num_updates * ppo.batch_size == sweep.ppo["total_timesteps"] == ppo.total_timesteps
         assert cfg.tracking.eval_seed not in (cfg.seed, sweep.seed)
         assert cfg.distributed.workers == 2
-    o4 = load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml").pipeline
-    assert o4.reset_interval * o4.inner_updates == load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml").tasks[0].ppo.num_updates
+    recipe = load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml")
+    assert recipe.pipeline.reset_interval * recipe.pipeline.inner_updates == recipe.tasks[0].ppo.num_updates

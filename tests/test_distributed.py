@@ -17,6 +17,8 @@ from metaopt.distributed.ray_meta import WorkerPool, ray_engine  # noqa: E402
 from metaopt.meta.run import meta_train  # noqa: E402
 from tests.helpers import assert_same_run, assert_same_state, metrics_only  # noqa: E402
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ITERATIONS = 3
 
 

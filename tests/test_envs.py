@@ -23,6 +23,7 @@ def test_minatar_shapes(name, obs_dim, actions):
 
 
 @pytest.mark.parametrize("name", ["breakout", "asterix", "space_invaders", "freeway"])
+@pytest.mark.slow
 def test_minatar_time_limit_is_gymnax_default(name):
     """With no episode_length set, a random policy's first episode ends at gymnax's own limit
     for the game (Freeway: 2500 steps, truncated) or earlier by termination; never at 1000
@@ -58,6 +59,7 @@ def test_brax_time_limit_default():
     assert resolve_env(EnvConfig(name="ant")).episode_length == 1000
 
 
+@pytest.mark.slow
 def test_minatar_truncation_keeps_final_obs_and_return():
     """At the time limit: truncated (not terminated), the pre-reset observation is kept
     for bootstrapping, and the raw episode return is reported once."""
@@ -107,6 +109,7 @@ def ant_run():
     return ppo, state0, final, metrics
 
 
+@pytest.mark.slow
 def test_brax_ant_ppo_runs_without_nan(ant_run):
     ppo, _, final, metrics = ant_run
     assert (ppo.env.obs_dim, ppo.env.action_dim, ppo.env.discrete) == (27, 8, False)
@@ -116,6 +119,7 @@ def test_brax_ant_ppo_runs_without_nan(ant_run):
     assert "log_std" in final.params["actor"]
 
 
+@pytest.mark.slow
 def test_brax_normalisation_statistics_move(ant_run):
     _, state0, final, _ = ant_run
     norm0, norm1 = state0.env_state, final.env_state

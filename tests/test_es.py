@@ -103,6 +103,7 @@ def test_members_per_vmap_defaults_by_backend():
     assert members_per_vmap(ESConfig(population_size=16, members_per_shard=8, members_per_vmap=32), "gpu") == 8
 
 
+@pytest.mark.slow
 def test_members_in_sequence_or_in_one_vmap_give_the_same_fitness():
     # One run at a time (no batching: the CPU default) and the whole shard of 4 members in
     # one vmap (the accelerator default); 2 rollouts per member.
@@ -117,6 +118,7 @@ def test_members_in_sequence_or_in_one_vmap_give_the_same_fitness():
     np.testing.assert_allclose(fitness[1], fitness[0], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_real_env_generations_give_finite_fitness(smoke_engine, tmp_path):
     cfg, engine = smoke_engine
     result = meta_train(cfg, tmp_path, engine=engine, stop_after=2)
@@ -175,6 +177,7 @@ print(len(jax.local_devices()), len({d for s in placed for d in s.device_set}), 
 """
 
 
+@pytest.mark.slow
 def test_shards_spread_over_local_devices():
     import os
     import subprocess

@@ -149,6 +149,7 @@ def run_open(meta, cpu_kernel, steps=5):
 
 @needs_kernels
 @pytest.mark.parametrize("larger", [False, True])
+@pytest.mark.slow
 def test_open_kernel_matches_jax(larger):
     meta = jax.tree.map(lambda a: 3.0 * a, op.init_meta_params(jax.random.key(5), larger))
     meta["params"]["layers_6"]["bias"] = jnp.array([0.3, 0.2, 5.0])  # sizeable noise
@@ -162,6 +163,7 @@ def test_open_kernel_matches_jax(larger):
 
 
 @needs_kernels
+@pytest.mark.slow
 def test_open_kernel_per_member_of_a_population():
     meta = op.init_meta_params(jax.random.key(6))
     metas = jax.tree.map(lambda a: jnp.stack([a, 2.0 * a, jnp.zeros_like(a)]), meta)
@@ -174,6 +176,7 @@ def test_open_kernel_per_member_of_a_population():
 
 
 @needs_kernels
+@pytest.mark.slow
 def test_open_kernel_keeps_a_nan_gradient_nan():
     """A diverged run must stay visibly diverged (ES ranks non-finite fitness last)."""
     meta = op.init_meta_params(jax.random.key(5))

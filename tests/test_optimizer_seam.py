@@ -13,7 +13,7 @@ import pytest
 from metaopt.agents import make_ppo
 from metaopt.config import load_train_config
 from metaopt.optimizers import build_optimizer, clip_by_global_norm_per_network, ppo_lr_schedule
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 class Seen(NamedTuple):
@@ -47,6 +47,7 @@ def recorded():
     return cfg, jax.jit(ppo.train)(jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_extra_args_reach_the_optimizer(recorded):
     cfg, (final, _) = recorded
     seen: Seen = final.opt_state
@@ -61,6 +62,7 @@ def test_extra_args_reach_the_optimizer(recorded):
     assert 0 < float(seen.key_sum) < int(seen.steps)  # a key arrived every step
 
 
+@pytest.mark.slow
 def test_training_progress_runs_from_zero_to_one():
     """Chunked updates see update/(updates-1): 0, 0.5, 1 for three updates."""
     cfg = load_train_config(env="breakout", overrides=TINY)

@@ -46,6 +46,7 @@ def full_run(smoke, tmp_path_factory):
     return meta_train(cfg, tmp_path_factory.mktemp("full"), engine=engine)
 
 
+@pytest.mark.slow
 def test_agents_sit_at_staggered_stages(smoke, full_run):
     cfg, _, _ = smoke
     result = full_run
@@ -84,6 +85,7 @@ def test_l2_adds_its_gradient_exactly(smoke):
         0.25 * sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(state.meta_params)), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_meta_steps_lower_the_meta_loss_on_a_toy_task():
     """Inner task: 10 Optim4RL steps on a quadratic; meta-loss: the loss after them."""
     target = jnp.linspace(-1.0, 1.0, 16)
@@ -132,6 +134,7 @@ def test_nan_meta_gradient_stops_and_keeps_the_last_good_state(smoke, tmp_path):
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(saved.meta_params))
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(smoke, full_run, tmp_path):
     cfg, engine, _ = smoke
     full = full_run

@@ -41,6 +41,7 @@ def breakout_adam():
     return run_training(cfg)
 
 
+@pytest.mark.slow
 def test_adam_learns_breakout(breakout_adam):
     random_return = random_policy_return("breakout")
     final = breakout_adam.final_returns()
@@ -61,6 +62,7 @@ def test_metrics_are_per_update_summaries(breakout_adam):
     assert (m["episodes_finished"] > 0).all()
 
 
+@pytest.mark.slow
 def test_chunked_runner_equals_train(tiny_breakout_cfg):
     """Same numbers up to float32 rounding: the two compiled programs fuse differently."""
     cfg = tiny_breakout_cfg

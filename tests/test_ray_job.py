@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from metaopt.config import TrackingConfig
-from tests.helpers import free_port
+from tests.helpers import PROJECT, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 
@@ -66,7 +67,7 @@ def _stop_cluster(temp_dir: str) -> None:
 
 
 def _submit(address: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--", "python", *args]
+    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(PROJECT), "--", "python", *args]
     for _ in range(40):  # the head's job agent may still be starting on a loaded machine
         job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if "No available agent to submit job" not in job.stderr + job.stdout:

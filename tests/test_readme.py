@@ -5,21 +5,19 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PROJECT
 
 
 def readme_block(marker: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (PROJECT / "README.md").read_text()
     match = re.search(rf"<!-- example: {marker} -->\s*```python\n(.*?)```", text, re.S)
     assert match, f"README example {marker!r} not found"
     return match.group(1)
 
 
 def test_learned_optimizer_in_plain_optax_loop():
-    proc = subprocess.run([sys.executable, "-c", readme_block("learned-optax")], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", readme_block("learned-optax")], cwd=PROJECT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", proc.stdout)]

@@ -19,7 +19,6 @@ from metaopt.optimizers.learned import load_meta_params, save_meta_params
 from tests.helpers import WEIGHTS, free_port
 
 
-
 @pytest.fixture()
 def tracking(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "CACHE", tmp_path / "cache")
@@ -28,6 +27,7 @@ def tracking(tmp_path, monkeypatch):
     return cfg
 
 
+@pytest.mark.slow
 def test_round_trip_register_alias_load_train(tracking, tmp_path, capsys):
     version = registry.import_open(WEIGHTS / "breakout_OPEN.npy", "open-published", tracking)
     assert str(version.version) == "1" and version.tags["method"] == "open"
@@ -119,6 +119,7 @@ for step in range(200):
 """
 
 
+@pytest.mark.slow
 def test_mlflow_server_shared_by_two_processes_loses_no_metric(tmp_path):
     port = free_port()
     server = subprocess.Popen(

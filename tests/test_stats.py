@@ -40,3 +40,45 @@ def test_difference_and_probability_of_improvement():
     assert stats.probability_of_improvement(a, a) == pytest.approx(0.5)
     same, lo, hi = stats.difference_ci(a, a + rng.normal(0, 0.01, 32))
     assert lo < 0 < hi  # no difference: the CI straddles zero
+
+
+def test_stratified_aggregate_pools_tasks_and_covers_the_truth():
+    # Known samples: the pooled IQM of two tasks is the IQM of their concatenation.
+    scores = {"a": np.arange(1.0, 9.0), "b": np.arange(11.0, 19.0)}
+    point, lo, hi = stats.stratified_bootstrap_ci(scores, resamples=2000)
+    assert point == pytest.approx(stats.iqm(np.concatenate(list(scores.values()))))
+    assert lo < point < hi
+    # Coverage of the pooled mean of two tasks with different means and spreads.
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(150):
+        draws = {"a": rng.normal(1.0, 0.2, 16), "b": rng.normal(2.0, 0.5, 16)}
+        _, lo, hi = stats.stratified_bootstrap_ci(draws, lambda x, axis=-1: np.mean(x, axis=axis), seed=i,
+                                                  resamples=1000)
+        hits += lo <= 1.5 <= hi
+    assert 0.85 <= hits / 150 <= 0.99
+    # A task with one run has no interval; a task with none has no estimate.
+    assert np.isnan(stats.stratified_bootstrap_ci({"a": [1.0, 2.0], "b": [3.0]})[1])
+    assert np.isnan(stats.stratified_bootstrap_ci({"a": [1.0, 2.0], "b": [np.nan]})[0])
+
+
+def test_aggregate_probability_of_improvement_averages_tasks():
+    better = {"a": np.full(8, 2.0), "b": np.full(8, 0.0)}
+    worse = {"a": np.full(8, 1.0), "b": np.full(8, 1.0)}
+    p, lo, hi = stats.aggregate_probability_of_improvement(better, worse)
+    assert p == pytest.approx(0.5)  # wins every run on a, loses every run on b
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)  # no spread to resample
+    rng = np.random.default_rng(3)
+    x, y = {"a": rng.normal(1, 1, 16)}, {"a": rng.normal(0, 1, 16)}
+    p, lo, hi = stats.aggregate_probability_of_improvement(x, y)
+    assert p == pytest.approx(stats.probability_of_improvement(x["a"], y["a"]))
+    assert lo < p < hi
+
+
+def test_normalise_and_performance_profile():
+    scores, ref = stats.normalise(np.array([2.0, 4.0]), np.array([1.0, 2.0, 3.0, 100.0]))
+    assert ref == pytest.approx(2.5) and scores == pytest.approx([0.8, 1.6])
+    nan_scores, _ = stats.normalise(np.array([2.0]), np.array([-1.0, 0.0]))
+    assert np.isnan(nan_scores).all()  # a ratio to a non-positive reference says nothing
+    profile = stats.performance_profile({"a": [0.5, 1.5], "b": [2.5, 3.5]}, np.array([0.0, 1.0, 3.0, 4.0]))
+    assert profile == pytest.approx([1.0, 0.75, 0.25, 0.0])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from metaopt.agents import networks as nets
-from metaopt.config import CONFIG_DIR, EnvConfig, MINATAR_ENVS, load_meta_config, load_train_config
+from metaopt.config import CONFIG_DIR, MINATAR_ENVS, EnvConfig, load_meta_config, load_train_config
 from metaopt.envs import make_env
 from metaopt.optimizers.common import gradient_clipping
 
@@ -70,6 +70,7 @@ def test_smoke_versions_validate():
         assert "ant" in cfg.env_names
 
 
+@pytest.mark.slow
 def test_normalised_meta_loss_scales_the_gradient_by_the_loss():
     from metaopt.meta.pipeline import META_LOSS_FLOOR, agent_meta_loss, pipeline_engine
 
@@ -87,6 +88,7 @@ def test_normalised_meta_loss_scales_the_gradient_by_the_loss():
         np.testing.assert_allclose(np.asarray(b), np.asarray(a) * scale, rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_per_network_hidden_sizes_and_swish():
     params = nets.init_actor_critic(jax.random.key(0), 27, 8, False, (32,) * 4, (64,) * 5)
     assert [params["actor"][f"dense_{i}"]["kernel"].shape for i in range(5)] == [(27, 32)] + [(32, 32)] * 3 + [(32, 8)]

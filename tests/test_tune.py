@@ -14,10 +14,9 @@ import pytest
 from mlflow import MlflowClient
 
 from metaopt.cli import main
-from metaopt.config import (BaselineSweepConfig, ConfigError, SensitivitySweepConfig, load_sweep_config,
-                            load_train_config)
+from metaopt.config import BaselineSweepConfig, ConfigError, SensitivitySweepConfig, load_sweep_config, load_train_config
 from metaopt.tracking.sweeps import SWEEP_TAG
-from tests.sweep_helpers import BASELINES_TINY, PROJECT, SENSITIVITY_TINY, child_runs, sweep_command, read_csv, finished_results
+from tests.sweep_helpers import BASELINES_TINY, PROJECT, SENSITIVITY_TINY, child_runs, finished_results, read_csv, sweep_command
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +43,8 @@ def baseline_sweep(tmp_path_factory):
             "second": second.stdout + second.stderr, "experiment": experiment}
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(baseline_sweep):
     s = baseline_sweep
     assert s["first_rc"] == 130 and "run the same command again to resume" in s["first_log"]
@@ -56,6 +57,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(baseline_sw
     assert len(re.findall(r"^trial \d/4 final return", s["second"], re.M)) == 4 - len(s["before"])
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_baseline_sweep_picks_best_and_writes_tuned_file_csv_plot_and_mlflow(baseline_sweep):
     out = baseline_sweep["out"]
     rows = read_csv(out / "trials.csv")

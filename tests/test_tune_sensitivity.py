@@ -7,9 +7,12 @@ from __future__ import annotations
 import math
 import subprocess
 
+import pytest
 from mlflow import MlflowClient
 
-from tests.sweep_helpers import PROJECT, SENSITIVITY_TINY, child_runs, sweep_command, read_csv
+from tests.sweep_helpers import PROJECT, SENSITIVITY_TINY, child_runs, read_csv, sweep_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_sensitivity_sweep_writes_heatmap_csv_and_mlflow(tmp_path):

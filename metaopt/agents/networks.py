@@ -9,7 +9,7 @@ adds a state-independent `log_std`, which counts as its last layer.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -17,6 +17,7 @@ import ray
 
 from metaopt.config import MetaTrainConfig
 from metaopt.distributed.ray_meta import WorkerPool, ray_engine
+from metaopt.distributed.resources import keep_driver_on_cpu, ray_options
 from metaopt.meta.run import MetaRunResult, ProgressFn, config_hash, meta_train
 from metaopt.tracking.mlflow_run import MlflowTracker, code_version
 
@@ -55,6 +56,7 @@ def run_meta_job(
 ) -> JobResult:
     from metaopt.meta.warm_start import load_warm_start
 
+    keep_driver_on_cpu()  # the driver asks and tells; the GPUs are the workers'
     out = Path(out)
     digest = config_hash(cfg)
     warm = load_warm_start(cfg)  # before the run exists: a bad source fails in one line
@@ -90,10 +92,14 @@ def run_meta_job(
     promoted, new_score, old_score = False, None, None
     if evaluate:
         from metaopt.evaluation.learned import score
+        from metaopt.optimizers.learned import load_meta_params
 
-        def score_uri(uri: str) -> float:
+        gpus = 1.0 if cfg.distributed.gpus_per_worker > 0 else 0.0
+        remote_score = ray.remote(score).options(**ray_options(1, gpus), max_retries=2)
+
+        def score_uri(uri: str) -> float:  # a Ray task: the driver trains nothing
             path, _, _ = registry.fetch(uri, cfg.tracking)
-            return score(cfg, path)
+            return ray.get(remote_score.remote(cfg, load_meta_params(path, cfg.method)[1]))
 
         promoted, new_score, old_score = registry.promote_if_better(cfg.model_name, version, score_uri, cfg.tracking)
     tracker.finish()

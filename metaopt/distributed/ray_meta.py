@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metaopt.config import DistributedConfig, MetaTrainConfig
+from metaopt.distributed.resources import ray_options
 
 
 class ShardFailed(RuntimeError):
@@ -87,7 +89,7 @@ class WorkerPool:
         return [(index * per + k) % os.cpu_count() for k in range(per)]
 
     def _new_actor(self, index: int):
-        options = {"num_cpus": self.dist.cpus_per_worker, "num_gpus": self.dist.gpus_per_worker,
+        options = {**ray_options(self.dist.cpus_per_worker, self.dist.gpus_per_worker),
                    "max_restarts": -1, "max_task_retries": 0}
         return MetaWorker.options(**options).remote(json.dumps(self.cfg.dump()), self._cores(index))
 

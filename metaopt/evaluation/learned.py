@@ -8,27 +8,36 @@ import numpy as np
 
 from metaopt.config import MetaTrainConfig, TrainConfig
 from metaopt.evaluation.runs import run_training
+from metaopt.optimizers import build_optimizer
 
 
-def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path) -> list[TrainConfig]:
+def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> list[TrainConfig]:
     """One config per task: the task's evaluation PPO (`TaskConfig.eval_ppo`: evaluation
     settings and budget over the meta-training ones), the learned optimizer with these
-    meta-parameters, evaluation seeds."""
+    meta-parameters (None: given to the optimizer builder instead), evaluation seeds."""
     t = cfg.tracking
     configs = []
     for task in cfg.tasks:
         ppo = task.eval_ppo(t)
-        optimizer = cfg.optimizer.model_copy(update={"meta_params": str(meta_params)})
+        optimizer = cfg.optimizer.model_copy(update={"meta_params": None if meta_params is None else str(meta_params)})
         configs.append(TrainConfig(env=task.env, ppo=ppo, optimizer=optimizer, seed=t.eval_seed, num_seeds=t.eval_seeds))
     return configs
 
 
-def score(cfg: MetaTrainConfig, meta_params: str | Path) -> float:
+def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
     """Mean final return over seeds; with several tasks, each divided by its reference
-    return first, then averaged. NaN (no finished episode) scores -inf."""
+    return first, then averaged. NaN (no finished episode) scores -inf.
+
+    Args:
+      cfg: the meta-training config (its tasks and tracking.eval_* settings).
+      meta_params: a file, or the meta-parameters themselves (a Ray task gets these: it may
+        run on a node without the driver's files).
+    """
+    tree = meta_params if isinstance(meta_params, dict) else None
     values = []
-    for train_cfg, task in zip(evaluation_configs(cfg, meta_params), cfg.tasks):
-        ret = float(np.nanmean(run_training(train_cfg).final_returns()))
+    for train_cfg, task in zip(evaluation_configs(cfg, None if tree is not None else meta_params), cfg.tasks):
+        optimizer = None if tree is None else build_optimizer(train_cfg.optimizer, train_cfg.ppo, tree)
+        ret = float(np.nanmean(run_training(train_cfg, optimizer=optimizer).final_returns()))
         values.append(ret / task.reference if len(cfg.tasks) > 1 else ret)
     total = float(np.mean(values))
     return total if np.isfinite(total) else float("-inf")

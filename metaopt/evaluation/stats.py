@@ -10,7 +10,7 @@ runs).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -89,3 +89,85 @@ def summarize(x, seed: int = 0) -> dict[str, float | int]:
         "median": float(np.median(finite)) if n else float("nan"),
         "min": float(finite.min()) if n else float("nan"), "max": float(finite.max()) if n else float("nan"),
     }
+
+
+# ------------------------------------------------------------------ several tasks (envs)
+
+
+def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable = iqm, confidence: float = 0.95,
+                            seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """An aggregate over tasks with rliable's stratified percentile bootstrap: runs are
+    resampled with replacement within each task, the statistic is taken over all runs of
+    all tasks pooled (rliable's aggregate IQM).
+
+    Args:
+      scores: task -> one (normalised) score per run; NaNs are dropped.
+      statistic: vectorised statistic taking (values, axis).
+
+    Returns:
+      (point estimate, low, high); NaNs where a task has fewer than two runs.
+    """
+    tasks = [np.asarray(v, np.float64) for v in scores.values()]
+    tasks = [t[np.isfinite(t)] for t in tasks]
+    if not tasks or any(t.size == 0 for t in tasks):
+        return float("nan"), float("nan"), float("nan")
+    point = float(statistic(np.concatenate(tasks), axis=-1))
+    if any(t.size < 2 for t in tasks):
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    pooled = np.concatenate([t[rng.integers(0, t.size, (resamples, t.size))] for t in tasks], axis=1)
+    values = statistic(pooled, axis=-1)
+    alpha = (1.0 - confidence) / 2.0
+    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+
+
+def aggregate_probability_of_improvement(x: dict[str, np.ndarray], y: dict[str, np.ndarray], confidence: float = 0.95,
+                                         seed: int = 0, resamples: int = 2_000) -> tuple[float, float, float]:
+    """rliable's P(X > Y): the mean over tasks of the probability that a run of X beats a
+    run of Y on that task, with a stratified bootstrap CI (both samples resampled per task).
+
+    Returns:
+      (probability, low, high).
+    """
+    tasks = [t for t in x if t in y]
+    pairs = [(np.asarray(x[t], np.float64), np.asarray(y[t], np.float64)) for t in tasks]
+    pairs = [(a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in pairs]
+    if not pairs or any(a.size == 0 or b.size == 0 for a, b in pairs):
+        return float("nan"), float("nan"), float("nan")
+    point = float(np.mean([probability_of_improvement(a, b) for a, b in pairs]))
+    rng = np.random.default_rng(seed)
+    draws = np.zeros(resamples)
+    for a, b in pairs:
+        ra = a[rng.integers(0, a.size, (resamples, a.size))]
+        rb = b[rng.integers(0, b.size, (resamples, b.size))]
+        greater = (ra[:, :, None] > rb[:, None, :]).mean(axis=(1, 2))
+        ties = (ra[:, :, None] == rb[:, None, :]).mean(axis=(1, 2))
+        draws += (greater + 0.5 * ties) / len(pairs)
+    alpha = (1.0 - confidence) / 2.0
+    return point, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1.0 - alpha))
+
+
+def performance_profile(scores: dict[str, np.ndarray], thresholds: np.ndarray) -> np.ndarray:
+    """The fraction of all runs (pooled over tasks) whose score exceeds each threshold
+    (rliable's run-score distribution).
+
+    Returns:
+      One fraction per threshold.
+    """
+    pooled = np.concatenate([np.asarray(v, np.float64) for v in scores.values()])
+    pooled = pooled[np.isfinite(pooled)]
+    return (pooled[None, :] > np.asarray(thresholds)[:, None]).mean(axis=1)
+
+
+def normalise(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+    """Scores divided by the reference runs' IQM on the same task (tuned Adam = 1.0).
+
+    Returns:
+      (normalised scores, the reference IQM); NaNs where the reference IQM is not positive,
+      since a ratio to a non-positive score says nothing.
+    """
+    ref = float(iqm(np.asarray(reference, np.float64)[np.isfinite(reference)]))
+    scores = np.asarray(scores, np.float64)
+    if not np.isfinite(ref) or ref <= 0:
+        return np.full_like(scores, np.nan), ref
+    return scores / ref, ref

@@ -12,9 +12,10 @@ and ranks worst.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,8 @@ class ESEngine:
         # (best_fitness () -> (1,)); cast to what tell returns, so every generation (and a
         # state restored from a checkpoint) has one structure.
         p, r = self.cfg.population_size, self.cfg.rollouts_per_member
-        after = jax.eval_shape(lambda s: _tell(self, s, jnp.zeros((p, self.num_dims)), jnp.zeros((p, r, len(self.task_names))))[0], state)
+        fitness = jnp.zeros((p, r, len(self.task_names)))
+        after = jax.eval_shape(lambda s: _tell(self, s, jnp.zeros((p, self.num_dims)), fitness)[0], state)
         return jax.tree.map(lambda x, like: jnp.asarray(jnp.reshape(x, like.shape), like.dtype), state, after)
 
     def ask(self, state: ESState) -> tuple[jax.Array, jax.Array, ESState]:

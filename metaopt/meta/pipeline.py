@@ -17,9 +17,10 @@ order, so a group computed here or on a Ray worker gives the same meta-gradient.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +29,7 @@ import optax
 
 from metaopt.agents import RunnerState, make_ppo
 from metaopt.config import MetaTrainConfig, Optim4RLConfig, PipelineConfig, TaskConfig
-from metaopt.optimizers import build_optimizer
-from metaopt.optimizers import optim4rl
-
+from metaopt.optimizers import build_optimizer, optim4rl
 
 META_LOSS_FLOOR = 1e-3  # keeps a normalised meta-loss finite where the loss is ~0
 

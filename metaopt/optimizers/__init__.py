@@ -7,7 +7,7 @@ passes traced ones) or from the file named in their config.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 

@@ -13,9 +13,8 @@ import jax
 import numpy as np
 
 from metaopt import serialization
-from metaopt.optimizers import cells
+from metaopt.optimizers import cells, optim4rl
 from metaopt.optimizers import open as open_opt
-from metaopt.optimizers import optim4rl
 
 FORMAT = "metaopt-meta-params/1"
 METHODS = ("open", "optim4rl")

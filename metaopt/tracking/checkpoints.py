@@ -83,5 +83,6 @@ def load_checkpoint(path: str | Path, template: Any, expect: dict[str, str] | No
         raise ValueError(f"{path}: not a metaopt checkpoint (metadata {meta})")
     for key, value in (expect or {}).items():
         if meta.get(key) != value:
-            raise ValueError(f"{path}: {key} is {meta.get(key)!r}, this run has {value!r}; resume with the same config or use a new --out")
+            raise ValueError(f"{path}: {key} is {meta.get(key)!r}, this run has {value!r}; "
+                             "resume with the same config or use a new --out")
     return arrays_to_state(flat, template, str(path)), int(meta["iteration"])

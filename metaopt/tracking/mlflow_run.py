@@ -9,6 +9,7 @@ the head node. Everything goes through `MlflowClient` with an explicit run id, s
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -68,6 +69,14 @@ def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> None:
+    """Parameters in batches of 100 (MLflow's limit per call), values cut to 6000 characters."""
+    params = [Param(k, v[:6000]) for k, v in values.items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i:i + 100])
+
+
+@functools.cache
 def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
@@ -92,9 +101,7 @@ class MlflowTracker:
                 **(tags or {}),
             })
             self.run_id = run.info.run_id
-            params = [Param(k, v[:6000]) for k, v in flat_params(cfg.dump()).items()]
-            for i in range(0, len(params), 100):
-                self.client.log_batch(self.run_id, params=params[i:i + 100])
+            log_params(self.client, self.run_id, flat_params(cfg.dump()))
             self.logged_up_to = 0
         else:
             run = self.client.get_run(run_id)  # raises for an unknown id

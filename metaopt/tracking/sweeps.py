@@ -10,13 +10,14 @@ is skipped.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, RunStatus
 
 from metaopt.config import TrackingConfig
-from metaopt.tracking.mlflow_run import client_for, code_version, experiment_id, flat_params
+from metaopt.tracking.mlflow_run import client_for, code_version, experiment_id, flat_params, log_params
 
 SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "metaopt.sweep", "metaopt.trial_id", "mlflow.parentRunId"
 
@@ -24,12 +25,6 @@ SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "metaopt.sweep", "metaopt.trial_id", "mlflow.
 def metric_name(name: str) -> str:
     """MLflow allows letters, digits, '_', '-', '.', ' ' and '/' in metric names."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name).strip("_ ")
-
-
-def _params(client, run_id: str, values: dict[str, str]) -> None:
-    params = [Param(k, v[:6000]) for k, v in values.items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[i:i + 100])
 
 
 def record_sweep(
@@ -56,7 +51,7 @@ def record_sweep(
             SWEEP_TAG: key, "metaopt.sweep_kind": kind, "code_version": code_version(),
             "mlflow.runName": f"{kind}:{experiment_path.name}",
         }).info.run_id
-        _params(client, parent, flat_params(config))
+        log_params(client, parent, flat_params(config))
     children = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10_000)
     recorded = {r.data.tags.get(TRIAL_TAG) for r in children}
     for trial in trials:
@@ -66,7 +61,7 @@ def record_sweep(
             PARENT_TAG: parent, TRIAL_TAG: trial["trial_id"], "status": trial["status"],
             "mlflow.runName": trial["name"],
         }).info.run_id
-        _params(client, child, {k: str(v) for k, v in trial["params"].items()})
+        log_params(client, child, {k: str(v) for k, v in trial["params"].items()})
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in trial["metrics"].items()]
         metrics += [Metric(k, float(v), now, int(step)) for step, row in trial["history"] for k, v in row.items()]

@@ -213,7 +213,8 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
     summary.update({f"{env}.{opt}.best_final_return": r["final_return"] for env, d in best.items() for opt, r in d.items()})
     for env in sweep.envs:
         for opt in sweep.optimizers:
-            summary[f"{env}.{opt}.spread"] = spread([r["final_return"] for r in rows if r["env"] == env and r["optimizer"] == opt])
+            returns = [r["final_return"] for r in rows if r["env"] == env and r["optimizer"] == opt]
+            summary[f"{env}.{opt}.spread"] = spread(returns)
     finished = [{
         "trial_id": r["trial_id"], "status": r["status"], "name": f"{r['optimizer']}-{r['env']}-lr{r['learning_rate']:.3g}",
         "params": {"env": r["env"], "optimizer": r["optimizer"], "learning_rate": r["learning_rate"], "seeds": sweep.seeds},

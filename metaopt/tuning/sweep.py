@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -87,7 +88,8 @@ class TrialProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         ret = trial.last_result.get("final_return")
-        verdict = f"final return {ret:.3f}" if ret is not None else f"{STOPPED} at report {trial.last_result.get('training_iteration')}"
+        report = trial.last_result.get("training_iteration")
+        verdict = f"final return {ret:.3f}" if ret is not None else f"{STOPPED} at report {report}"
         self._line(trials, trial, verdict)
 
     def on_trial_error(self, iteration, trials, trial, **info):

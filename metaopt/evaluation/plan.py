@@ -1,0 +1,274 @@
+"""Evaluation plans: every (optimizer, env) cell of a plan trains fresh PPO agents from
+scratch (its seeds vmapped) as one Ray task, on any node, with a GPU where the cluster has
+them. The driver writes each finished cell to OUT/cells/LABEL/ENV/ and records it as an MLflow
+child run of the plan's run; a finished cell is never run again, so an interrupted plan goes
+on where it stopped when the same command runs again.
+
+    resolve_cells(plan)       -> the cells' TrainConfigs (reads configs, tuned file, registry)
+    run_plan(plan, cells, out) -> runs what is not finished, records it, writes the summary
+    summarise(out)             -> statistics of a plan folder (metaopt.evaluation.plan_stats)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from metaopt.config import (
+    LEARNED_OPTIMIZERS,
+    ConfigError,
+    EvalPlanConfig,
+    TrainConfig,
+    load_sweep_config,
+    load_train_config,
+)
+
+CELLS_DIR = "cells"
+CELL_FILE = "cell.json"  # written last: its presence (with the same config hash) marks a finished cell
+PLAN_FILE = "plan.yaml"
+SUMMARY_FILE = "summary.json"
+DEVICE_FILE = "device.json"  # where a cell ran: platform, device kind, node, seconds
+PROVENANCE_FILE = "provenance.json"  # every invocation: date, commit, command
+
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (optimizer, env) pair of a plan."""
+
+    label: str
+    env: str
+    config: TrainConfig
+    trained_on: tuple[str, ...] | None  # None: a hand-designed optimizer
+    source: str  # where the optimizer came from: a spec, a registry URI or a meta-parameter file
+
+    @property
+    def key(self) -> str:
+        return f"{self.label} / {self.env}"
+
+    @property
+    def config_hash(self) -> str:
+        text = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def folder(self, out: Path) -> Path:
+        return Path(out) / CELLS_DIR / folder_name(self.label) / self.env
+
+
+def folder_name(label: str) -> str:
+    """A label as a folder name: `models:/open@champion` -> `models_open_champion`."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_") or "optimizer"
+
+
+def submitted_by_ray_job() -> bool:
+    """True inside a driver started by `ray job submit` (Ray sets this variable for it)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> EvalPlanConfig:
+    return load_sweep_config(path, EvalPlanConfig, overrides)
+
+
+def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
+    """Every cell's TrainConfig, loaded and checked before anything runs: configs/ppo/ENV.yaml,
+    the tuned-baselines file, registered models (downloaded once each) and meta-parameter files.
+
+    Raises:
+      ConfigError: one line naming the optimizer or env and the fix.
+    """
+    from metaopt import registry
+    from metaopt.optimizers.learned import load_meta_params
+
+    fetched: dict[str, tuple[Path, str, dict[str, Any]]] = {}
+    cells = []
+    for entry in plan.optimizers:
+        if entry.optimizer.startswith("models:/") and entry.optimizer not in fetched:
+            fetched[entry.optimizer] = registry.fetch(entry.optimizer, plan.tracking)
+        for env in plan.envs:
+            overrides: dict[str, Any] = {f"ppo.{k}": v for k, v in plan.ppo.items()}
+            overrides.update({"seed": plan.seed, "num_seeds": plan.seeds})
+            if plan.budget(env) is not None:
+                overrides["ppo.total_timesteps"] = plan.budget(env)
+            optimizer: str | None = entry.optimizer
+            source = entry.optimizer
+            if entry.optimizer in fetched:
+                path, method, settings = fetched[entry.optimizer]
+                overrides["optimizer"] = {**settings, "meta_params": str(path)}
+                optimizer = None
+            elif entry.meta_params is not None:
+                source = entry.meta_params.replace("{env}", env)
+                overrides["optimizer.meta_params"] = source
+            overrides.update({f"optimizer.{k}": v for k, v in entry.set.items()})
+            where = f"optimizers: {entry.name} on {env}"
+            try:
+                cfg = load_train_config(env=env, optimizer=optimizer, overrides=overrides, tuned_file=plan.tuned_file)
+                if cfg.optimizer.name in LEARNED_OPTIMIZERS:
+                    load_meta_params(cfg.optimizer.meta_params, cfg.optimizer.name)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            except (ValueError, FileNotFoundError) as exc:
+                raise ConfigError(f"{where}: meta_params: {exc}") from None
+            trained = None if entry.trained_on is None else tuple(e.replace("{env}", env) for e in entry.trained_on)
+            cells.append(Cell(entry.name, env, cfg, trained, source))
+    return cells
+
+
+def is_finished(cell: Cell, out: Path) -> bool:
+    marker = cell.folder(out) / CELL_FILE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("config_hash") == cell.config_hash
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def train_cell(config: dict[str, Any], label: str, meta_params: dict | None) -> dict[str, bytes]:
+    """The work of one cell, on whichever node Ray picks: train the agents, return the files
+    (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
+
+    Args:
+      config: a TrainConfig as plain data.
+      label: the optimizer's label.
+      meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
+        with the task, so no node needs the driver's files.
+    """
+    import jax
+
+    from metaopt.evaluation.report import write_run
+    from metaopt.evaluation.runs import run_training
+    from metaopt.optimizers import build_optimizer
+
+    if meta_params is not None:  # the driver's file path means nothing on another node
+        config = {**config, "optimizer": {**config["optimizer"], "meta_params": None}}
+    cfg = TrainConfig.model_validate(config)
+    optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.ppo, meta_params)
+    result = run_training(cfg, optimizer=optimizer, label=label)
+    device = jax.devices()[0]
+    where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
+             "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_run(Path(tmp), [result], comparison=False)
+        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    files[DEVICE_FILE] = json.dumps(where, indent=2).encode()
+    return files
+
+
+def _write_cell(cell: Cell, out: Path, files: dict[str, bytes]) -> None:
+    """Files first, into a fresh folder moved into place, the marker last: a crash leaves
+    either a finished cell or none."""
+    target = cell.folder(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{cell.env}-"))
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    (staging / CELL_FILE).write_text(json.dumps({
+        "label": cell.label, "env": cell.env, "config_hash": cell.config_hash, "source": cell.source,
+        "trained_on": None if cell.trained_on is None else list(cell.trained_on),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _gpus_per_cell(plan: EvalPlanConfig) -> float:
+    import ray
+
+    if plan.resources.gpus_per_cell is not None:
+        return plan.resources.gpus_per_cell
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: LogFn = print,
+             address: str | None = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Run the plan's unfinished cells as Ray tasks, record every cell in MLflow, write the
+    summary (summary.json, table, figures) and return it.
+
+    Args:
+      plan: the validated plan.
+      cells: from `resolve_cells(plan)`.
+      out: the plan's folder (a user's path or shared storage; never the job's working folder).
+      log: where progress lines go.
+      address: a Ray cluster to join; None: $RAY_ADDRESS or an embedded local Ray.
+      stop_after: finish after this many newly run cells (tests: an interrupted plan).
+    """
+    from metaopt.evaluation.plan_stats import summarise
+    from metaopt.tracking.mlflow_run import code_version
+    from metaopt.tracking.plans import PlanTracker
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PLAN_FILE).write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
+    history = json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else []
+    history.append({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code_version": code_version(),
+                    "command": _command_line(sys.argv)})
+    (out / PROVENANCE_FILE).write_text(json.dumps(history, indent=2))
+    tracker = PlanTracker(plan, out)
+    done = [c for c in cells if is_finished(c, out)]
+    todo = [c for c in cells if not is_finished(c, out)]
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run")
+    for cell in done:
+        tracker.record_cell(cell, cell.folder(out))
+    try:
+        if todo:
+            _run_cells(plan, todo, out, tracker, log, address)
+        summary = summarise(out)
+    except BaseException:
+        tracker.finish(failed=True)
+        raise
+    tracker.finish(summary=summary, artifacts=[out / SUMMARY_FILE, *sorted(out.glob("*.png")), out / "table.md"])
+    return summary
+
+
+def _command_line(argv: list[str]) -> str:
+    """How this process was started, as a user would type it."""
+    if not argv:
+        return ""
+    program = f"python {argv[0]}" if argv[0].endswith(".py") else Path(argv[0]).name
+    return " ".join([program, *argv[1:]])
+
+
+def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: LogFn, address: str | None) -> None:
+    import ray
+
+    from metaopt.distributed.job import connect_ray
+    from metaopt.distributed.resources import ray_options
+    from metaopt.optimizers.learned import load_meta_params
+
+    connect_ray(address)
+    task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, _gpus_per_cell(plan)),
+                                          max_retries=2)
+    pending = {}
+    for cell in todo:
+        meta = None
+        if cell.config.optimizer.name in LEARNED_OPTIMIZERS:
+            meta = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
+        pending[task.remote(cell.config.model_dump(mode="json"), cell.label, meta)] = (cell, time.perf_counter())
+    finished = 0
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        cell, started = pending.pop(ref)
+        files = ray.get(ref)
+        _write_cell(cell, out, files)
+        tracker.record_cell(cell, cell.folder(out))
+        finished += 1
+        finals = json.loads(files["results.json"])["final_return"]
+        log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
+            f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")

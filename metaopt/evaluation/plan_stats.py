@@ -1,0 +1,320 @@
+"""Statistics and figures of an evaluation plan's folder: per cell the raw final returns
+(IQM, mean, 95% bootstrap CIs); per env the scores normalised by the reference optimizer's
+IQM (tuned Adam = 1.0); per optimizer the aggregate over envs with stratified bootstrap CIs
+and the probability of improvement over the reference; the generalisation matrix.
+
+Writes summary.json, table.md, aggregate.png, profile.png, generalisation.png and curves.png
+beside the plan's cells. Reads only files, so it runs anywhere the folder is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from metaopt.evaluation import stats
+from metaopt.evaluation.plan import CELL_FILE, CELLS_DIR, DEVICE_FILE, PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
+
+
+def _finite(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], np.float64)
+
+
+def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell."""
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for marker in sorted(Path(out).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
+        meta = json.loads(marker.read_text())
+        result = json.loads((marker.parent / "results.json").read_text())
+        device = marker.parent / DEVICE_FILE
+        cells.setdefault(meta["label"], {})[meta["env"]] = {
+            "final_returns": _finite(result["final_return"]), "trained_on": meta.get("trained_on"),
+            "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
+            "device": json.loads(device.read_text()) if device.is_file() else {},
+            "largest_drop": largest_drops(marker.parent / "curves.csv"),
+        }
+    return cells
+
+
+def largest_drops(curves: Path) -> np.ndarray:
+    """Per seed, the largest fall of the return below its running peak over training (a
+    policy-collapse measure): max over updates t of (max_{s<=t} R_s - R_t), on the per-update
+    mean return of finished episodes (updates with none carry the last value)."""
+    if not curves.is_file():
+        return np.array([])
+    with curves.open() as f:
+        rows = list(csv.DictReader(f))
+    seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k.removeprefix("return_seed")))
+    drops = []
+    for key in seeds:
+        r = np.array([float(row[key]) if row[key] not in ("", "nan") else np.nan for row in rows])
+        valid = np.isfinite(r)
+        if not valid.any():
+            drops.append(np.nan)
+            continue
+        r = r[np.argmax(valid):]
+        for i in range(1, r.size):  # carry forward over updates without a finished episode
+            if not np.isfinite(r[i]):
+                r[i] = r[i - 1]
+        drops.append(float(np.max(np.maximum.accumulate(r) - r)))
+    return np.asarray(drops)
+
+
+def _interval(value: float, ci: tuple[float, float]) -> dict[str, Any]:
+    return {"value": value, "ci": [ci[0], ci[1]]}
+
+
+def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Compute the plan's statistics from its folder, write summary.json, table.md and the
+    figures, and return the summary."""
+    out = Path(out)
+    plan = yaml.safe_load((out / PLAN_FILE).read_text())
+    labels = [o if isinstance(o, str) else (o.get("label") or o["optimizer"]) for o in plan["optimizers"]]
+    envs, reference = plan["envs"], plan.get("normalise_by")
+    cells = load_cells(out)
+    ref_iqm: dict[str, float] = {}
+    normalised: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
+    table: dict[str, dict[str, Any]] = {label: {} for label in labels}
+    for env in envs:
+        ref = cells.get(reference, {}).get(env) if reference else None
+        for label in labels:
+            cell = cells.get(label, {}).get(env)
+            if cell is None:
+                continue
+            raw = cell["final_returns"]
+            entry: dict[str, Any] = {"final_returns": [None if not np.isfinite(v) else float(v) for v in raw],
+                                     "raw": stats.summarize(raw, seed=seed), "trained_on": cell["trained_on"],
+                                     "held_out": None if cell["trained_on"] is None else env not in cell["trained_on"],
+                                     "source": cell["source"],
+                                     "largest_drop": stats.summarize(cell["largest_drop"], seed=seed)
+                                     if cell["largest_drop"].size else None}
+            if ref is not None:
+                scores, ref_iqm[env] = stats.normalise(raw, ref["final_returns"])
+                if np.isfinite(scores).any():
+                    normalised[label][env] = scores
+                    entry["normalised"] = _interval(float(stats.iqm(scores[np.isfinite(scores)])),
+                                                    stats.bootstrap_ci(scores, seed=seed))
+            table[label][env] = entry
+    aggregate: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        scores = normalised[label]
+        if not scores:
+            continue
+        agg: dict[str, Any] = {"envs": sorted(scores)}
+        agg["normalised_iqm"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, stats.iqm, seed=seed)))
+        agg["normalised_mean"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, _mean, seed=seed)))
+        if label != reference:
+            ref_scores = {env: normalised[reference][env] for env in scores if env in normalised.get(reference, {})}
+            agg["probability_of_improvement"] = _interval(*_split(
+                stats.aggregate_probability_of_improvement(scores, ref_scores, seed=seed)))
+        aggregate[label] = agg
+    budgets = {env: cells[label][env]["config"].get("ppo", {}).get("total_timesteps")
+               for label in cells for env in cells[label]}
+    summary = {
+        "plan": plan["name"], "section": plan.get("section", "main"), "envs": envs, "labels": labels,
+        "normalise_by": reference, "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
+        "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
+        "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
+        "hardware": _hardware(cells),
+        "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
+        "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
+                      "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env",
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "table.md").write_text(markdown_table(summary))
+    plot_aggregate(out / "aggregate.png", summary)
+    plot_profiles(out / "profile.png", summary, normalised)
+    plot_generalisation(out / "generalisation.png", summary)
+    plot_curves(out / "curves.png", summary, cells)
+    return summary
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def _split(t: tuple[float, float, float]) -> tuple[float, tuple[float, float]]:
+    return t[0], (t[1], t[2])
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(type(v))
+
+
+def _hardware(cells) -> str:
+    """Where the cells ran, e.g. `cpu (2 CPUs) on 1 node` or `gpu NVIDIA H200 on 2 nodes`."""
+    devices = [c["device"] for by_env in cells.values() for c in by_env.values() if c["device"]]
+    if not devices:
+        return "unknown"
+    kinds = sorted({f"CPU ({d['cpus']} cores)" if d["platform"] == "cpu" else f"{d['platform'].upper()} {d['device_kind']}"
+                    for d in devices})
+    nodes = len({d["node"] for d in devices})
+    return f"{', '.join(kinds)} on {nodes} node{'s' if nodes > 1 else ''}"
+
+
+def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
+    """`value [low, high]`, or an em dash for a missing entry."""
+    if not entry or entry.get("value") is None or not np.isfinite(entry["value"]):
+        return "—"
+    lo, hi = entry["ci"]
+    if lo is None or not np.isfinite(lo):
+        return f"{entry['value']:.{digits}f}"
+    return f"{entry['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """Raw IQM [CI] per env, the normalised aggregate and P(improvement) per optimizer."""
+    envs, ref = summary["envs"], summary["normalise_by"]
+    head = ["optimizer", *[f"{env} IQM [95% CI]" for env in envs]]
+    if ref:
+        head += [f"normalised IQM (/{ref})", f"P(better than {ref})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label in summary["labels"]:
+        row = [label]
+        for env in envs:
+            cell = summary["cells"].get(label, {}).get(env)
+            if cell is None:
+                row.append("not run")
+                continue
+            raw = cell["raw"]
+            text = fmt({"value": raw["iqm"], "ci": raw["iqm_ci"]})
+            row.append(text + (" (held out)" if cell.get("held_out") else ""))
+        if ref:
+            agg = summary["aggregate"].get(label, {})
+            row += [fmt(agg.get("normalised_iqm")), fmt(agg.get("probability_of_improvement"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
+    """Normalised IQM and mean with 95% CIs per optimizer (rliable's aggregate plot)."""
+    labels = [label for label in summary["labels"] if label in summary["aggregate"]]
+    if not labels:
+        return
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(labels) + 1.6), dpi=120, sharey=True)
+    for ax, name, title in zip(axes, ("normalised_iqm", "normalised_mean"), ("IQM", "mean")):
+        for i, label in enumerate(labels):
+            entry = summary["aggregate"][label][name]
+            lo, hi = entry["ci"]
+            ax.plot([lo, hi], [i, i], lw=6, alpha=0.5, color=f"C{i}", solid_capstyle="butt")
+            ax.plot(entry["value"], i, "|", color="k", ms=14)
+        ax.axvline(1.0, color="grey", ls="--", lw=1)
+        ax.set_title(f"{title} of returns / {summary['normalise_by']} IQM")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()  # the plan's first optimizer on top
+    fig.suptitle(f"{summary['plan']}: {', '.join(summary['envs'])}, {summary['seeds']} seeds, 95% stratified bootstrap CIs",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dict[str, np.ndarray]]) -> None:
+    """Performance profiles: the fraction of runs above each normalised score."""
+    present = {label: scores for label, scores in normalised.items() if scores}
+    if not present:
+        return
+    top = max(np.nanmax(np.concatenate(list(s.values()))) for s in present.values())
+    taus = np.linspace(0.0, max(1.5, float(top)) * 1.05, 200)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for label, scores in present.items():
+        ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6)
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xlabel(f"normalised score τ (return / {summary['normalise_by']} IQM on the env)")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_title(f"{summary['plan']}: performance profiles", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
+    """Rows: optimizers (with the envs they were meta-trained on); columns: envs; cells:
+    normalised IQM with its CI; held-out cells hatched."""
+    labels, envs = summary["labels"], summary["envs"]
+    values = np.full((len(labels), len(envs)), np.nan)
+    for i, label in enumerate(labels):
+        for j, env in enumerate(envs):
+            entry = summary["cells"].get(label, {}).get(env, {}).get("normalised")
+            if entry:
+                values[i, j] = entry["value"]
+    if not np.isfinite(values).any():
+        return
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.8 * len(envs) + 3.5, 0.6 * len(labels) + 1.8), dpi=120)
+    im = ax.imshow(values, cmap="viridis", aspect="auto")
+    for i, label in enumerate(labels):
+        for j, env in enumerate(envs):
+            cell = summary["cells"].get(label, {}).get(env)
+            if not cell or "normalised" not in cell:
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="grey")
+                continue
+            lo, hi = cell["normalised"]["ci"]
+            text = f"{cell['normalised']['value']:.2f}\n[{lo:.2f}, {hi:.2f}]"
+            if cell.get("held_out"):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="w", lw=0))
+                text += "\nheld out"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+    rows = []
+    for label in labels:
+        trained = next((c.get("trained_on") for c in summary["cells"].get(label, {}).values()), None)
+        rows.append(label if trained is None else f"{label}\n(trained: {', '.join(sorted(set(trained)))})")
+    ax.set_xticks(range(len(envs)), envs)
+    ax.set_yticks(range(len(labels)), rows, fontsize=8)
+    fig.colorbar(im, ax=ax, label=f"return / {summary['normalise_by']} IQM")
+    ax.set_title(f"{summary['plan']}: generalisation (IQM over {summary['seeds']} seeds, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
+    """Return against env steps per env, one line per optimizer (mean ± s.e. over seeds)."""
+    envs = [env for env in summary["envs"] if any(env in by_env for by_env in cells.values())]
+    if not envs:
+        return
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), dpi=120, squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for i, label in enumerate(summary["labels"]):
+            cell = cells.get(label, {}).get(env)
+            if cell is None or not (cell["folder"] / "curves.csv").is_file():
+                continue
+            with (cell["folder"] / "curves.csv").open() as f:
+                rows = list(csv.DictReader(f))
+            x = np.array([float(r["env_steps"]) for r in rows])
+            mean = np.array([float(r["return_mean"]) for r in rows])
+            se = np.array([float(r["return_stderr"]) for r in rows])
+            ax.plot(x, mean, lw=1.4, color=f"C{i}", label=label)
+            ax.fill_between(x, mean - se, mean + se, color=f"C{i}", alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("episode return")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,91 @@
+"""The deployment files, checked statically (no Docker engine here): hadolint on both images,
+their Python against the package's, the GPU lock against the CPU lock, compose's topology and
+its exposure (every port on 127.0.0.1, Ray token auth, no secret in the file)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import PROJECT
+
+DOCKERFILES = ["docker/Dockerfile", "docker/Dockerfile.gpu"]
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def _lock(path: str) -> dict[str, str]:
+    pins = {}
+    for line in (PROJECT / path).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_passes_hadolint(dockerfile):
+    proc = subprocess.run([str(HADOLINT), dockerfile], cwd=PROJECT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_image_has_the_python_the_package_needs_and_runs_as_non_root(dockerfile):
+    text = (PROJECT / dockerfile).read_text()
+    (base,) = re.findall(r"^FROM (\S+)", text, re.M)
+    match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-\w+", base)
+    assert match, f"{dockerfile}: base {base} is not a pinned python:X.Y.Z-slim-RELEASE"
+    requires = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["requires-python"]
+    low, high = re.fullmatch(r">=(\d+\.\d+),<(\d+\.\d+)", requires).groups()
+    version = tuple(int(v) for v in match.groups()[:2])
+    assert tuple(map(int, low.split("."))) <= version < tuple(map(int, high.split(".")))
+    assert re.search(r"^USER 1000:1000$", text, re.M)
+    assert "requirements.lock" in text  # the locked set, through make install / install-gpu
+
+
+def test_gpu_lock_matches_the_cpu_lock():
+    cpu, gpu = _lock("requirements.lock"), _lock("requirements-cuda12.lock")
+    assert not set(cpu) & set(gpu)  # additions only: nothing pinned twice
+    assert gpu["jax-cuda12-plugin"] == gpu["jax-cuda12-pjrt"] == cpu["jaxlib"] == cpu["jax"]
+    assert any(name.startswith("nvidia-cudnn") for name in gpu)
+
+
+def test_compose_binds_every_port_to_loopback_and_authenticates_ray():
+    text = (PROJECT / "docker/compose.yaml").read_text()
+    compose = yaml.safe_load(text)
+    services = compose["services"]
+    assert set(services) == {"postgres", "mlflow", "ray-head", "ray-worker"}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    mlflow_cmd = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri" in mlflow_cmd and "postgresql://" in mlflow_cmd and "--serve-artifacts" in mlflow_cmd
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("ray-head", "ray-worker"):
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token"
+        assert "ray_auth_token" in services[name]["secrets"]
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    gpu = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+    assert all("file" in s for s in compose["secrets"].values())
+    assert "POSTGRES_PASSWORD:" not in text  # the password comes from a secret file
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        secrets = PROJECT / "docker" / "secrets"
+        made = not secrets.exists()
+        secrets.mkdir(exist_ok=True)
+        for name in ("postgres_password", "ray_auth_token"):
+            (secrets / name).touch()
+        try:
+            proc = subprocess.run(["docker", "compose", "-f", "docker/compose.yaml", "config", "--quiet"], cwd=PROJECT,
+                                  capture_output=True, text=True)
+        finally:
+            if made:
+                shutil.rmtree(secrets)
+        assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,122 @@
+"""Evaluation plans as users run them: `metaopt evaluate --plan` on an embedded Ray with a real
+sqlite MLflow store (tiny plan, real PPO runs), resumed after a part of it ran, then
+`metaopt report` from its folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from metaopt.cli import main
+from metaopt.evaluation import stats
+from tests.helpers import PROJECT
+
+TINY_PLAN = "configs/eval/tiny.yaml"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _evaluate(out, uri, *sets):
+    cmd = [sys.executable, "-m", "metaopt.cli", "evaluate", "--plan", TINY_PLAN, "--out", str(out),
+           "--set", f"tracking.uri={uri}", *[a for s in sets for a in ("--set", s)]]
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def plan_run(tmp_path_factory):
+    """The tiny plan's Breakout column first, then the whole plan in the same folder."""
+    root = tmp_path_factory.mktemp("plan")
+    out, uri = root / "out", f"sqlite:///{root}/mlruns.db"
+    first = _evaluate(out, uri, "envs=[breakout]")
+    before = {p.relative_to(out): p.read_bytes() for p in (out / "cells").rglob("*") if p.is_file()}
+    second = _evaluate(out, uri)
+    return {"out": out, "uri": uri, "first": first, "second": second, "before": before}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_resumed_plan_runs_only_the_missing_cells(plan_run):
+    assert "3 cells, 0 already finished, 3 to run" in plan_run["first"]
+    assert "6 cells, 3 already finished, 3 to run" in plan_run["second"]
+    out = plan_run["out"]
+    for path, data in plan_run["before"].items():
+        assert (out / path).read_bytes() == data  # the finished cells were not run again
+    assert len(list((out / "cells").glob("*/*/cell.json"))) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_summary_normalises_by_adam_and_marks_held_out_cells(plan_run):
+    summary = json.loads((plan_run["out"] / "summary.json").read_text())
+    cells = summary["cells"]
+    for env in ("breakout", "asterix"):
+        adam = np.array(cells["adam"][env]["final_returns"], float)
+        for label in ("adam", "rmsprop", "open-breakout"):
+            cell = cells[label][env]
+            raw = np.array(cell["final_returns"], float)
+            assert len(raw) == 2 and np.isfinite(raw).all()
+            assert cell["raw"]["iqm"] == pytest.approx(stats.iqm(raw))
+            assert cell["normalised"]["value"] == pytest.approx(stats.iqm(raw) / stats.iqm(adam))
+    assert cells["open-breakout"]["asterix"]["held_out"] is True
+    assert cells["open-breakout"]["breakout"]["held_out"] is False
+    assert cells["adam"]["breakout"]["held_out"] is None  # hand-designed
+    assert summary["missing"] == [] and summary["hardware"].startswith("CPU")
+    assert set(summary["aggregate"]["rmsprop"]) >= {"normalised_iqm", "probability_of_improvement"}
+    for name in ("aggregate.png", "profile.png", "generalisation.png", "curves.png"):
+        assert (plan_run["out"] / name).read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_mlflow_children_match_the_cell_files(plan_run):
+    client = MlflowClient(tracking_uri=plan_run["uri"])
+    exp = [e.experiment_id for e in client.search_experiments()]
+    (parent,) = client.search_runs(exp, filter_string=f"tags.`metaopt.plan` = '{plan_run['out'].resolve()}'")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(exp, filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 6  # the resumed run recorded each cell once
+    for child in children:
+        label, env = child.data.params["label"], child.data.params["env"]
+        result = json.loads((plan_run["out"] / "cells" / label / env / "results.json").read_text())
+        history = sorted(client.get_metric_history(child.info.run_id, "final_return"), key=lambda m: m.step)
+        assert [m.value for m in history] == pytest.approx(result["final_return"])
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"results.json", "curves.csv"}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_report_from_the_plan_folder(plan_run, tmp_path):
+    assert main(["report", str(plan_run["out"]), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "README.md").read_text()
+    assert "### Plan `tiny`" in text and "(held out)" in text
+    for label in ("adam", "rmsprop", "open-breakout"):
+        assert f"| {label} |" in text
+    assert "2 seeds per cell" in text and "1,024 env steps per run" in text
+    assert "metaopt evaluate --plan configs/eval/tiny.yaml" in text  # the command that made it
+    assert "## 2. Does OPEN reproduce on Ant?\n\nNot run. Command: `metaopt evaluate --plan" in text
+    assert (tmp_path / "report" / "figures" / "tiny" / "generalisation.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["envs=[pong]"], "envs: unknown env 'pong'"),
+    (["seeds=0"], "seeds"),
+    (["optimizers=[adam, sgd]"], "unknown optimizer 'sgd'"),
+    (["optimizers=[adam, {optimizer: open}]"], "needs meta_params"),
+    (["optimizers=[adam, adam]"], "two optimizers are labelled 'adam'"),
+    (["normalise_by=adam:tuned"], "normalise_by"),
+    (["optimizers=[adam, 'models:/no-such-model@champion']"], "no-such-model"),
+    (["optimizers=[adam, {optimizer: open, meta_params: missing.safetensors}]"], "missing.safetensors"),
+])
+def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["evaluate", "--plan", TINY_PLAN, "--out", str(out), "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db"]
+    assert main([*args, *[a for s in sets for a in ("--set", s)]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing ran, nothing was written
