@@ -270,7 +270,9 @@ def _resolve(args, optimizer: str | None) -> TrainConfig:
         from metaopt import registry
 
         path, optimizer, settings = registry.fetch(optimizer, _tracking(args))
-        overrides["optimizer"] = {**settings, "meta_params": str(path)}
+        # The registered settings first, then --set optimizer.* on top (a field the method
+        # lacks fails validation in one line).
+        overrides = {"optimizer": {**settings, "meta_params": str(path)}, **overrides}
         return load_train_config(env=args.env, config_file=args.config, overrides=overrides)
     cfg = load_train_config(env=args.env, config_file=args.config, optimizer=optimizer, overrides=overrides,
                             tuned_file=args.tuned_file)
@@ -297,6 +299,10 @@ def _check_meta_params(cfg: TrainConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a run failed (diverged, a checkpoint of another config), 2 bad
+    input (before any compute), 3 the MLflow registry cannot be reached, 130 interrupted."""
+    from metaopt.registry import RegistryUnavailable
+
     args = build_parser().parse_args(argv)
     try:
         if args.command == "meta-train":
@@ -318,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RegistryUnavailable as exc:  # not the input's fault: its own exit code
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     # Validated: only now pay for importing and compiling JAX code.
     from metaopt.console import run_and_report
 

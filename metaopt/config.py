@@ -350,6 +350,9 @@ class DistributedConfig(_Strict):
     piece_timeout_s: PositiveFloat = 1800.0
     warmup_timeout_s: PositiveFloat = 1800.0
     max_retries: Annotated[int, Field(ge=0)] = 3
+    # A replacement actor the cluster has not placed by then (a lost node, no spare GPU):
+    # its slot stays empty and its pieces go to the live actors (the run goes on, slower).
+    replacement_timeout_s: PositiveFloat = 300.0
     # Pin worker i to its own cores (cpus_per_worker of them). On a machine the pool has to
     # itself (a laptop, a dedicated CPU node) this is 1.5x faster with 2 workers on 2 cores
     # (benchmarks/README.md): unpinned, each worker's XLA threads spread over every core.
@@ -392,6 +395,9 @@ class MetaTrainConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     iterations: PositiveInt = 500  # ES generations or pipeline meta-iterations
     checkpoint_every: PositiveInt = 10
+    # Checkpoints kept (in --out and in MLflow): the newest `keep_checkpoints` and the best one
+    # (ES: highest population-mean fitness; pipeline: lowest meta-loss). None: all of them.
+    keep_checkpoints: PositiveInt | None = 3
     seed: Annotated[int, Field(ge=0)] = 0
     # Warm start: the meta-parameters to start from (models:/NAME@ALIAS or models:/NAME/VERSION,
     # a saved .safetensors, or a published OPEN .npy) instead of es.init / a random init. ES

@@ -31,6 +31,11 @@ class RegistryError(ConfigError):
     """A bad URI, a missing model/alias/version or a broken artifact, in one line."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """The tracking store or server cannot be reached or read (not a bad input: the CLI exits
+    with its own code, 3)."""
+
+
 def parse_uri(uri: str) -> tuple[str, str | None, str | None]:
     m = URI.match(uri)
     if not m:
@@ -55,6 +60,10 @@ def model_version(uri: str, tracking: TrackingConfig | None = None):
             return client.get_model_version(name, version)
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            first = str(exc).splitlines()[0] if str(exc) else exc.error_code
+            raise RegistryUnavailable(f"{uri}: the registry at {_where(tracking)} cannot be read ({first[:300]}); "
+                                      "check the tracking URI and that the server runs (`metaopt doctor`)") from None
         what = f"version {version}" if version else f"alias {alias!r}"
         raise RegistryError(f"{uri}: no {what} of model {name!r} in the registry at {_where(tracking)} "
                             f"({exc.error_code}); check the name and alias") from None

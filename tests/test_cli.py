@@ -68,3 +68,37 @@ def test_train_with_learned_optimizers(tmp_path):
     for run in runs.values():
         assert all(isinstance(x, float) for x in run["final_return"])
         assert run["config"]["optimizer"]["meta_params"]
+
+
+def test_set_optimizer_fields_apply_to_a_registered_model(tmp_path, monkeypatch, capsys):
+    """`--set optimizer.*` goes on top of a models:/ optimizer's registered settings, and a
+    field that optimizer lacks stops in one line (it was once dropped silently)."""
+    import jax
+
+    from metaopt import registry
+    from metaopt.cli import _resolve, build_parser
+    from metaopt.optimizers import optim4rl
+    from metaopt.optimizers.learned import save_meta_params
+
+    path = save_meta_params(tmp_path / "o4.safetensors", "optim4rl", optim4rl.init_meta_params(jax.random.key(0)))
+    settings = {"name": "optim4rl", "learning_rate": 3e-4, "clip_elementwise": 1.0, "max_grad_norm": None, "hidden": 8}
+    monkeypatch.setattr(registry, "fetch", lambda uri, tracking=None: (path, "optim4rl", settings))
+    args = build_parser().parse_args(["train", "--env", "breakout", "--optimizer", "models:/o4@champion", "--out", "x",
+                                      "--set", "optimizer.learning_rate=0.002"])
+    cfg = _resolve(args, args.optimizer)
+    assert cfg.optimizer.learning_rate == 0.002 and cfg.optimizer.clip_elementwise == 1.0
+    assert cfg.optimizer.meta_params == str(path)
+    rc = main(["train", "--env", "breakout", "--optimizer", "models:/o4@champion", "--out", str(tmp_path / "y"),
+               "--set", "optimizer.b1=0.5"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "optimizer" in err and "b1" in err and len(err.splitlines()) == 1
+
+
+def test_unreachable_registry_has_its_own_exit_code(tmp_path, monkeypatch, capsys):
+    from tests.helpers import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    rc = main(["train", "--env", "breakout", "--optimizer", "models:/open-breakout@champion", "--out", str(tmp_path),
+               "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 3 and "cannot be read" in err and len(err.splitlines()) == 1

@@ -130,3 +130,30 @@ def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
     version = client.get_model_version(cfg.model_name, resumed.version)
     assert version.tags["method"] == "open" and version.tags["config_hash"]
 
+
+
+def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(method_setup, tmp_path, monkeypatch):
+    """A worker dies and the cluster cannot place a replacement (here: it asks for a resource
+    no node has, as a lost GPU node would leave it): the run finishes on the live worker with
+    the same numbers."""
+    method, cfg, reference, pool = method_setup
+    if method != "open":
+        pytest.skip("the retry path (WorkerPool.run) is method-independent; ES is cheaper")
+    short = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"replacement_timeout_s": 5.0})})
+    shared = WorkerPool(short, short.distributed, actors=list(pool.actors))
+    victim = shared.pids()[0]
+    placeable = WorkerPool._actor_options
+    monkeypatch.setattr(WorkerPool, "_actor_options",
+                        lambda self, index: {**placeable(self, index), "resources": {"node_that_was_lost": 1}})
+
+    class KillDuringSecondIteration:
+        def iteration(self, row):
+            if row["iteration"] == 1:
+                threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
+
+        def checkpoint(self, path, iteration):
+            pass
+
+    result = meta_train(short, tmp_path, engine=ray_engine(short, shared), hooks=[KillDuringSecondIteration()])
+    assert shared.live() == [1] and result.history[-1]["worker_restarts"] >= 1
+    assert_same_run(reference, result)

@@ -12,6 +12,7 @@ from metaopt.config import CONFIG_DIR, ConfigError, ESConfig, MetaTrainConfig, l
 from metaopt.meta.es import combine_fitness, make_es_engine, members_per_vmap, open_es_engine
 from metaopt.meta.run import meta_train
 from metaopt.optimizers.learned import load_meta_params
+from metaopt.tracking.checkpoints import to_keep
 from tests.helpers import assert_same_run
 
 SMOKE = CONFIG_DIR / "meta" / "open_breakout_smoke.yaml"
@@ -201,3 +202,14 @@ def test_config_hash_ignores_added_defaults_and_the_other_method():
     assert config_hash(base) == config_hash(load_meta_config(SMOKE, {"es.sigma_decay": 0.999}))  # = the default
     assert config_hash(base) == config_hash(load_meta_config(SMOKE, {"tracking.eval_seeds": 7, "iterations": 9}))
     assert config_hash(base) != config_hash(load_meta_config(SMOKE, {"es.learning_rate": 0.07}))
+
+
+def test_keep_checkpoints_keeps_the_newest_and_the_best(smoke_engine, tmp_path):
+    cfg, engine = smoke_engine
+    kept = cfg.model_copy(update={"checkpoint_every": 1, "keep_checkpoints": 1})
+    result = meta_train(kept, tmp_path, engine=engine)
+    scores = {int(r["iteration"]): r["fitness_mean"] for r in result.history}
+    left = sorted(int(p.stem.removeprefix("ckpt_")) for p in (tmp_path / "checkpoints").glob("ckpt_*.safetensors"))
+    assert left == sorted({kept.iterations, max(scores, key=scores.get)})
+    assert to_keep([2, 4, 6, 8], 2, {2: 5.0, 4: 1.0, 6: float("nan"), 8: 0.0}) == {2, 6, 8}
+    assert to_keep([2, 4], 3, {}) == {2, 4}

@@ -88,17 +88,33 @@ class WorkerPool:
         per = max(1, int(self.dist.cpus_per_worker))
         return [(index * per + k) % os.cpu_count() for k in range(per)]
 
-    def _new_actor(self, index: int):
-        options = {**ray_options(self.dist.cpus_per_worker, self.dist.gpus_per_worker),
-                   "max_restarts": -1, "max_task_retries": 0}
-        return MetaWorker.options(**options).remote(json.dumps(self.cfg.dump()), self._cores(index))
+    def _actor_options(self, index: int) -> dict:
+        return {**ray_options(self.dist.cpus_per_worker, self.dist.gpus_per_worker), "max_restarts": -1,
+                "max_task_retries": 0}
 
-    def _replace(self, index: int) -> None:
-        """Kill a hung or dead actor; a fresh one (re)compiles before its next piece."""
+    def _new_actor(self, index: int):
+        return MetaWorker.options(**self._actor_options(index)).remote(json.dumps(self.cfg.dump()), self._cores(index))
+
+    def _replace(self, index: int) -> bool:
+        """Kill a hung or dead actor and start a fresh one in its slot, which (re)compiles
+        before its next piece. If the cluster cannot place it within
+        `distributed.replacement_timeout_s` (a lost node, no spare GPU), the slot stays empty
+        and its pieces go to the live actors: the run goes on, slower. Returns whether placed."""
         ray.kill(self.actors[index], no_restart=True)
-        self.actors[index] = self._new_actor(index)
+        actor = self._new_actor(index)
         self.warm.discard(index)
         self.restarts += 1
+        ready, _ = ray.wait([actor.pid.remote()], timeout=self.dist.replacement_timeout_s)
+        if ready:
+            self.actors[index] = actor
+            return True
+        ray.kill(actor, no_restart=True)
+        self.actors[index] = None
+        return False
+
+    def live(self) -> list[int]:
+        """Slots with an actor (a slot is empty after a replacement could not be placed)."""
+        return [k for k, actor in enumerate(self.actors) if actor is not None]
 
     def _timeout(self, actor: int) -> float:
         """An actor's first piece includes compiling; later ones are compute only."""
@@ -109,7 +125,8 @@ class WorkerPool:
         results in piece order and the compute seconds per actor."""
         results: list = [None] * len(pieces)
         busy = [0.0] * len(self.actors)
-        pending = {i: i % len(self.actors) for i in range(len(pieces))}
+        live = self.live()
+        pending = {i: live[i % len(live)] for i in range(len(pieces))}
         attempts = dict.fromkeys(pending, 0)
         while pending:
             start = time.monotonic()
@@ -125,17 +142,23 @@ class WorkerPool:
                     attempts[i] += 1
                     if attempts[i] > self.dist.max_retries:
                         raise ShardFailed(f"piece {i} failed {attempts[i]} times; last error: {exc}") from None
-                    if a not in pending.values():
+                    if self.actors[a] is not None and a not in pending.values():
                         self._replace(a)
+                    if self.actors[a] is None:  # no replacement could be placed: the least busy live actor
+                        live = self.live()
+                        if not live:
+                            raise ShardFailed(f"piece {i}: no live worker is left and none can be placed") from None
+                        a = min(live, key=lambda k: sum(1 for b in pending.values() if b == k))
                     pending[i] = a
         return results, busy
 
     def pids(self) -> list[int]:
-        return ray.get([a.pid.remote() for a in self.actors])
+        return ray.get([a.pid.remote() for a in self.actors if a is not None])
 
     def shutdown(self) -> None:
         for a in self.actors:
-            ray.kill(a, no_restart=True)
+            if a is not None:
+                ray.kill(a, no_restart=True)
         self.actors = []
 
 

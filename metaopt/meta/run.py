@@ -27,7 +27,7 @@ import yaml
 
 from metaopt.config import MetaTrainConfig
 from metaopt.optimizers.learned import save_meta_params
-from metaopt.tracking.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from metaopt.tracking.checkpoints import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint, to_keep
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]  # (done, total, this iteration's row)
 
@@ -42,7 +42,9 @@ class Engine(Protocol):
 
 
 class Hooks(Protocol):
-    """Observers of a run (MLflow): called after each iteration and each checkpoint."""
+    """Observers of a run (MLflow): called after each iteration and each checkpoint. A hook
+    may also define `checkpoints_removed(names: list[str])`, called after old checkpoints
+    were deleted (`keep_checkpoints`)."""
 
     def iteration(self, row: dict[str, float]) -> None: ...
     def checkpoint(self, path: Path, iteration: int) -> None: ...
@@ -71,9 +73,30 @@ def config_hash(cfg: MetaTrainConfig) -> str:
     period, worker layout and tracking may change between a run and its resumption."""
     other = "pipeline" if cfg.method == "open" else "es"
     data = cfg.model_dump(mode="json", exclude_defaults=True,
-                          exclude={"iterations", "checkpoint_every", "distributed", "tracking", other})
+                          exclude={"iterations", "checkpoint_every", "keep_checkpoints", "distributed", "tracking", other})
     text = json.dumps({"version": CONFIG_HASH_VERSION, "config": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_scores(cfg: MetaTrainConfig, history: list[dict[str, float]]) -> dict[int, float]:
+    """Iteration -> how good the state after it is (higher is better): ES's population-mean
+    fitness, the pipeline's negated meta-loss."""
+    key, sign = ("fitness_mean", 1.0) if cfg.method == "open" else ("meta_loss", -1.0)
+    return {int(row["iteration"]): sign * row[key] for row in history if key in row}
+
+
+def _prune_checkpoints(folder: Path, cfg: MetaTrainConfig, history: list[dict[str, float]], hooks) -> None:
+    found = checkpoints(folder)
+    keep = to_keep(list(found), cfg.keep_checkpoints, checkpoint_scores(cfg, history))
+    removed = []
+    for iteration, path in found.items():
+        if iteration not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        for hook in hooks:
+            if hasattr(hook, "checkpoints_removed"):
+                hook.checkpoints_removed(removed)
 
 
 @dataclass
@@ -171,6 +194,8 @@ def meta_train(
             path = save_checkpoint(out / "checkpoints", it + 1, state, meta)
             for hook in hooks:
                 hook.checkpoint(path, it + 1)
+            if cfg.keep_checkpoints is not None:
+                _prune_checkpoints(out / "checkpoints", cfg, history, hooks)
         if progress is not None:
             progress(it + 1, cfg.iterations, row)
 

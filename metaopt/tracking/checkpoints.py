@@ -71,9 +71,28 @@ def save_checkpoint(folder: str | Path, iteration: int, state: Any, metadata: di
     return serialization.save_flat(checkpoint_path(folder, iteration), flat, meta)
 
 
+def checkpoints(folder: str | Path) -> dict[int, Path]:
+    """Iteration -> checkpoint file, for the checkpoints in `folder`."""
+    return {int(m.group(1)): p for p in Path(folder).glob("ckpt_*.safetensors") if (m := CHECKPOINT_NAME.search(p.name))}
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("ckpt_*.safetensors") if (m := CHECKPOINT_NAME.search(p.name))]
-    return max(found)[1] if found else None
+    found = checkpoints(folder)
+    return found[max(found)] if found else None
+
+
+def to_keep(iterations: list[int], keep_last: int, scores: dict[int, float]) -> set[int]:
+    """The checkpoints to keep: the newest `keep_last` and the one with the highest score
+    (iterations without a score never count as best).
+
+    Args:
+      iterations: the checkpoints' iterations.
+      keep_last: how many of the newest to keep.
+      scores: iteration -> score, higher is better.
+    """
+    newest = sorted(iterations)[-keep_last:]
+    scored = [i for i in iterations if i in scores and scores[i] == scores[i]]  # NaN never best
+    return set(newest) | ({max(scored, key=lambda i: scores[i])} if scored else set())
 
 
 def load_checkpoint(path: str | Path, template: Any, expect: dict[str, str] | None = None) -> tuple[Any, int]:

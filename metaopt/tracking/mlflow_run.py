@@ -125,6 +125,18 @@ class MlflowTracker:
     def checkpoint(self, path: Path, iteration: int) -> None:
         self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
 
+    def checkpoints_removed(self, names: list[str]) -> None:
+        """Delete the run's copies too, where the artifact store can delete (local, S3, the
+        tracking server's proxied store); elsewhere they stay."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+        for name in names:
+            try:
+                repo.delete_artifacts(f"{CHECKPOINT_DIR}/{name}")
+            except (NotImplementedError, MlflowException, OSError):
+                return
+
     def download_latest_checkpoint(self, folder: Path) -> Path | None:
         found = [(int(m.group(1)), a.path) for a in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
                  if (m := CHECKPOINT_NAME.search(a.path))]
