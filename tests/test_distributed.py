@@ -30,6 +30,21 @@ def smoke(method: str, tmp, **overrides):
     })
 
 
+class SignalDuringSecondIteration:
+    """A hook that sends `sig` to a worker process just after the first iteration, so the
+    second iteration's piece on that worker fails (SIGKILL) or hangs (SIGSTOP)."""
+
+    def __init__(self, pid: int, sig: int, delay: float = 0.3):
+        self.pid, self.sig, self.delay = pid, sig, delay
+
+    def iteration(self, row):
+        if row["iteration"] == 1:  # the second iteration starts right after this
+            threading.Timer(self.delay, os.kill, (self.pid, self.sig)).start()
+
+    def checkpoint(self, path, iteration):
+        pass
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -67,16 +82,7 @@ def test_killed_worker_changes_nothing(method_setup, tmp_path):
     if method != "open":
         pytest.skip("the retry path (WorkerPool.run) is method-independent; ES is cheaper")
     victim = pool.pids()[0]
-
-    class KillDuringSecondIteration:
-        def iteration(self, row):
-            if row["iteration"] == 1:  # the second iteration starts right after this
-                threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
-
-        def checkpoint(self, path, iteration):
-            pass
-
-    result = meta_train(cfg, tmp_path, engine=ray_engine(cfg, pool), hooks=[KillDuringSecondIteration()])
+    result = meta_train(cfg, tmp_path, engine=ray_engine(cfg, pool), hooks=[SignalDuringSecondIteration(victim, signal.SIGKILL)])
     assert result.history[-1]["worker_restarts"] >= 1
     assert victim not in pool.pids()
     assert_same_run(reference, result)
@@ -89,17 +95,9 @@ def test_hung_worker_is_replaced_after_the_timeout(method_setup, tmp_path):
     hung = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"piece_timeout_s": 8.0})})
     shared = WorkerPool(hung, hung.distributed, actors=list(pool.actors))
     victim = shared.pids()[1]
-
-    class FreezeDuringSecondIteration:
-        def iteration(self, row):
-            if row["iteration"] == 1:
-                threading.Timer(0.1, os.kill, (victim, signal.SIGSTOP)).start()
-
-        def checkpoint(self, path, iteration):
-            pass
-
     try:
-        result = meta_train(hung, tmp_path, engine=ray_engine(hung, shared), hooks=[FreezeDuringSecondIteration()])
+        result = meta_train(hung, tmp_path, engine=ray_engine(hung, shared),
+                            hooks=[SignalDuringSecondIteration(victim, signal.SIGSTOP, delay=0.1)])
     finally:
         try:
             os.kill(victim, signal.SIGCONT)
@@ -145,15 +143,7 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
     placeable = WorkerPool._actor_options
     monkeypatch.setattr(WorkerPool, "_actor_options",
                         lambda self, index: {**placeable(self, index), "resources": {"node_that_was_lost": 1}})
-
-    class KillDuringSecondIteration:
-        def iteration(self, row):
-            if row["iteration"] == 1:
-                threading.Timer(0.3, os.kill, (victim, signal.SIGKILL)).start()
-
-        def checkpoint(self, path, iteration):
-            pass
-
-    result = meta_train(short, tmp_path, engine=ray_engine(short, shared), hooks=[KillDuringSecondIteration()])
+    result = meta_train(short, tmp_path, engine=ray_engine(short, shared),
+                        hooks=[SignalDuringSecondIteration(victim, signal.SIGKILL)])
     assert shared.live() == [1] and result.history[-1]["worker_restarts"] >= 1
     assert_same_run(reference, result)
