@@ -60,6 +60,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set ppo.num_envs=32 (repeatable)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-track", action="store_true", help="do not record the run(s) in MLflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(t)
     t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned (learning rate "
                    "from a baseline sweep), or a registered model models:/NAME@ALIAS")
-    t.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    t.add_argument("--tracking-uri", help="MLflow store for models:/ and for recording the run "
+                   "(default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     t.add_argument("--lr", type=float, help="learning rate override")
     t.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     t.add_argument("--meta-params", metavar="FILE",
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(c)
     c.add_argument("--optimizers", nargs="+", required=True,
                    help=f"from {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned, or registered models models:/NAME@ALIAS")
-    c.add_argument("--tracking-uri", help="MLflow store for models:/ (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    c.add_argument("--tracking-uri", help="MLflow store for models:/ and for recording the runs "
+                   "(default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
     c.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
                    help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
@@ -237,6 +240,16 @@ def _tune(args) -> int:
     kind = args.command.removeprefix("tune-")
     model = BaselineSweepConfig if kind == "baselines" else SensitivitySweepConfig
     sweep = load_sweep_config(args.config, model, _parse_set(args.set))
+    from metaopt.evaluation.plan import submitted_by_ray_job
+
+    if submitted_by_ray_job():  # the job's working folder is a temporary copy of the repo
+        if not Path(args.out).is_absolute():
+            raise ConfigError(f"--out {args.out}: under `ray job submit` a relative folder is the job's temporary copy "
+                              "of the repo; give an absolute path on storage the nodes share")
+        if kind == "baselines" and not sweep.tuned_path.is_absolute():
+            sweep = sweep.model_copy(update={"tuned_file": str(Path(args.out) / "tuned_baselines.yaml")})
+            print(f"tuned_file: {sweep.tuned_file} (a relative one would be lost with the job's working folder; "
+                  "also an artifact of the sweep's MLflow run)", file=sys.stderr)
     from metaopt import console
 
     try:
@@ -331,7 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metaopt.console import run_and_report
 
     labels = [name if name and name.endswith(":tuned") else None for name in names]
-    run_and_report(configs, Path(args.out), labels, comparison=args.command == "compare")
+    comparison = args.command == "compare"
+    results = run_and_report(configs, Path(args.out), labels, comparison=comparison)
+    if not args.no_track:
+        from metaopt.console import log_line
+        from metaopt.tracking.mlflow_run import tracking_uri
+        from metaopt.tracking.runs import EXPERIMENT, record_training
+
+        ids = record_training(results, Path(args.out), _tracking(args), args.command, comparison)
+        log_line(f"MLflow: {len(ids)} run(s) in experiment {EXPERIMENT} at {tracking_uri(_tracking(args))}")
     return 0
 
 

@@ -9,9 +9,13 @@ by the program, the flags and the JAX version, so it never changes a result.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+# `train` and `compare` record their runs: into a store of this test process (and its
+# subprocesses), never the project's ./mlruns.db. Tests of tracking name their own stores.
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db")
 
 import pytest  # noqa: E402
 

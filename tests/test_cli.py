@@ -102,3 +102,25 @@ def test_unreachable_registry_has_its_own_exit_code(tmp_path, monkeypatch, capsy
                "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err.strip()
     assert rc == 3 and "cannot be read" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_and_compare_are_recorded_in_mlflow(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    out = tmp_path / "cmp"
+    assert main(["compare", "--env", "breakout", "--optimizers", "adam", "rmsprop", "--total-steps", "384",
+                 "--seeds", "2", "--out", str(out), "--tracking-uri", uri, *TINY_ARGS]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "metaopt-train"]
+    runs = {r.data.params["optimizer.name"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"adam", "rmsprop"}
+    results = json.loads((out / "results.json").read_text())["runs"]
+    for name, run in runs.items():
+        finals = sorted(client.get_metric_history(run.info.run_id, "final_return"), key=lambda m: m.step)
+        assert [m.value for m in finals] == pytest.approx(results[name]["final_return"])
+        curve = client.get_metric_history(run.info.run_id, "return_mean")
+        assert len(curve) >= 1 and all(m.step % 128 == 0 for m in curve)  # per update, in env steps
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"results.json", "curves.csv", "returns.png"}
+        assert run.info.status == "FINISHED" and run.data.tags["metaopt.out"] == str(out.resolve())

@@ -98,10 +98,12 @@ def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
 
 def test_ray_job_submit_tune_baselines_writes_the_tuned_file(head, tmp_path):
     address, env = head
-    tuned = tmp_path / "tuned.yaml"
+    # No tuned_file: the default (configs/tuned/, relative) would land in the job's temporary
+    # copy of the repo, so the job writes it into its --out instead.
+    tuned = tmp_path / "out" / "tuned_baselines.yaml"
     _submit(address, env, "ray_jobs/tune_baselines.py", "--config", "configs/tune/baselines_tiny.yaml",
             "--out", str(tmp_path / "out"), "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns.db",
-            "--set", f"tuned_file={tuned}", "--set", "optimizers=[adam]")
+            "--set", "optimizers=[adam]")
     from metaopt.config import load_train_config
 
     assert load_train_config(env="breakout", optimizer="adam:tuned", tuned_file=tuned).optimizer.learning_rate in (1e-3, 1e-2)
