@@ -116,13 +116,16 @@ def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
     # do not depend on the worker count (test_ray_equals_single_process).
     cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"workers": 1})})
     first = run_meta_job(cfg, tmp_path / "first", stop_after=2, evaluate=False)  # the driver "dies" here
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.tracking.uri)
+    stopped = client.get_run(first.run_id)
+    assert stopped.info.status == "KILLED" and stopped.data.tags["metaopt.stopped_after"] == "2"
     resumed = run_meta_job(cfg, tmp_path / "second", resume_run_id=first.run_id, evaluate=False)
     assert resumed.run_id == first.run_id and resumed.run.resumed_from == 2
     assert_same_state(reference, resumed.run)  # a fresh --out: its metrics.csv starts at the checkpoint
     assert metrics_only(resumed.run.history) == metrics_only(reference.history[2:])
-    from mlflow import MlflowClient
-
-    client = MlflowClient(cfg.tracking.uri)
+    assert client.get_run(first.run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(first.run_id, "fitness_mean")]
     assert sorted(steps) == list(range(1, ITERATIONS + 1))  # every iteration logged once
     version = client.get_model_version(cfg.model_name, resumed.version)

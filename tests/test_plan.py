@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from metaopt.cli import main
+from metaopt.config import ENV_NAMES
 from metaopt.evaluation import stats
 from tests.helpers import PROJECT
 
@@ -120,3 +121,24 @@ def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT / "configs" / "eval").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
+    from metaopt.config import ConfigError, load_train_config
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+
+    plan = load_plan(path, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"})
+    uris = [o.optimizer for o in plan.optimizers if o.optimizer.startswith("models:/")]
+    if uris:  # registered models that do not exist in a fresh store: one line naming the first
+        with pytest.raises(ConfigError, match=uris[0].split("@")[0].removeprefix("models:/")):
+            resolve_cells(plan)
+        return
+    cells = resolve_cells(plan)
+    assert len(cells) == len(plan.envs) * len(plan.optimizers)
+    for cell in cells:
+        published_budget = load_train_config(env=cell.env).ppo.total_timesteps
+        assert cell.config.ppo.total_timesteps == (plan.budget(cell.env) or published_budget)
+        assert cell.config.num_seeds == plan.seeds and cell.config.seed == plan.seed
+        if cell.trained_on is not None:
+            assert cell.config.optimizer.meta_params and all(env in ENV_NAMES for env in cell.trained_on)

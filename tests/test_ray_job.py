@@ -117,3 +117,5 @@ def test_ray_job_submit_without_the_token_is_refused(head):
     job = subprocess.run([RAY, "job", "list", "--address", address], env=no_token, capture_output=True, text=True,
                          timeout=120)
     assert job.returncode != 0
+    said = (job.stdout + job.stderr).lower()
+    assert "token" in said or "auth" in said or "unauthenticated" in said, said[-2000:]

@@ -8,13 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from metaopt import registry
 from metaopt.cli import main
-from metaopt.config import TrackingConfig
-from metaopt.optimizers import optim4rl
+from metaopt.config import OpenConfig, PPOConfig, TrackingConfig
+from metaopt.optimizers import build_optimizer, optim4rl
 from metaopt.optimizers.learned import load_meta_params, save_meta_params
 from tests.helpers import WEIGHTS, free_port
 
@@ -35,7 +37,15 @@ def test_round_trip_register_alias_load_train(tracking, tmp_path, capsys):
     promoted, score, old = registry.promote_if_better("open-published", "1", lambda uri: 1.0, tracking)
     assert promoted and old is None
     optimizer = registry.load("models:/open-published@champion", tracking)
-    assert hasattr(optimizer, "update")
+    # The served optimizer steps exactly as OPEN built from the published file does.
+    direct = build_optimizer(OpenConfig(meta_params=str(WEIGHTS / "breakout_OPEN.npy")), PPOConfig())
+    params = {"actor": {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)}, "critic": {"b": jnp.full(4, 0.5)}}
+    grads = jax.tree.map(lambda p: 0.1 * jnp.cos(p + 1.0), params)
+    served, expected = (opt.update(grads, opt.init(params), params, training_progress=0.3, key=jax.random.key(4))[0]
+                        for opt in (optimizer, direct))
+    for a, b in zip(jax.tree.leaves(served), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert any(np.abs(np.asarray(a)).max() > 0 for a in jax.tree.leaves(served))
     _, published = load_meta_params(WEIGHTS / "breakout_OPEN.npy")
     _, pulled = registry.load_meta_params("models:/open-published@latest", tracking)
     for a, b in zip(np.concatenate([np.ravel(x) for x in _leaves(published)]),

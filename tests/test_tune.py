@@ -109,8 +109,28 @@ def test_bad_sweep_config_fails_before_compute(command, config, sets, expected, 
 
 @pytest.mark.parametrize("path", sorted((PROJECT / "configs" / "tune").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_sweep_configs_validate(path):
-    model = BaselineSweepConfig if path.stem.startswith("baselines") else SensitivitySweepConfig
-    load_sweep_config(path, model)
+    import itertools
+
+    if path.stem.startswith("baselines"):
+        sweep = load_sweep_config(path, BaselineSweepConfig)
+        rates = sweep.learning_rates.values
+        assert len(rates) == sweep.learning_rates.points and rates[0] == sweep.learning_rates.low
+        assert rates == sorted(rates) and rates[-1] == pytest.approx(sweep.learning_rates.high, rel=1e-5)
+        cfg = sweep.train_config(sweep.envs[0], sweep.optimizers[0], rates[-1])
+        assert cfg.optimizer.learning_rate == rates[-1] and cfg.num_seeds == sweep.seeds
+    else:
+        sweep = load_sweep_config(path, SensitivitySweepConfig)
+        base = sweep.base_config()
+        points = list(itertools.product(*sweep.grid.values()))
+        assert len(points) >= 4
+        for values in points:  # every grid point is a valid meta-training config that sets exactly its values
+            point = dict(zip(sweep.grid, values))
+            dumped = sweep.meta_config(point, seed=0, base=base).dump()
+            for key, value in point.items():
+                node = dumped
+                for part in key.split("."):
+                    node = node[part]
+                assert node == value, (path.name, key)
 
 
 def test_tuned_optimizer_names(tmp_path):

@@ -76,6 +76,7 @@ def run_meta_job(
     finally:
         pool.shutdown()
     if stop_after is not None and stop_after < cfg.iterations:
+        tracker.finish(stopped_after=stop_after)  # not left RUNNING; --resume RUN_ID goes on
         return JobResult(result, tracker.run_id, cfg.model_name, "", False, None, None)
 
     from metaopt import registry

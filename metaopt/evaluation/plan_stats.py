@@ -19,6 +19,7 @@ import yaml
 
 from metaopt.evaluation import stats
 from metaopt.evaluation.plan import CELL_FILE, CELLS_DIR, DEVICE_FILE, PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
+from metaopt.plotting import pyplot
 
 
 def _finite(values) -> np.ndarray:
@@ -195,21 +196,12 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
     """Normalised IQM and mean with 95% CIs per optimizer (rliable's aggregate plot)."""
     labels = [label for label in summary["labels"] if label in summary["aggregate"]]
     if not labels:
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(labels) + 1.6), dpi=120, sharey=True)
     for ax, name, title in zip(axes, ("normalised_iqm", "normalised_mean"), ("IQM", "mean")):
         for i, label in enumerate(labels):
@@ -236,7 +228,7 @@ def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dic
         return
     top = max(np.nanmax(np.concatenate(list(s.values()))) for s in present.values())
     taus = np.linspace(0.0, max(1.5, float(top)) * 1.05, 200)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
     for label, scores in present.items():
         ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6)
@@ -263,7 +255,7 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
                 values[i, j] = entry["value"]
     if not np.isfinite(values).any():
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.8 * len(envs) + 3.5, 0.6 * len(labels) + 1.8), dpi=120)
     im = ax.imshow(values, cmap="viridis", aspect="auto")
     for i, label in enumerate(labels):
@@ -296,7 +288,7 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
     envs = [env for env in summary["envs"] if any(env in by_env for by_env in cells.values())]
     if not envs:
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), dpi=120, squeeze=False)
     for ax, env in zip(axes[0], envs):
         for i, label in enumerate(summary["labels"]):

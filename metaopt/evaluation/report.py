@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from metaopt.evaluation.runs import RunResult
+from metaopt.plotting import pyplot
 
 CURVE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "dormant_actor", "dormant_critic")
 
@@ -45,7 +46,6 @@ def summary(result: RunResult) -> dict:
         "compile_seconds": result.compile_seconds,
         "peak_rss_mb": result.peak_rss_mb,
         "config": result.config.model_dump(mode="json"),
-        **result.extra,
     }
 
 
@@ -71,10 +71,7 @@ def write_curves(path: Path, result: RunResult) -> None:
 
 
 def plot_returns(path: Path, results: Sequence[RunResult], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for r in results:
@@ -132,10 +129,7 @@ TABLE_HEADER = ("optimizer", "env", "seeds", "steps/seed", "final return", "env 
 def plot_meta_training(path: Path, history: Sequence[dict[str, float]], method: str, envs: Sequence[str]) -> None:
     """Left: what the meta-optimizer sees (ES fitness, or the pipeline's meta-loss).
     Right: the inner agents' return per env."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x = [h["iteration"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -32,7 +32,6 @@ class RunResult:
     run_seconds: float
     env_steps: int  # over all seeds
     peak_rss_mb: float
-    extra: dict = field(default_factory=dict)
 
     @property
     def env_steps_per_second(self) -> float:

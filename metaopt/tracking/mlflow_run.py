@@ -154,7 +154,13 @@ class MlflowTracker:
                 self.client.log_artifact(self.run_id, str(out / name))
         return f"{self.client.get_run(self.run_id).info.artifact_uri}/{OPTIMIZER_DIR}"
 
-    def finish(self, failed: bool = False) -> None:
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-        self.client.set_terminated(self.run_id, status=status)
+    def finish(self, failed: bool = False, stopped_after: int | None = None) -> None:
+        """End the run: FINISHED, FAILED, or KILLED when stopped early on purpose (`stopped_after`
+        iterations; `--resume RUN_ID` continues it)."""
+        if stopped_after is not None:
+            self.client.set_tag(self.run_id, "metaopt.stopped_after", str(stopped_after))
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED if failed else RunStatus.FINISHED
+        self.client.set_terminated(self.run_id, status=RunStatus.to_string(status))
 

@@ -20,6 +20,7 @@ import yaml
 from ray import tune
 
 from metaopt.config import BaselineSweepConfig, read_yaml
+from metaopt.plotting import pyplot
 from metaopt.tuning.sweep import COMPLETED, GroupedASHA, fit, history, spread
 
 REPORTED = ("episode_return", "env_steps")
@@ -146,10 +147,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
     """Final return (mean ± s.e. over seeds) against learning rate, one panel per env."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     envs = sorted({r["env"] for r in rows})
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)

@@ -21,6 +21,7 @@ import numpy as np
 from ray import tune
 
 from metaopt.config import SensitivitySweepConfig, meta_config_at
+from metaopt.plotting import pyplot
 from metaopt.tuning.sweep import COMPLETED, fit, history, spread
 
 SEED_KEY = "meta_seed"
@@ -71,10 +72,7 @@ def _label(value: Any) -> str:
 
 
 def plot_heatmaps(path: Path, sweep: SensitivitySweepConfig, cells: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = list(sweep.grid)
     rows_key, cols_key = keys[0], keys[1]
@@ -121,10 +119,7 @@ def baseline_spreads(csv_path: str | Path, envs: list[str]) -> dict[str, float]:
 
 def plot_tuning_shift(path: Path, spreads: dict[str, float], title: str) -> None:
     """Bars of best / worst final return: how much each search matters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(spreads)
     finite = [v for v in spreads.values() if np.isfinite(v)]
