@@ -181,22 +181,33 @@ def _meta_train(args) -> int:
     from metaopt.meta.warm_start import load_warm_start
 
     load_warm_start(cfg)  # a bad --init / init_from stops here (exit 2), before any compilation
-    from metaopt.console import meta_train_with_progress
+    from metaopt import console
+    from metaopt.evaluation.report import plot_meta_training
     from metaopt.meta.pipeline import MetaTrainingDiverged
 
     if args.resume and not args.ray:
         raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
                           "rerunning with the same --out resumes from its checkpoints)")
+    out = Path(args.out)
     try:
-        if args.ray:
-            from metaopt.console import meta_job_with_progress
+        with console.meta_progress(cfg) as progress:
+            if args.ray:
+                from metaopt.distributed.job import run_meta_job
 
-            meta_job_with_progress(cfg, Path(args.out), resume_run_id=args.resume, evaluate=not args.no_eval)
-        else:
-            meta_train_with_progress(cfg, Path(args.out), resume=not args.fresh)
+                job = run_meta_job(cfg, out, resume_run_id=args.resume, evaluate=not args.no_eval, progress=progress)
+                result = job.run
+            else:
+                from metaopt.meta.run import meta_train
+
+                result = meta_train(cfg, out, progress=progress, resume=not args.fresh)
     except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if result.history:
+        plot_meta_training(out / "meta_training.png", result.history, cfg.method, cfg.env_names)
+    console.show_meta_result(cfg, out, result)
+    if args.ray:
+        console.show_meta_job(job, evaluate=not args.no_eval)
     return 0
 
 
@@ -254,9 +265,13 @@ def _tune(args) -> int:
 
     try:
         if kind == "baselines":
-            console.report_baseline_sweep(sweep, Path(args.out), fresh=args.fresh)
+            from metaopt.tuning.baselines import run_baseline_sweep
+
+            console.show_baseline_sweep(sweep, run_baseline_sweep(sweep, Path(args.out), fresh=args.fresh))
         else:
-            console.report_sensitivity_sweep(sweep, Path(args.out), fresh=args.fresh)
+            from metaopt.tuning.sensitivity import run_sensitivity_sweep
+
+            console.show_sensitivity_sweep(sweep, run_sensitivity_sweep(sweep, Path(args.out), fresh=args.fresh))
     except SweepInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
@@ -327,9 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "doctor":
-            from metaopt.console import doctor
-
-            return doctor(args.ray_address, args.tracking_uri, args.require_gpu)
+            return _doctor(args)
         if args.command == "report":
             return _report(args)
         names = [args.optimizer] if args.command == "train" else args.optimizers
@@ -341,19 +354,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     # Validated: only now pay for importing and compiling JAX code.
-    from metaopt.console import run_and_report
+    from metaopt import console
+    from metaopt.evaluation.report import write_run
+    from metaopt.evaluation.runs import run_training
 
-    labels = [name if name and name.endswith(":tuned") else None for name in names]
+    labels = [name if name and name.endswith(":tuned") else console.run_label(cfg) for name, cfg in zip(names, configs)]
+    results = []
+    for cfg, label in zip(configs, labels):
+        with console.training_progress(cfg, label) as progress:
+            results.append(run_training(cfg, label=label, progress=progress))
     comparison = args.command == "compare"
-    results = run_and_report(configs, Path(args.out), labels, comparison=comparison)
+    write_run(Path(args.out), results, comparison)
+    console.show_runs(results, Path(args.out))
     if not args.no_track:
-        from metaopt.console import log_line
         from metaopt.tracking.mlflow_run import tracking_uri
         from metaopt.tracking.runs import EXPERIMENT, record_training
 
         ids = record_training(results, Path(args.out), _tracking(args), args.command, comparison)
-        log_line(f"MLflow: {len(ids)} run(s) in experiment {EXPERIMENT} at {tracking_uri(_tracking(args))}")
+        console.log_line(f"MLflow: {len(ids)} run(s) in experiment {EXPERIMENT} at {tracking_uri(_tracking(args))}")
     return 0
+
+
+def _doctor(args) -> int:
+    from metaopt import console
+    from metaopt.doctor import run_checks
+
+    checks = run_checks(args.ray_address, args.tracking_uri, args.require_gpu, report=console.show_check)
+    failed = [c.name for c in checks if c.needed and not c.ok]
+    console.show_doctor_verdict(failed)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

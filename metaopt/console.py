@@ -1,4 +1,5 @@
-"""Terminal presentation of runs: progress while training, a table at the end.
+"""Terminal presentation only (the CLI runs things and hands results here): progress while
+training or meta-training, tables at the end, doctor lines.
 
 On a terminal, a rich progress bar; in logs and pipes (ray jobs, CI), one plain line per
 chunk, since a bar that only renders at exit shows nothing for a long job.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metaopt.config import TrainConfig
-from metaopt.evaluation.report import TABLE_HEADER, mean_stderr, table_rows, write_run
-from metaopt.evaluation.runs import RunResult, run_training
+from metaopt.evaluation.report import TABLE_HEADER, mean_stderr, table_rows
+from metaopt.evaluation.runs import ProgressFn, RunResult
 
 # Logs and pipes get one unwrapped line per update, whatever width rich would guess.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -29,7 +31,9 @@ def _latest_return(metrics: dict[str, np.ndarray]) -> str:
     return "-" if np.isnan(mean) else f"{float(mean):.2f}"
 
 
-def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
+@contextmanager
+def training_progress(cfg: TrainConfig, label: str) -> Iterator[ProgressFn]:
+    """A progress callback for `run_training`: a bar on a terminal, a line per chunk in logs."""
     name = f"{label} {cfg.env.name}"
     if not console.is_terminal:
         first: dict[str, tuple[float, int]] = {}
@@ -41,8 +45,8 @@ def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
             console.print(f"{name}: update {done}/{total}, return {_latest_return(metrics)}{eta}", highlight=False)
 
         console.print(f"{name}: compiling", highlight=False)
-        return run_training(cfg, label=label, progress=log_line)
-
+        yield log_line
+        return
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -53,7 +57,7 @@ def train_with_progress(cfg: TrainConfig, label: str) -> RunResult:
         def on_chunk(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
             bar.update(task, completed=done, ret=_latest_return(metrics), description=name)
 
-        return run_training(cfg, label=label, progress=on_chunk)
+        yield on_chunk
 
 
 def run_label(cfg: TrainConfig) -> str:
@@ -65,11 +69,8 @@ def run_label(cfg: TrainConfig) -> str:
     return stem if stem.startswith(cfg.optimizer.name) else f"{cfg.optimizer.name}-{stem}"
 
 
-def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[str | None] = (),
-                   comparison: bool | None = None) -> list[RunResult]:
-    labels = list(labels) or [None] * len(configs)
-    results = [train_with_progress(cfg, label or run_label(cfg)) for cfg, label in zip(configs, labels)]
-    write_run(out, results, comparison)
+def show_runs(results: Sequence[RunResult], out: Path) -> None:
+    """The table of a train or compare command, and where its files are."""
     table = Table(title=f"PPO results ({out})")
     for h in TABLE_HEADER:
         table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")
@@ -77,7 +78,6 @@ def run_and_report(configs: Sequence[TrainConfig], out: Path, labels: Sequence[s
         table.add_row(*row)
     _print_table(table)
     console.print(f"wrote {out}/results.json, curves.csv, returns.png", highlight=False)
-    return results
 
 
 def _meta_fields(row: dict[str, float]) -> dict[str, str]:
@@ -90,39 +90,10 @@ def _meta_fields(row: dict[str, float]) -> dict[str, str]:
     return {"a": f"meta-loss {fmt('meta_loss')}", "b": f"|grad| {fmt('meta_grad_norm')}"}
 
 
-def meta_train_with_progress(cfg, out: Path, resume: bool = True):
-    """`meta_train` with a bar (generation, best/mean fitness or meta-loss, env steps/s, ETA),
-    then a table, metrics plot and file list."""
-    from metaopt.meta.run import meta_train
-
-    return _with_meta_progress(cfg, out, lambda progress: meta_train(cfg, out, progress=progress, resume=resume))
-
-
-def meta_job_with_progress(cfg, out: Path, resume_run_id: str | None = None, evaluate: bool = True):
-    """The Ray + MLflow job (`run_meta_job`) with the same bar and table, then where the
-    run and the registered model are."""
-    from metaopt.distributed.job import run_meta_job
-
-    job = None
-
-    def run(progress):
-        nonlocal job
-        job = run_meta_job(cfg, out, resume_run_id=resume_run_id, evaluate=evaluate, progress=progress)
-        return job.run
-
-    _with_meta_progress(cfg, out, run)
-    console.print(f"MLflow run {job.run_id}; registered models:/{job.model_name}/{job.version} "
-                  f"(models:/{job.model_name}@latest)", highlight=False)
-    if evaluate:
-        old = "none" if job.champion_score is None else f"{job.champion_score:.3f}"
-        verdict = "is now @champion" if job.promoted else "stays behind @champion"
-        console.print(f"evaluation score {job.score:.3f} vs champion {old}: version {job.version} {verdict}", highlight=False)
-    return job
-
-
-def _with_meta_progress(cfg, out: Path, run):
-    from metaopt.evaluation.report import plot_meta_training
-
+@contextmanager
+def meta_progress(cfg) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
+    """A progress callback for meta-training: a bar (generation, best/mean fitness or
+    meta-loss, env steps/s, ETA) on a terminal, a line per iteration in logs."""
     name = f"{cfg.method} {'+'.join(cfg.env_names)}"
     unit = "generation" if cfg.method == "open" else "meta-iteration"
     if console.is_terminal:
@@ -138,22 +109,24 @@ def _with_meta_progress(cfg, out: Path, run):
                 bar.update(task, completed=done, description=name, rate=f"{row['env_steps_per_second']:,.0f}",
                            **_meta_fields(row))
 
-            result = run(on_step)
-    else:
-        console.print(f"{name}: compiling", highlight=False)
+            yield on_step
+        return
+    console.print(f"{name}: compiling", highlight=False)
 
-        def log_line(done: int, total: int, row: dict[str, float]) -> None:
-            f = _meta_fields(row)
-            eta = (total - done) * row["seconds"]
-            console.print(f"{name}: {unit} {done}/{total}, {f['a']}, {f['b']}, "
-                          f"{row['env_steps_per_second']:,.0f} env steps/s, eta {eta:.0f}s", highlight=False)
+    def log_line(done: int, total: int, row: dict[str, float]) -> None:
+        f = _meta_fields(row)
+        eta = (total - done) * row["seconds"]
+        console.print(f"{name}: {unit} {done}/{total}, {f['a']}, {f['b']}, "
+                      f"{row['env_steps_per_second']:,.0f} env steps/s, eta {eta:.0f}s", highlight=False)
 
-        result = run(log_line)
+    yield log_line
 
+
+def show_meta_result(cfg, out: Path, result) -> None:
+    """After meta-training: where it resumed from, the last iteration's metrics, the files."""
+    unit = "generation" if cfg.method == "open" else "meta-iteration"
     if result.resumed_from:
         console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)
-    if result.history:
-        plot_meta_training(out / "meta_training.png", result.history, cfg.method, cfg.env_names)
     table = Table(title=f"{cfg.method} meta-training on {', '.join(cfg.env_names)} ({out})")
     table.add_column("after the last iteration")
     table.add_column("value", justify="right")
@@ -163,10 +136,19 @@ def _with_meta_progress(cfg, out: Path, run):
         if key not in ("iteration", "seconds"):
             table.add_row(key, f"{v:,.4g}")
     table.add_row("wall seconds (all iterations)", f"{sum(h['seconds'] for h in result.history):,.1f}")
-    Console().print(table)
+    _print_table(table)
     console.print(f"wrote {result.meta_params_path} (use: metaopt train --optimizer {cfg.method} "
                   f"--meta-params {result.meta_params_path}), metrics.csv, meta_training.png, checkpoints/", highlight=False)
-    return result
+
+
+def show_meta_job(job, evaluate: bool) -> None:
+    """Where a Ray job's MLflow run and registered model are, and the champion verdict."""
+    console.print(f"MLflow run {job.run_id}; registered models:/{job.model_name}/{job.version} "
+                  f"(models:/{job.model_name}@latest)", highlight=False)
+    if evaluate:
+        old = "none" if job.champion_score is None else f"{job.champion_score:.3f}"
+        verdict = "is now @champion" if job.promoted else "stays behind @champion"
+        console.print(f"evaluation score {job.score:.3f} vs champion {old}: version {job.version} {verdict}", highlight=False)
 
 
 def _print_table(table: Table) -> None:
@@ -180,12 +162,10 @@ def _fmt(v: float, digits: int = 3) -> str:
     return "-" if v is None or np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.{digits}g}")
 
 
-def report_baseline_sweep(sweep, out: Path, fresh: bool = False):
-    """The learning-rate sweep, then a table of the best learning rate per env and optimizer."""
-    from metaopt.tuning.baselines import run_baseline_sweep
+def show_baseline_sweep(sweep, result) -> None:
+    """A table of the best learning rate per env and optimizer, and where the files are."""
     from metaopt.tuning.sweep import COMPLETED, spread
 
-    result = run_baseline_sweep(sweep, out, fresh=fresh)
     table = Table(title=f"Tuned baselines ({result.out})")
     for h in ("env", "optimizer", "best lr", "final return", "± s.e.", "best/worst", "completed", "stopped early"):
         table.add_column(h, justify="left" if h in ("env", "optimizer") else "right")
@@ -201,14 +181,10 @@ def report_baseline_sweep(sweep, out: Path, fresh: bool = False):
     _print_table(table)
     console.print(f"wrote {sweep.tuned_path} (use adam:tuned / rmsprop:tuned), {result.out}/trials.csv, "
                   f"lr_sweep.png; MLflow run {result.parent_run_id}", highlight=False)
-    return result
 
 
-def report_sensitivity_sweep(sweep, out: Path, fresh: bool = False):
-    """The meta-hyperparameter grid, then a table of the final return per grid point."""
-    from metaopt.tuning.sensitivity import run_sensitivity_sweep
-
-    result = run_sensitivity_sweep(sweep, out, fresh=fresh)
+def show_sensitivity_sweep(sweep, result) -> None:
+    """A table of the final return per grid point, and where the files are."""
     table = Table(title=f"Sensitivity of {sweep.name} (final return of fresh agents; {result.out})")
     for key in sweep.grid:
         table.add_column(key, justify="right")
@@ -219,7 +195,6 @@ def report_sensitivity_sweep(sweep, out: Path, fresh: bool = False):
     _print_table(table)
     console.print(f"spread (best/worst over the grid): {_fmt(result.spread)}; wrote {result.out}/heatmap.png, "
                   f"tuning_shift.png, trials.csv; MLflow run {result.parent_run_id}", highlight=False)
-    return result
 
 
 def log_line(text: str) -> None:
@@ -254,18 +229,12 @@ def show_plan_summary(summary: dict, out: Path) -> None:
                   f"cells/; `metaopt report {out} --out DIR` makes the report", highlight=False)
 
 
-def doctor(ray_address: str | None, tracking_uri: str | None, require_gpu: bool) -> int:
-    """`metaopt doctor`: one line per check as it finishes; exit 1 if a needed one failed."""
-    from metaopt.doctor import run_checks
+def show_check(check) -> None:
+    """One `metaopt doctor` line: ok, FAIL (needed) or -- (optional), the check, its detail."""
+    mark = "[green]ok  [/]" if check.ok else ("[red]FAIL[/]" if check.needed else "[yellow]--  [/]")
+    Console().print(f"{mark} {check.name:<12} {check.detail}", highlight=False, soft_wrap=True)
 
-    out = Console()
 
-    def show(check) -> None:
-        mark = "[green]ok  [/]" if check.ok else ("[red]FAIL[/]" if check.needed else "[yellow]--  [/]")
-        out.print(f"{mark} {check.name:<12} {check.detail}", highlight=False, soft_wrap=True)
-
-    checks = run_checks(ray_address, tracking_uri, require_gpu, report=show)
-    failed = [c.name for c in checks if c.needed and not c.ok]
-    out.print(f"needed and unusable: {', '.join(failed)}" if failed else "everything needed is usable",
-              highlight=False, soft_wrap=True)
-    return 1 if failed else 0
+def show_doctor_verdict(failed: Sequence[str]) -> None:
+    Console().print(f"needed and unusable: {', '.join(failed)}" if failed else "everything needed is usable",
+                    highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ same folder is refused rather than mixed in.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,9 +24,13 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from metaopt.config import ConfigError, SweepResources
-from metaopt.console import console
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+
+
+def say(line: str) -> None:
+    """A progress line on stderr (the sweep's own output; metaopt.console presents results)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 class SweepInterrupted(RuntimeError):
@@ -83,8 +88,8 @@ class TrialProgress(tune.Callback):
         self.finished_here += 1
         done = 1 + sum(t is not trial and t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         eta = (time.monotonic() - self.t0) / self.finished_here * (self.total - done)
-        console.print(f"trial {done}/{self.total} {verdict}: {self.describe(trial.config)} "
-                      f"[{trial.last_result.get('time_total_s', 0.0):.0f}s; eta {eta:.0f}s]", highlight=False)
+        say(f"trial {done}/{self.total} {verdict}: {self.describe(trial.config)} "
+            f"[{trial.last_result.get('time_total_s', 0.0):.0f}s; eta {eta:.0f}s]")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         ret = trial.last_result.get("final_return")
@@ -129,7 +134,7 @@ def fit(
         if stamp.is_file() and yaml.safe_load(stamp.read_text()) != config_dump:
             raise ConfigError(f"{experiment} holds a sweep of another config ({stamp}); use another --out or --fresh")
         already = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in _trials(experiment))
-        console.print(f"resuming {experiment}: {already} of {total_trials} trials already finished", highlight=False)
+        say(f"resuming {experiment}: {already} of {total_trials} trials already finished")
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
     else:
         stamp.write_text(yaml.safe_dump(config_dump, sort_keys=False))
