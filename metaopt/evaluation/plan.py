@@ -94,11 +94,12 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     from metaopt.optimizers.learned import load_meta_params
 
     fetched: dict[str, tuple[Path, str, dict[str, Any]]] = {}
-    cells = []
     for entry in plan.optimizers:
         if entry.optimizer.startswith("models:/") and entry.optimizer not in fetched:
             fetched[entry.optimizer] = registry.fetch(entry.optimizer, plan.tracking)
-        for env in plan.envs:
+    cells = []
+    for env in plan.envs:  # env by env: a partly run plan has whole columns to compare
+        for entry in plan.optimizers:
             overrides: dict[str, Any] = {f"ppo.{k}": v for k, v in plan.ppo.items()}
             overrides.update({"seed": plan.seed, "num_seeds": plan.seeds})
             if plan.budget(env) is not None:
