@@ -112,7 +112,7 @@ def pipeline_backward(width: int, inner_updates: int, repeats: int) -> dict:
     import jax
 
     from metaopt.config import MetaTrainConfig
-    from metaopt.meta.pipeline import agent_meta_loss, pipeline_engine
+    from metaopt.meta.pipeline import pipeline_engine
 
     cfg = MetaTrainConfig.model_validate({
         "method": "optim4rl",
@@ -123,7 +123,7 @@ def pipeline_backward(width: int, inner_updates: int, repeats: int) -> dict:
     engine = pipeline_engine(cfg)
     state = engine.init(jax.random.key(0))
     agents = state.agents[0]
-    loss = partial(agent_meta_loss, engine, 0)
+    loss = partial(engine.agent_meta_loss, 0)
     forward = jax.jit(jax.vmap(lambda m, a: loss(m, a)[0], (None, 0)))
     with_grad = _timed(lambda: engine.group_gradient(0, state.meta_params, agents)[0], repeats)
     forward_only = _timed(lambda: forward(state.meta_params, agents), repeats)

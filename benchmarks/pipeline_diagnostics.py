@@ -36,7 +36,6 @@ def terms(stages: int, every: int, inner_updates: int) -> list[dict]:
     import jax.numpy as jnp
     import numpy as np
 
-    from metaopt.meta.pipeline import agent_meta_loss
 
     cfg, engine = _engine(inner_updates, 1e-3)
     state = engine.init(jax.random.key(0))
@@ -45,7 +44,7 @@ def terms(stages: int, every: int, inner_updates: int) -> list[dict]:
     advance = jax.jit(lambda a: jax.lax.scan(lambda s, _: ppo.update(s), a, None, length=every)[0])
 
     def parts(meta, agent):
-        _, (_, m) = agent_meta_loss(engine, 0, meta, agent)
+        _, (_, m) = engine.agent_meta_loss(0, meta, agent)
         return jnp.stack([m["policy_loss"], m["value_loss"], m["entropy"]]), m
 
     jac = jax.jit(jax.jacrev(parts, has_aux=True))
@@ -77,7 +76,7 @@ def fixed_stage(stage: int, meta_steps: int, every: int, horizon: int, inner_upd
     import jax.numpy as jnp
     import optax
 
-    from metaopt.meta.pipeline import agent_meta_loss, meta_optimizer
+    from metaopt.meta.pipeline import meta_optimizer
     from metaopt.optimizers import optim4rl
 
     cfg, engine = _engine(inner_updates, meta_lr)
@@ -86,7 +85,7 @@ def fixed_stage(stage: int, meta_steps: int, every: int, horizon: int, inner_upd
     ppo = engine.ppo(0, meta)
     agent = jax.tree.map(lambda x: x[0], state.agents[0])
     agent = jax.jit(lambda a: jax.lax.scan(lambda s, _: ppo.update(s), a, None, length=stage)[0])(agent)
-    grad = jax.jit(jax.value_and_grad(lambda mp: agent_meta_loss(engine, 0, mp, agent)[0]))
+    grad = jax.jit(jax.value_and_grad(lambda mp: engine.agent_meta_loss(0, mp, agent)[0]))
     sample = jnp.clip(0.01 * jax.random.normal(jax.random.key(1), (4096,)), -1, 1)
     hidden = cfg.optimizer.hidden
 

@@ -72,7 +72,7 @@ def test_smoke_versions_validate():
 
 @pytest.mark.slow
 def test_normalised_meta_loss_scales_the_gradient_by_the_loss():
-    from metaopt.meta.pipeline import META_LOSS_FLOOR, agent_meta_loss, pipeline_engine
+    from metaopt.meta.pipeline import META_LOSS_FLOOR, pipeline_engine
 
     grads = {}
     for flag in (False, True):
@@ -80,7 +80,7 @@ def test_normalised_meta_loss_scales_the_gradient_by_the_loss():
         engine = pipeline_engine(cfg)
         state = engine.init(jax.random.key(0))
         agent = jax.tree.map(lambda x: x[0], state.agents[0])
-        fn = jax.jit(jax.value_and_grad(lambda m: agent_meta_loss(engine, 0, m, agent)[0]))
+        fn = jax.jit(jax.value_and_grad(lambda m: engine.agent_meta_loss(0, m, agent)[0]))
         grads[flag] = fn(state.meta_params)
     (loss, plain), (_, normalised) = grads[False], grads[True]
     scale = 1.0 / (abs(float(loss)) + META_LOSS_FLOOR)

@@ -96,12 +96,16 @@ class ESEngine:
         # state restored from a checkpoint) has one structure.
         p, r = self.cfg.population_size, self.cfg.rollouts_per_member
         fitness = jnp.zeros((p, r, len(self.task_names)))
-        after = jax.eval_shape(lambda s: _tell(self, s, jnp.zeros((p, self.num_dims)), fitness)[0], state)
+        after = jax.eval_shape(lambda s: self.tell(s, jnp.zeros((p, self.num_dims)), fitness)[0], state)
         return jax.tree.map(lambda x, like: jnp.asarray(jnp.reshape(x, like.shape), like.dtype), state, after)
 
+    @partial(jax.jit, static_argnums=0)
     def ask(self, state: ESState) -> tuple[jax.Array, jax.Array, ESState]:
         """(population (P, D), rollout keys (R,), state with its key advanced)."""
-        return _ask(self, state)
+        key, k_ask, k_eval = jax.random.split(state.key, 3)
+        population, strategy = self.strategy.ask(k_ask, state.strategy, self.strategy.default_params)
+        keys = jax.random.split(k_eval, self.cfg.rollouts_per_member)
+        return population, keys, state._replace(strategy=strategy, key=key)
 
     def shards(self, population: jax.Array) -> list[jax.Array]:
         size = self.cfg.shard_size
@@ -111,8 +115,27 @@ class ESEngine:
         """All shards in sequence; each spread over local devices when there are several."""
         return jnp.concatenate([self.evaluate_shard(_spread(s), keys) for s in self.shards(population)])
 
+    @partial(jax.jit, static_argnums=0)
     def tell(self, state: ESState, population: jax.Array, raw: jax.Array) -> tuple[ESState, dict]:
-        return _tell(self, state, population, raw)
+        """The ES update from the members' raw returns (P, R, tasks); NaN or inf ranks worst.
+
+        Returns:
+          (the next state, metrics: fitness best/mean/min, non-finite members, sigma, the
+          mean's norm, each task's mean return).
+        """
+        fitness = combine_fitness(raw, self.references)
+        finite = jnp.isfinite(fitness)
+        loss = jnp.where(finite, -fitness, jnp.inf)
+        strategy, _ = self.strategy.tell(jax.random.fold_in(state.key, 0), population, loss, state.strategy,
+                                         self.strategy.default_params)
+        metrics = {f"fitness_{k}": v for k, v in _finite_stats(fitness).items()}
+        metrics["nonfinite_members"] = (~finite).sum()
+        metrics["sigma"] = strategy.std
+        metrics["mean_norm"] = jnp.linalg.norm(strategy.mean)
+        raw_mean = raw.mean(axis=1)  # (members, tasks)
+        for t, name in enumerate(self.task_names):
+            metrics[f"return_{name}"] = _finite_stats(raw_mean[:, t])["mean"]
+        return ESState(strategy, state.key, state.generation + 1), metrics
 
     def step(self, state: ESState) -> tuple[ESState, dict]:
         population, keys, state = self.ask(state)
@@ -121,31 +144,6 @@ class ESEngine:
     def meta_params(self, state: ESState) -> dict:
         """The search distribution's mean: the trained optimizer."""
         return self.unravel(state.strategy.mean)
-
-
-@partial(jax.jit, static_argnums=0)
-def _ask(engine: ESEngine, state: ESState):
-    key, k_ask, k_eval = jax.random.split(state.key, 3)
-    population, strategy = engine.strategy.ask(k_ask, state.strategy, engine.strategy.default_params)
-    keys = jax.random.split(k_eval, engine.cfg.rollouts_per_member)
-    return population, keys, state._replace(strategy=strategy, key=key)
-
-
-@partial(jax.jit, static_argnums=0)
-def _tell(engine: ESEngine, state: ESState, population: jax.Array, raw: jax.Array):
-    fitness = combine_fitness(raw, engine.references)
-    finite = jnp.isfinite(fitness)
-    loss = jnp.where(finite, -fitness, jnp.inf)
-    strategy, _ = engine.strategy.tell(jax.random.fold_in(state.key, 0), population, loss, state.strategy,
-                                       engine.strategy.default_params)
-    metrics = {f"fitness_{k}": v for k, v in _finite_stats(fitness).items()}
-    metrics["nonfinite_members"] = (~finite).sum()
-    metrics["sigma"] = strategy.std
-    metrics["mean_norm"] = jnp.linalg.norm(strategy.mean)
-    raw_mean = raw.mean(axis=1)  # (members, tasks)
-    for t, name in enumerate(engine.task_names):
-        metrics[f"return_{name}"] = _finite_stats(raw_mean[:, t])["mean"]
-    return ESState(strategy, state.key, state.generation + 1), metrics
 
 
 def _spread(shard: jax.Array) -> jax.Array:

@@ -106,21 +106,87 @@ class PipelineEngine:
         g = self.cfg.group_size
         return [(t, slice(i, i + g)) for t in range(len(self.tasks)) for i in range(0, self.cfg.width, g)]
 
+    @partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array) -> PipelineState:
-        return _init(self, key)
+        """Meta-parameters (random, or the warm start's), the meta-optimizer's state and
+        `width` fresh agents per task."""
+        k_meta, k_agents, k_run = jax.random.split(key, 3)
+        meta_params = self.init_meta_params(k_meta)
+        agents = tuple(
+            jax.vmap(self.ppo(t, meta_params).init)(jax.random.split(jax.random.fold_in(k_agents, t), self.cfg.width))
+            for t in range(len(self.tasks))
+        )
+        return PipelineState(meta_params, self.meta_opt.init(meta_params), agents, k_run, jnp.zeros((), jnp.int32))
 
+    @partial(jax.jit, static_argnums=0)
     def begin_iteration(self, state: PipelineState) -> PipelineState:
         """Reset the agents whose offset is due; advance the key."""
-        return _begin(self, state)
+        key, k_reset = jax.random.split(state.key)
+        offsets = jnp.asarray(reset_offsets(self.cfg.width, self.cfg.reset_interval))
+        due = state.iteration % self.cfg.reset_interval == offsets
+        agents = []
+        for t, current in enumerate(state.agents):
+            keys = jax.random.split(jax.random.fold_in(k_reset, t), self.cfg.width)
+            fresh = jax.vmap(self.ppo(t, state.meta_params).init)(keys)
+            agents.append(jax.tree.map(lambda f, c: jnp.where(due.reshape((-1,) + (1,) * (c.ndim - 1)), f, c),
+                                       fresh, current))
+        return state._replace(agents=tuple(agents), key=key)
 
+    def agent_meta_loss(self, task_index: int, meta_params: dict, agent: RunnerState):
+        """`inner_updates` PPO updates of one agent with the optimizer, then the PPO loss on
+        fresh data (divided by its stop-gradient magnitude when normalised).
+
+        Returns:
+          (loss, (the updated agent, metrics with the unnormalised `meta_loss`)).
+        """
+        ppo = self.ppo(task_index, meta_params)
+        update = jax.checkpoint(ppo.update) if self.cfg.rematerialize else ppo.update
+        agent, _ = jax.lax.scan(lambda s, _: update(s), agent, None, length=self.cfg.inner_updates)
+        loss, (agent, metrics) = ppo.fresh_loss(agent)
+        metrics = {**metrics, "meta_loss": loss}  # reported as is; the gradient may be normalised
+        if self.normalize_meta_loss:  # the gradient of loss / |loss|: every task weighs alike
+            loss = loss / jax.lax.stop_gradient(jnp.abs(loss) + META_LOSS_FLOOR)
+        return loss, (agent, metrics)
+
+    @partial(jax.jit, static_argnums=(0, 1))
     def group_gradient(self, task_index: int, meta_params: dict, agents: RunnerState):
         """Sum over the group's agents of (meta-gradient, meta-loss), their new states and
         mean metrics. Pure and jitted per task; what a Ray worker runs."""
-        return _group_gradient(self, task_index, meta_params, agents)
+        grad_fn = jax.value_and_grad(partial(self.agent_meta_loss, task_index), has_aux=True)
+        (_, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
+        grad_sum = jax.tree.map(lambda g: g.sum(0), grads)
+        loss_sum = metrics["meta_loss"].sum()
+        metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
+        return grad_sum, loss_sum, agents, metrics
 
-    def apply(self, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
-        """(new state, ok, metrics): the meta-optimizer step on the mean gradient."""
-        return _apply(self, state, grad_sums, loss_sums, agents)
+    def meta_gradient(self, meta_params: dict, grad_sums: tuple) -> dict:
+        """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's."""
+        mean = jax.tree.map(lambda g: g / self.num_agents, _sum_in_order(grad_sums))
+        return jax.tree.map(jnp.add, mean, jax.grad(l2_penalty)(meta_params, self.cfg.l2))
+
+    @partial(jax.jit, static_argnums=0)
+    def meta_update(self, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
+        """The meta-optimizer's step on the mean meta-gradient.
+
+        Returns:
+          (the next state with these agents, whether the gradient was finite, metrics).
+        """
+        n = self.num_agents
+        grads = self.meta_gradient(state.meta_params, grad_sums)
+        penalty = l2_penalty(state.meta_params, self.cfg.l2)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = self.meta_opt.update(grads, state.meta_opt_state, state.meta_params)
+        meta_params = optax.apply_updates(state.meta_params, updates)
+        ok = jnp.isfinite(grad_norm)
+        new_state = PipelineState(meta_params, opt_state, agents, state.key, state.iteration + 1)
+        metrics = {
+            "meta_loss": _sum_in_order(loss_sums) / n + penalty,
+            "meta_grad_norm": grad_norm,
+            "meta_params_norm": optax.tree.norm(meta_params),
+            "agents_reset": (state.iteration % self.cfg.reset_interval
+                             == jnp.asarray(reset_offsets(self.cfg.width, self.cfg.reset_interval))).sum(),
+        }
+        return new_state, ok, metrics
 
     def finish_iteration(self, state: PipelineState, outs: list) -> tuple[PipelineState, dict]:
         """From every group's `group_gradient` output (in `groups()` order, computed here or
@@ -130,7 +196,7 @@ class PipelineEngine:
             parts[task].append(new_agents)
         agents = tuple(jax.tree.map(lambda *xs: jnp.concatenate(xs), *p) for p in parts)
         grads, losses = tuple(o[0] for o in outs), tuple(o[1] for o in outs)
-        new_state, ok, metrics = self.apply(state, grads, losses, agents)
+        new_state, ok, metrics = self.meta_update(state, grads, losses, agents)
         if not bool(ok):
             raise MetaTrainingDiverged(
                 f"meta-gradient is NaN or inf at iteration {int(state.iteration)}; "
@@ -156,83 +222,11 @@ def _mean_metrics(group_metrics: list[dict], groups, task_names) -> dict:
     return out
 
 
-@partial(jax.jit, static_argnums=0)
-def _init(engine: PipelineEngine, key: jax.Array) -> PipelineState:
-    k_meta, k_agents, k_run = jax.random.split(key, 3)
-    meta_params = engine.init_meta_params(k_meta)
-    agents = tuple(
-        jax.vmap(engine.ppo(t, meta_params).init)(jax.random.split(jax.random.fold_in(k_agents, t), engine.cfg.width))
-        for t in range(len(engine.tasks))
-    )
-    return PipelineState(meta_params, engine.meta_opt.init(meta_params), agents, k_run, jnp.zeros((), jnp.int32))
-
-
-@partial(jax.jit, static_argnums=0)
-def _begin(engine: PipelineEngine, state: PipelineState) -> PipelineState:
-    key, k_reset = jax.random.split(state.key)
-    offsets = jnp.asarray(reset_offsets(engine.cfg.width, engine.cfg.reset_interval))
-    due = state.iteration % engine.cfg.reset_interval == offsets
-    agents = []
-    for t, current in enumerate(state.agents):
-        keys = jax.random.split(jax.random.fold_in(k_reset, t), engine.cfg.width)
-        fresh = jax.vmap(engine.ppo(t, state.meta_params).init)(keys)
-        agents.append(jax.tree.map(lambda f, c: jnp.where(due.reshape((-1,) + (1,) * (c.ndim - 1)), f, c), fresh, current))
-    return state._replace(agents=tuple(agents), key=key)
-
-
-def agent_meta_loss(engine: PipelineEngine, task_index: int, meta_params: dict, agent: RunnerState):
-    """`inner_updates` PPO updates with the optimizer, then the PPO loss on fresh data."""
-    ppo = engine.ppo(task_index, meta_params)
-    update = jax.checkpoint(ppo.update) if engine.cfg.rematerialize else ppo.update
-    agent, _ = jax.lax.scan(lambda s, _: update(s), agent, None, length=engine.cfg.inner_updates)
-    loss, (agent, metrics) = ppo.fresh_loss(agent)
-    metrics = {**metrics, "meta_loss": loss}  # reported as is; the gradient may be normalised
-    if engine.normalize_meta_loss:  # the gradient of loss / |loss|: every task weighs alike
-        loss = loss / jax.lax.stop_gradient(jnp.abs(loss) + META_LOSS_FLOOR)
-    return loss, (agent, metrics)
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _group_gradient(engine: PipelineEngine, task_index: int, meta_params: dict, agents: RunnerState):
-    grad_fn = jax.value_and_grad(partial(agent_meta_loss, engine, task_index), has_aux=True)
-    (_, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
-    grad_sum = jax.tree.map(lambda g: g.sum(0), grads)
-    loss_sum = metrics["meta_loss"].sum()
-    metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
-    return grad_sum, loss_sum, agents, metrics
-
-
 def _sum_in_order(trees: tuple):
     total = trees[0]
     for t in trees[1:]:
         total = jax.tree.map(jnp.add, total, t)
     return total
-
-
-def meta_gradient(engine: PipelineEngine, meta_params: dict, grad_sums: tuple) -> dict:
-    """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's."""
-    mean = jax.tree.map(lambda g: g / engine.num_agents, _sum_in_order(grad_sums))
-    return jax.tree.map(jnp.add, mean, jax.grad(l2_penalty)(meta_params, engine.cfg.l2))
-
-
-@partial(jax.jit, static_argnums=0)
-def _apply(engine: PipelineEngine, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
-    n = engine.num_agents
-    grads = meta_gradient(engine, state.meta_params, grad_sums)
-    penalty = l2_penalty(state.meta_params, engine.cfg.l2)
-    grad_norm = optax.tree.norm(grads)
-    updates, opt_state = engine.meta_opt.update(grads, state.meta_opt_state, state.meta_params)
-    meta_params = optax.apply_updates(state.meta_params, updates)
-    ok = jnp.isfinite(grad_norm)
-    new_state = PipelineState(meta_params, opt_state, agents, state.key, state.iteration + 1)
-    metrics = {
-        "meta_loss": _sum_in_order(loss_sums) / n + penalty,
-        "meta_grad_norm": grad_norm,
-        "meta_params_norm": optax.tree.norm(meta_params),
-        "agents_reset": (state.iteration % engine.cfg.reset_interval
-                         == jnp.asarray(reset_offsets(engine.cfg.width, engine.cfg.reset_interval))).sum(),
-    }
-    return new_state, ok, metrics
 
 
 def pipeline_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> PipelineEngine:
