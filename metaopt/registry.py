@@ -174,7 +174,7 @@ def import_open(file: str | Path, name: str, tracking: TrackingConfig | None = N
     import tempfile
 
     from metaopt.optimizers import open as open_opt
-    from metaopt.optimizers.learned import save_meta_params
+    from metaopt.optimizers.learned import save_meta_params, size_of
     from metaopt.tracking.mlflow_run import OPTIMIZER_DIR, code_version, experiment_id
 
     file = Path(file)
@@ -184,7 +184,7 @@ def import_open(file: str | Path, name: str, tracking: TrackingConfig | None = N
         raise RegistryError(f"{file}: {exc}") from None
     tracking = tracking or TrackingConfig()
     client = _client(tracking)
-    size = "larger" if open_opt.is_larger(meta_params) else "small"
+    size = size_of("open", meta_params)
     run = client.create_run(experiment_id(client, tracking),
                             tags={"mlflow.runName": f"import-{file.stem}", "method": "open", "imported_from": file.name})
     with tempfile.TemporaryDirectory() as tmp:

@@ -119,8 +119,3 @@ def sample_action(key, actor_out: jax.Array, log_std: jax.Array | None) -> jax.A
     if log_std is None:
         return jax.random.categorical(key, actor_out)
     return actor_out + jnp.exp(log_std) * jax.random.normal(key, actor_out.shape)
-
-
-def dormancy_scores(unit_mean_abs: jax.Array) -> jax.Array:
-    """s_i = a_i / mean_j a_j (ReDo / OPEN); single-unit layers give 1."""
-    return unit_mean_abs / (unit_mean_abs.mean() + 1e-11)

@@ -25,6 +25,7 @@ import optax
 from metaopt.agents import networks as nets
 from metaopt.config import PPOConfig, TrainConfig
 from metaopt.envs import VecEnv, make_env
+from metaopt.optimizers.open import dormancy_score  # one definition: OPEN's input, PPO's metric
 
 
 class RunnerState(NamedTuple):
@@ -168,7 +169,7 @@ def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
     epoch_denominator = max(p.update_epochs - 1, 1)
 
     def dormant_fraction(activations):
-        hidden = [nets.dormancy_scores(v) for k, v in activations.items() if k.startswith("dense_")][:-1]
+        hidden = [dormancy_score(v) for k, v in activations.items() if k.startswith("dense_")][:-1]
         return (jnp.concatenate(hidden) <= p.dormant_threshold).mean()
 
     def collect(params, env_state, obs, key):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import optax
 
-from metaopt.config import PPOConfig
+from metaopt.config import LEARNED_OPTIMIZERS, PPOConfig
 from metaopt.optimizers.baselines import adam_from_config, rmsprop_from_config
 from metaopt.optimizers.common import clip_by_global_norm_per_network, gradient_clipping, ppo_lr_schedule
 from metaopt.optimizers.open import open_optimizer
@@ -46,11 +46,10 @@ BUILDERS: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = {
     "open": open_from_config,
     "optim4rl": optim4rl_from_config,
 }
-LEARNED = ("open", "optim4rl")
 
 
 def build_optimizer(cfg, ppo_cfg: PPOConfig, meta_params: dict | None = None) -> optax.GradientTransformationExtraArgs:
-    if cfg.name not in LEARNED:
+    if cfg.name not in LEARNED_OPTIMIZERS:
         if meta_params is not None:
             raise ValueError(f"{cfg.name} takes no meta-parameters")
         return BUILDERS[cfg.name](cfg, ppo_cfg)

@@ -13,11 +13,12 @@ import jax
 import numpy as np
 
 from metaopt import serialization
+from metaopt.config import LEARNED_OPTIMIZERS
 from metaopt.optimizers import cells, optim4rl
 from metaopt.optimizers import open as open_opt
 
 FORMAT = "metaopt-meta-params/1"
-METHODS = ("open", "optim4rl")
+METHODS = LEARNED_OPTIMIZERS
 
 
 def size_of(method: str, meta_params: dict) -> str:
