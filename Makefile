@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 install-gpu: install
 	$(BIN)/python -m pip install -q -c requirements.lock -c requirements-cuda12.lock -e '.[dev,cuda12]'
 
-# OPEN meta-trained by ES on embedded Ray (2 workers) with a local MLflow store (./mlruns.db),
+# OPEN meta-trained by ES on embedded Ray (2 workers) with the local MLflow store (~/.local/share/metaopt/mlruns.db),
 # registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the
 # published Breakout OPEN, and Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
 demo: install

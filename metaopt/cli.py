@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned (learning rate "
                    "from a baseline sweep), or a registered model models:/NAME@ALIAS")
     t.add_argument("--tracking-uri", help="MLflow store for models:/ and for recording the run "
-                   "(default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+                   "(default: $MLFLOW_TRACKING_URI or ~/.local/share/metaopt/mlruns.db)")
     t.add_argument("--lr", type=float, help="learning rate override")
     t.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     t.add_argument("--meta-params", metavar="FILE",
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", nargs="+", required=True,
                    help=f"from {', '.join(OPTIMIZER_NAMES)}, adam:tuned, rmsprop:tuned, or registered models models:/NAME@ALIAS")
     c.add_argument("--tracking-uri", help="MLflow store for models:/ and for recording the runs "
-                   "(default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+                   "(default: $MLFLOW_TRACKING_URI or ~/.local/share/metaopt/mlruns.db)")
     c.add_argument("--tuned-file", help="for adam:tuned / rmsprop:tuned (default configs/tuned/baselines.yaml)")
     c.add_argument("--meta-params", action="append", default=[], metavar="[NAME=]FILE",
                    help="meta-parameters for a learned optimizer in the list (repeatable; NAME= picks which)")
@@ -126,17 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("doctor", help="check JAX and its devices, the CPU kernels, Ray and MLflow (exit 1 if "
                         "something needed is unusable)")
     dr.add_argument("--ray-address", help="a Ray cluster to check (default: $RAY_ADDRESS; none: embedded Ray)")
-    dr.add_argument("--tracking-uri", help="MLflow store to check (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    dr.add_argument("--tracking-uri",
+                    help="MLflow store to check (default: $MLFLOW_TRACKING_URI or ~/.local/share/metaopt/mlruns.db)")
     dr.add_argument("--require-gpu", action="store_true", help="fail when JAX sees no GPU (GPU nodes)")
     pl = sub.add_parser("pull", help="save a registered optimizer's meta-parameters to a file")
     pl.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     pl.add_argument("--out", required=True, help="file to write (.safetensors)")
-    pl.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    pl.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ~/.local/share/metaopt/mlruns.db)")
 
     im = sub.add_parser("import-open", help="register a published OPEN weight file (.npy) as a model version")
     im.add_argument("file", help="published:ENV (shipped, e.g. published:breakout) or a published .npy file")
     im.add_argument("--name", required=True, help="registered model name, e.g. open-breakout-published")
-    im.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns.db)")
+    im.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ~/.local/share/metaopt/mlruns.db)")
     return parser
 
 
@@ -257,9 +258,10 @@ def _tune(args) -> int:
         if not Path(args.out).is_absolute():
             raise ConfigError(f"--out {args.out}: under `ray job submit` a relative folder is the job's temporary copy "
                               "of the repo; give an absolute path on storage the nodes share")
-        if kind == "baselines" and not sweep.tuned_path.is_absolute():
+        job_copy = Path.cwd().resolve()  # the job's working folder, where the default configs/tuned/ is too
+        if kind == "baselines" and (not sweep.tuned_path.is_absolute() or job_copy in sweep.tuned_path.resolve().parents):
             sweep = sweep.model_copy(update={"tuned_file": str(Path(args.out) / "tuned_baselines.yaml")})
-            print(f"tuned_file: {sweep.tuned_file} (a relative one would be lost with the job's working folder; "
+            print(f"tuned_file: {sweep.tuned_file} (one in the job's working folder would be lost with it; "
                   "also an artifact of the sweep's MLflow run)", file=sys.stderr)
     from metaopt import console
 

@@ -359,7 +359,7 @@ class DistributedConfig(_Strict):
 class TrackingConfig(_Strict):
     """MLflow. Does not change the numbers."""
 
-    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns.db
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else ~/.local/share/metaopt/mlruns.db
     experiment: str = "metaopt"
     model_name: str | None = None  # registered model; None: METHOD-ENV (METHOD-multitask)
     # The champion alias moves to a new version only if it beats the current champion when

@@ -12,7 +12,7 @@ Without: one env, several optimizers on the same seeds in this process (`metaopt
     python ray_jobs/evaluate.py --env breakout --optimizers models:/open-breakout@champion adam rmsprop \\
         --total-steps 1e7 --seeds 4 --out runs/eval_breakout
 
-models:/ URIs are fetched from the MLflow registry at $MLFLOW_TRACKING_URI (default ./mlruns.db).
+models:/ URIs are fetched from the MLflow registry at $MLFLOW_TRACKING_URI (default ~/.local/share/metaopt/mlruns.db).
 """
 
 import sys

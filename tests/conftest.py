@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")  # the small programs repeat most
 # `train` and `compare` record their runs: into a store of this test process (and its
-# subprocesses), never the project's ./mlruns.db. Tests of tracking name their own stores.
+# subprocesses), never the user's default store. Tests of tracking name their own stores.
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db")
 
 import pytest  # noqa: E402

@@ -14,6 +14,7 @@ from metaopt.config import (
     BaselineSweepConfig,
     ConfigError,
     MetaTrainConfig,
+    TrackingConfig,
     load_meta_config,
     load_sweep_config,
     load_train_config,
@@ -131,3 +132,15 @@ def test_cpu_recipes_match_their_tuned_baselines():
         assert cfg.distributed.workers == 2
     recipe = load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml")
     assert recipe.pipeline.reset_interval * recipe.pipeline.inner_updates == recipe.tasks[0].ppo.num_updates
+
+
+def test_default_tracking_store_is_outside_the_source_tree(tmp_path, monkeypatch):
+    from metaopt.tracking.mlflow_run import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert tracking_uri(TrackingConfig()) == f"sqlite:///{tmp_path}/metaopt/mlruns.db"
+    assert (tmp_path / "metaopt").is_dir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri(TrackingConfig()) == "http://127.0.0.1:5000"
+    assert tracking_uri(TrackingConfig(uri="sqlite:///x.db")) == "sqlite:///x.db"

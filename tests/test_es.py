@@ -139,6 +139,8 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(smoke_engine, tmp
     resumed = meta_train(cfg, tmp_path / "cut", engine=engine)
     assert resumed.resumed_from == 2
     assert_same_run(full, resumed)
+    iterations = [line.split(",")[0] for line in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[1:]]
+    assert iterations == [str(i) for i in range(1, cfg.iterations + 1)]  # integers, also the rows rewritten on resume
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "full" / "metrics.csv", delimiter=",", skiprows=1)[:, :-2],
                                   np.loadtxt(tmp_path / "cut" / "metrics.csv", delimiter=",", skiprows=1)[:, :-2])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ def connect_ray(address: str | None = None) -> None:
     """Join a cluster (inside `ray job submit`, RAY_ADDRESS says where) or start a local one."""
     if ray.is_initialized():
         return
+    # Ray starts its processes by fork + exec, which JAX's at-fork warning cannot tell from a
+    # bare fork; nothing of this process runs in the child.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address)

@@ -242,7 +242,10 @@ def _command_line(argv: list[str]) -> str:
     """How this process was started, as a user would type it."""
     if not argv:
         return ""
-    program = f"python {argv[0]}" if argv[0].endswith(".py") else Path(argv[0]).name
+    if argv[0].endswith(("metaopt/cli.py", "metaopt/__main__.py")):
+        program = "metaopt"  # python -m metaopt.cli: the same command
+    else:
+        program = f"python {argv[0]}" if argv[0].endswith(".py") else Path(argv[0]).name
     return " ".join([program, *argv[1:]])
 
 

@@ -113,7 +113,8 @@ def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(float(row["iteration"])) <= upto]
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if int(float(row["iteration"])) <= upto]
+    return [{**row, "iteration": int(row["iteration"])} for row in rows]  # written back as 7, not 7.0
 
 
 class _MetricsFile:

@@ -30,8 +30,20 @@ CHECKPOINT_DIR = "checkpoints"
 OPTIMIZER_DIR = "optimizer"
 
 
+def default_store() -> Path:
+    """The local store when nothing else is configured: $XDG_DATA_HOME/metaopt/mlruns.db
+    (~/.local/share/metaopt/mlruns.db), artifacts in mlartifacts/ beside it; never the source tree."""
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data / "metaopt" / "mlruns.db"
+
+
 def tracking_uri(cfg: TrackingConfig) -> str:
-    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlruns.db'}"
+    """`tracking.uri`, else $MLFLOW_TRACKING_URI, else the local default store."""
+    if cfg.uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return cfg.uri or os.environ["MLFLOW_TRACKING_URI"]
+    store = default_store()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store}"
 
 
 def client_for(cfg: TrackingConfig) -> MlflowClient:
