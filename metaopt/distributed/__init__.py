@@ -1,1 +1,1 @@
-"""Ray at the edge: actors that run the meta-training engines' pure pieces."""
+"""Ray at the edge: actors for the meta-training engines' pieces, jobs, GPU shares."""

@@ -1,1 +1,1 @@
-"""Running trainings over seeds and optimizers, and reporting them (tables, CSV, plots)."""
+"""Trainings over seeds and optimizers, evaluation plans (Ray tasks), RL statistics, reports."""

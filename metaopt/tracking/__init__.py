@@ -1,1 +1,2 @@
-"""Where runs leave their traces: checkpoints on disk (and, with Ray, MLflow)."""
+"""Where runs leave their traces: checkpoints on disk and MLflow runs (meta-training, sweeps,
+plans, train/compare)."""
