@@ -26,19 +26,23 @@ from pathlib import Path
 
 # name -> (env, optimizer, overrides)
 ANT_SMALL = {"ppo.num_envs": 16, "ppo.num_steps": 10, "ppo.num_minibatches": 4, "ppo.total_timesteps": 16 * 10 * 40}
-OPEN_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "open_weights"
 CASES: dict[str, tuple[str, str, dict]] = {
     "breakout_1e6": ("breakout", "adam", {"ppo.total_timesteps": 1_000_000}),
     "breakout_open_1e6": ("breakout", "open", {"ppo.total_timesteps": 1_000_000,
-                                              "optimizer.meta_params": str(OPEN_WEIGHTS / "breakout_OPEN.npy")}),
+                                              "optimizer.meta_params": "published:breakout"}),
     # Optim4RL's cost does not depend on its weights: freshly initialised ones.
     "breakout_optim4rl_1e6": ("breakout", "optim4rl", {"ppo.total_timesteps": 1_000_000}),
     # The same on XLA's code instead of the compiled CPU kernels (optimizers/kernels/).
     "breakout_open_xla_1e6": ("breakout", "open", {"ppo.total_timesteps": 1_000_000, "optimizer.cpu_kernel": False,
-                                                  "optimizer.meta_params": str(OPEN_WEIGHTS / "breakout_OPEN.npy")}),
+                                                  "optimizer.meta_params": "published:breakout"}),
     "breakout_optim4rl_xla_1e6": ("breakout", "optim4rl", {"ppo.total_timesteps": 1_000_000,
                                                           "optimizer.cpu_kernel": False}),
     "breakout_1e7": ("breakout", "adam", {"ppo.total_timesteps": 10_000_000}),
+    # 16 seeds at once (vmapped): the GPU check's cases (benchmarks/gpu_check.sh).
+    "breakout_16seeds_1e6": ("breakout", "adam", {"ppo.total_timesteps": 1_000_000, "num_seeds": 16}),
+    "breakout_open_16seeds_1e6": ("breakout", "open", {"ppo.total_timesteps": 1_000_000, "num_seeds": 16,
+                                                      "optimizer.meta_params": "published:breakout"}),
+    "breakout_optim4rl_16seeds_1e6": ("breakout", "optim4rl", {"ppo.total_timesteps": 1_000_000, "num_seeds": 16}),
     "ant_positional": ("ant", "adam", {**ANT_SMALL, "env.backend": "positional"}),
     "ant_spring": ("ant", "adam", {**ANT_SMALL, "env.backend": "spring"}),
     "ant_generalized": ("ant", "adam", {**ANT_SMALL, "env.backend": "generalized"}),
@@ -46,7 +50,8 @@ CASES: dict[str, tuple[str, str, dict]] = {
 }
 DEFAULT_CASES = ["breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6", "breakout_1e7",
                  "ant_positional", "ant_spring", "ant_generalized", "ant_mjx"]
-RATIO_BASELINE = {name: "breakout_1e6" for name in CASES if name.startswith(("breakout_open", "breakout_optim4rl"))}
+RATIO_BASELINE = {name: "breakout_16seeds_1e6" if "16seeds" in name else "breakout_1e6"
+                  for name in CASES if name.startswith(("breakout_open", "breakout_optim4rl"))}
 INTERLEAVED = ("breakout_1e6", "breakout_open_1e6", "breakout_optim4rl_1e6", "breakout_open_xla_1e6",
                "breakout_optim4rl_xla_1e6")
 UPDATES_PER_CALL = 4
@@ -88,8 +93,23 @@ def run_case(name: str) -> dict:
         "run_seconds": result.run_seconds,
         "compile_seconds": result.compile_seconds,
         "peak_rss_mb": result.peak_rss_mb,
+        "device": _device_memory(),
+        "num_seeds": cfg.num_seeds,
         "final_return": float(result.final_returns().mean()),
     }
+
+
+def _device_memory() -> dict:
+    """The accelerator and its peak memory in use by this process (GPUs; {} where JAX has no stats)."""
+    import jax
+
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() or {}
+    out = {"platform": device.platform, "kind": device.device_kind}
+    if "peak_bytes_in_use" in stats:
+        out["peak_mb"] = stats["peak_bytes_in_use"] / 2**20
+        out["limit_mb"] = stats.get("bytes_limit", 0) / 2**20
+    return out
 
 
 def run_interleaved(rounds: int) -> list[dict]:
