@@ -146,3 +146,17 @@ def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
         assert cell.config.num_seeds == plan.seeds and cell.config.seed == plan.seed
         if cell.trained_on is not None:
             assert cell.config.optimizer.meta_params and all(env in ENV_NAMES for env in cell.trained_on)
+
+
+def test_cell_progress_lines_give_update_return_and_eta(monkeypatch):
+    from metaopt.evaluation import plan as plan_module
+
+    clock = iter([100.0, 160.0, 220.0])
+    monkeypatch.setattr(plan_module.time, "time", lambda: next(clock))
+    progress = plan_module.CellProgress()
+    progress.report("adam / breakout", 10, 110, 1.5)
+    assert progress.lines() == ["  adam / breakout: update 10/110, return 1.50"]  # no rate yet
+    progress.report("adam / breakout", 20, 110, 2.5)  # 10 updates a minute: 90 more take 9
+    assert progress.lines() == ["  adam / breakout: update 20/110, return 2.50, eta 9 min"]
+    progress.report("adam / breakout", 110, 110, 3.0)
+    assert progress.lines() == []  # finished cells drop out

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,8 @@ def is_finished(cell: Cell, out: Path) -> bool:
         return False
 
 
-def train_cell(config: dict[str, Any], label: str, meta_params: dict | None) -> dict[str, bytes]:
+def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
+               progress=None) -> dict[str, bytes]:
     """The work of one cell, on whichever node Ray picks: train the agents, return the files
     (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
 
@@ -147,6 +149,8 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None) -> 
       label: the optimizer's label.
       meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
         with the task, so no node needs the driver's files.
+      key: the cell's name in progress reports.
+      progress: a `CellProgress` actor to report each compiled chunk to (None: silent).
     """
     import jax
 
@@ -158,7 +162,14 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None) -> 
         config = {**config, "optimizer": {**config["optimizer"], "meta_params": None}}
     cfg = TrainConfig.model_validate(config)
     optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.ppo, meta_params)
-    result = run_training(cfg, optimizer=optimizer, label=label)
+
+    def report(done: int, total: int, metrics: dict) -> None:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ret = float(np.nanmean(metrics["episode_return"][:, -1]))
+        progress.report.remote(key, done, total, ret)
+
+    result = run_training(cfg, optimizer=optimizer, label=label, progress=report if progress is not None else None)
     device = jax.devices()[0]
     where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
              "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds}
@@ -238,6 +249,33 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
     return summary
 
 
+PROGRESS_EVERY_S = 60.0
+
+
+class CellProgress:
+    """A Ray actor the running cells report to: per cell its first and latest report, so the
+    driver can print progress lines with an ETA."""
+
+    def __init__(self):
+        self.first: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, tuple[float, int, int, float]] = {}
+
+    def report(self, key: str, done: int, total: int, ret: float) -> None:
+        now = time.time()
+        self.first.setdefault(key, (now, done))
+        self.last[key] = (now, done, total, ret)
+
+    def lines(self) -> list[str]:
+        out = []
+        for key, (now, done, total, ret) in self.last.items():
+            if done >= total:
+                continue
+            t0, d0 = self.first[key]
+            eta = f", eta {(now - t0) / (done - d0) * (total - done) / 60:.0f} min" if done > d0 else ""
+            out.append(f"  {key}: update {done}/{total}, return {ret:.2f}{eta}")
+        return out
+
+
 def _command_line(argv: list[str]) -> str:
     """How this process was started, as a user would type it."""
     if not argv:
@@ -259,15 +297,22 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
     connect_ray(address)
     task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, _gpus_per_cell(plan)),
                                           max_retries=2)
+    progress = ray.remote(CellProgress).options(num_cpus=0).remote()
     pending = {}
     for cell in todo:
         meta = None
         if cell.config.optimizer.name in LEARNED_OPTIMIZERS:
             meta = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
-        pending[task.remote(cell.config.model_dump(mode="json"), cell.label, meta)] = (cell, time.perf_counter())
+        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, meta, cell.key, progress)
+        pending[ref] = (cell, time.perf_counter())
     finished = 0
     while pending:
-        [ref], _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+        if not ready:  # a line for each running cell, every PROGRESS_EVERY_S
+            for line in ray.get(progress.lines.remote()):
+                log(line)
+            continue
+        ref = ready[0]
         cell, started = pending.pop(ref)
         files = ray.get(ref)
         _write_cell(cell, out, files)
