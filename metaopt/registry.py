@@ -76,8 +76,20 @@ def _where(tracking: TrackingConfig | None) -> str:
 
 
 def fetch(uri: str, tracking: TrackingConfig | None = None) -> tuple[Path, str, dict[str, Any]]:
-    """Download a version's meta-parameters (cached per tracking store, name and version) and check them.
-    Returns (file, method, optimizer settings)."""
+    """Download a version's meta-parameters (cached per tracking store, name and version) and
+    check them.
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      (the local file, the method, the optimizer settings it was registered with).
+
+    Raises:
+      RegistryError: a bad URI, a missing model/alias/version or a broken artifact (exit 2).
+      RegistryUnavailable: the store cannot be reached or read (exit 3).
+    """
     import mlflow
 
     from metaopt.optimizers.learned import load_meta_params
@@ -116,7 +128,16 @@ def load_meta_params(uri: str, tracking: TrackingConfig | None = None) -> tuple[
 
 
 def load(uri: str, tracking: TrackingConfig | None = None, ppo=None):
-    """The ready optax optimizer (its registered settings, e.g. gradient clipping)."""
+    """The registered optimizer, ready for an optax loop.
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+      ppo: the PPO config it will run under (Adam-style schedules); None: the defaults.
+
+    Returns:
+      An optax transformation with its registered settings (e.g. gradient clipping).
+    """
     from pydantic import TypeAdapter
 
     from metaopt.config import LearnedOptimizerConfig, PPOConfig

@@ -64,6 +64,7 @@ class PPO(NamedTuple):
 
 
 def make_train(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs):
+    """PureJaxRL's entry point: a pure, jittable `train(rng) -> (final state, metrics)`."""
     return make_ppo(cfg, optimizer).train
 
 
@@ -95,6 +96,17 @@ def last_episode_returns(previous: jax.Array, done: jax.Array, episode_return: j
 
 
 def make_ppo(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs) -> PPO:
+    """PPO for one config and optimizer as pure functions.
+
+    Args:
+      cfg: env, PPO sizes and coefficients (its optimizer section is not read here).
+      optimizer: any optax transformation; learned ones get training_progress, key and the
+        activations as extra args.
+
+    Returns:
+      A PPO: `init(key)`, `update(state)` (one rollout and its epochs), `train(key)`,
+      `fresh_loss(state)` (pipeline training's meta-loss) and `num_updates`.
+    """
     p: PPOConfig = cfg.ppo
     env = make_env(cfg.env, p.num_envs, p.gamma)
     num_updates = p.num_updates

@@ -58,6 +58,23 @@ def run_meta_job(
     stop_after: int | None = None,
     address: str | None = None,
 ) -> JobResult:
+    """Meta-training on Ray workers with an MLflow run, then registration of the optimizer
+    and (with `evaluate`) the champion comparison as a Ray task.
+
+    Args:
+      cfg: the meta-training config (`distributed:` sets the workers).
+      out: the run's folder on the driver.
+      resume_run_id: continue this MLflow run from its last checkpoint (a driver that died).
+      evaluate: compare the new version with `@champion` on fresh seeds and move the alias
+        if it wins.
+      progress: as in `meta_train`.
+      stop_after: end after that many iterations (the run ends KILLED, resumable).
+      address: a Ray cluster; None: $RAY_ADDRESS or an embedded local Ray.
+
+    Returns:
+      A JobResult: the run, its MLflow id, the registered model name and version, whether it
+      became champion and both scores.
+    """
     from metaopt.meta.warm_start import load_warm_start
 
     keep_driver_on_cpu()  # the driver asks and tells; the GPUs are the workers'

@@ -81,6 +81,7 @@ def submitted_by_ray_job() -> bool:
 
 
 def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> EvalPlanConfig:
+    """An evaluation plan from YAML with dotted overrides; ConfigError in one line if invalid."""
     return load_sweep_config(path, EvalPlanConfig, overrides)
 
 

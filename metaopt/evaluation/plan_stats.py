@@ -71,8 +71,17 @@ def _interval(value: float, ci: tuple[float, float]) -> dict[str, Any]:
 
 
 def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Compute the plan's statistics from its folder, write summary.json, table.md and the
-    figures, and return the summary."""
+    """Compute a plan's statistics from its folder and write summary.json, table.md and the
+    figures beside its cells.
+
+    Args:
+      out: the plan's folder (plan.yaml and cells/).
+      seed: the bootstrap's seed.
+
+    Returns:
+      The summary: per cell the raw and normalised statistics, per optimizer the aggregates
+      over envs, the missing cells, hardware and provenance.
+    """
     out = Path(out)
     plan = yaml.safe_load((out / PLAN_FILE).read_text())
     labels = [o if isinstance(o, str) else (o.get("label") or o["optimizer"]) for o in plan["optimizers"]]

@@ -63,6 +63,18 @@ def run_training(
     label: str | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
+    """Train `cfg.num_seeds` PPO agents at once (vmapped) in compiled chunks of updates.
+
+    Args:
+      cfg: the run.
+      optimizer: the optimizer to use; None: `build_optimizer(cfg.optimizer, cfg.ppo)`.
+      label: the run's name in tables and files; None: the optimizer's name.
+      progress: called after each chunk with (updates done, total, that chunk's metrics).
+
+    Returns:
+      A RunResult: per-update metrics of every seed, timings, env steps, peak memory, and the
+      config with the env's resolved time limit.
+    """
     cfg = cfg.model_copy(update={"env": resolve_env(cfg.env)})  # records state the real time limit
     optimizer = optimizer if optimizer is not None else build_optimizer(cfg.optimizer, cfg.ppo)
     ppo: PPO = make_ppo(cfg, optimizer)

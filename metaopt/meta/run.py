@@ -152,8 +152,21 @@ def meta_train(
     stop_after: int | None = None,
     hooks: Sequence[Hooks] = (),
 ) -> MetaRunResult:
-    """Run (or resume) meta-training to `cfg.iterations`. `stop_after` ends the call after
-    that many iterations in total, as an interruption would (tests use it)."""
+    """Run (or resume) meta-training to `cfg.iterations`.
+
+    Args:
+      cfg: the meta-training config.
+      out: the run's folder: config.yaml, metrics.csv, checkpoints/, meta_params.safetensors.
+      engine: the engine to step (Ray's, a shared one in tests); None: `make_engine(cfg)`.
+      progress: called after each iteration with (done, total, the iteration's metrics row).
+      resume: continue from the newest checkpoint in `out` (of the same config hash).
+      stop_after: end the call after that many iterations in total, as an interruption would.
+      hooks: observers of iterations and checkpoints (the MLflow tracker).
+
+    Returns:
+      A MetaRunResult: folder, final state, meta-parameters, history rows, where it resumed
+      from and the meta-parameters' file.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if engine is None:

@@ -49,6 +49,20 @@ BUILDERS: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = {
 
 
 def build_optimizer(cfg, ppo_cfg: PPOConfig, meta_params: dict | None = None) -> optax.GradientTransformationExtraArgs:
+    """The optimizer a config names, with its gradient clipping in front: the one seam every
+    PPO run goes through.
+
+    Args:
+      cfg: an optimizer config (`TrainConfig.optimizer`).
+      ppo_cfg: the PPO config (Adam's and RMSProp's learning-rate schedule follows its updates).
+      meta_params: a learned optimizer's meta-parameters; None: load `cfg.meta_params`.
+
+    Returns:
+      An `optax.GradientTransformationExtraArgs` (update takes training_progress, key, ...).
+
+    Raises:
+      ValueError: meta-parameters for Adam/RMSProp, or none for a learned optimizer.
+    """
     if cfg.name not in LEARNED_OPTIMIZERS:
         if meta_params is not None:
             raise ValueError(f"{cfg.name} takes no meta-parameters")

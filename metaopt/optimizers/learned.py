@@ -38,6 +38,17 @@ def expected_shapes(method: str, size: str) -> dict:
 
 
 def save_meta_params(path: str | Path, method: str, meta_params: dict, **metadata: str) -> Path:
+    """Write meta-parameters as safetensors with their method and size in the metadata.
+
+    Args:
+      path: the file to write (atomically).
+      method: "open" or "optim4rl".
+      meta_params: the tree (float32 on disk).
+      metadata: more string metadata (envs, iterations, config hash, ...).
+
+    Returns:
+      The path written.
+    """
     if method not in METHODS:
         raise ValueError(f"method {method!r}; choose one of {', '.join(METHODS)}")
     tree = jax.tree.map(lambda x: np.asarray(x, np.float32), meta_params)
@@ -59,8 +70,18 @@ def _check_shapes(path, tree: dict, shapes: dict) -> None:
 
 
 def load_meta_params(path: str | Path, method: str | None = None) -> tuple[str, dict]:
-    """(method, meta_params) from a saved `.safetensors` or a published OPEN `.npy`.
-    If `method` is given, a file of another method is refused."""
+    """Read meta-parameters, checking their shapes against the method and size they declare.
+
+    Args:
+      path: a `.safetensors` written by `save_meta_params`, or a published OPEN `.npy`.
+      method: if given, a file of another method is refused.
+
+    Returns:
+      (method, meta_params as numpy arrays).
+
+    Raises:
+      ValueError: not metaopt meta-parameters, wrong shapes, or another method's.
+    """
     path = Path(path)
     if path.suffix == ".npy":
         found, tree = "open", open_opt.load_published(path)
