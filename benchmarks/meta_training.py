@@ -66,16 +66,16 @@ def es_vmap(population: int, updates: int, repeats: int) -> dict:
     import jax
     import numpy as np
 
-    from metaopt.config import MetaTrainConfig
+    from metaopt.config import meta_config_at
     from metaopt.meta.es import members_per_vmap, open_es_engine, open_task_fitness
 
     def config(per_vmap):
-        return MetaTrainConfig.model_validate({
+        return meta_config_at({
             "method": "open",
             "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
             "es": {"population_size": population, "sigma_init": 0.1, "members_per_vmap": per_vmap},
             "iterations": 1,
-        })
+        }, {})
 
     cfg = config(None)
     engine, full = open_es_engine(cfg), open_es_engine(config(population))
@@ -111,15 +111,15 @@ def pipeline_backward(width: int, inner_updates: int, repeats: int) -> dict:
 
     import jax
 
-    from metaopt.config import MetaTrainConfig
+    from metaopt.config import meta_config_at
     from metaopt.meta.pipeline import pipeline_engine
 
-    cfg = MetaTrainConfig.model_validate({
+    cfg = meta_config_at({
         "method": "optim4rl",
         "tasks": ["breakout"],
         "pipeline": {"width": width, "inner_updates": inner_updates, "rematerialize": False},
         "iterations": 1,
-    })
+    }, {})
     engine = pipeline_engine(cfg)
     state = engine.init(jax.random.key(0))
     agents = state.agents[0]

@@ -24,16 +24,16 @@ from pathlib import Path
 def measure(workers: int, cpus: int, pin: bool, population: int, updates: int, generations: int) -> dict:
     import jax
 
-    from metaopt.config import MetaTrainConfig
+    from metaopt.config import meta_config_at
     from metaopt.distributed.ray_meta import WorkerPool, ray_engine
 
-    cfg = MetaTrainConfig.model_validate({
+    cfg = meta_config_at({
         "method": "open",
         "tasks": [{"env": "breakout", "ppo": {"total_timesteps": 64 * 128 * updates}}],
         "es": {"population_size": population, "members_per_shard": population // 2, "sigma_init": 0.1},
         "distributed": {"workers": workers, "cpus_per_worker": cpus, "pin_cpus": pin},
         "iterations": generations,
-    })
+    }, {})
     pool = WorkerPool(cfg, cfg.distributed)
     try:
         engine = ray_engine(cfg, pool)

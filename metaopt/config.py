@@ -2,7 +2,10 @@
 
 Everything that reaches compiled code has passed through these models, so bad input fails
 here with a one-line message naming the field and the fix, before any JAX compilation.
-YAML files in `configs/` are documents of `TrainConfig`.
+Validation reads no files: the loaders (`load_train_config`, `load_meta_config`,
+`load_sweep_config`) read the YAML in `configs/`, merge the published and optimizer defaults
+in, check the files a config names, then validate; a resolved config's dump validates again
+anywhere (a Ray worker on another node).
 """
 
 from __future__ import annotations
@@ -154,12 +157,6 @@ class _LearnedBase(_OptimizerBase):
     # same function to float32 rounding, faster). False: XLA's code, as on other platforms.
     cpu_kernel: bool = True
 
-    @field_validator("meta_params")
-    @classmethod
-    def _file_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"file {v} does not exist; pass a saved .safetensors or a published OPEN .npy")
-        return v
 
 
 class OpenConfig(_LearnedBase):
@@ -228,22 +225,9 @@ class TaskConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_published(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            data = {"env": data}
-        if not isinstance(data, dict):
-            return data
-        env = data.get("env")
-        name = env if isinstance(env, str) else env.get("name") if isinstance(env, dict) else None
-        if name not in ENV_NAMES:
-            return data  # the field validator reports it
-        base = read_yaml(default_config_path(name))
-        env_over = env if isinstance(env, dict) else {}
-        return {
-            **data,
-            "env": _deep_merge(base.get("env", {}), env_over),
-            "ppo": _deep_merge(base.get("ppo", {}), data.get("ppo") or {}),
-        }
+    def _shorthand(cls, data: Any) -> Any:
+        """`- breakout` is short for `- env: breakout` (the loader adds the published settings)."""
+        return {"env": data} if isinstance(data, str) else data
 
     @property
     def reference(self) -> float | None:
@@ -401,16 +385,6 @@ class MetaTrainConfig(_Strict):
     # must match `optimizer` (checked when the file is loaded, by metaopt.meta.warm_start).
     init_from: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_optimizer(cls, data: Any) -> Any:
-        """Fields not given in `optimizer` come from configs/optimizers/METHOD.yaml."""
-        if isinstance(data, dict) and data.get("method") in LEARNED_OPTIMIZERS:
-            given = data.get("optimizer") or {}
-            if isinstance(given, dict) and given.get("name", data["method"]) == data["method"]:
-                data = {**data, "optimizer": {**optimizer_defaults(data["method"]), **given}}
-        return data
-
     @model_validator(mode="after")
     def _check(self) -> MetaTrainConfig:
         if self.optimizer.name != self.method:
@@ -529,12 +503,11 @@ class BaselineSweepConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
     tuned_file: str | None = None  # None: configs/tuned/baselines.yaml
 
-    @model_validator(mode="after")
-    def _check_runs(self) -> BaselineSweepConfig:
-        for env in self.envs:  # every trial's run must validate before any trial starts
+    def check_runs(self) -> None:
+        """Every trial's run validates (reads the envs' config files); the loader calls it."""
+        for env in self.envs:
             for optimizer in self.optimizers:
                 self.train_config(env, optimizer, self.learning_rates.low)
-        return self
 
     def train_config(self, env: str, optimizer: str, learning_rate: float) -> TrainConfig:
         overrides = {f"ppo.{k}": v for k, v in self.ppo.items()}
@@ -561,13 +534,6 @@ class SensitivitySweepConfig(_Strict):
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
 
-    @field_validator("base", "baselines_csv")
-    @classmethod
-    def _file_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"file {v} does not exist; give an existing file (configs/meta/ for base)")
-        return v
-
     @field_validator("grid")
     @classmethod
     def _two_or_three_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -575,10 +541,19 @@ class SensitivitySweepConfig(_Strict):
             raise ValueError(f"has {len(v)} keys; give 2 (a heatmap) or 3 (heatmaps side by side)")
         return v
 
-    @model_validator(mode="after")
-    def _check_points(self) -> SensitivitySweepConfig:
+    def check_points(self) -> None:
+        """`base` and `baselines_csv` exist and every grid point gives a valid meta-training
+        config (reads files); the loader calls it.
+
+        Raises:
+          ConfigError: one line naming the field or the grid point.
+        """
         import itertools
 
+        for name in ("base", "baselines_csv"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name}: file {path} does not exist; give an existing file (configs/meta/ for base)")
         base = self.base_config()
         for values in itertools.product(*self.grid.values()):
             point = dict(zip(self.grid, values))
@@ -586,8 +561,7 @@ class SensitivitySweepConfig(_Strict):
                 self.meta_config(point, seed=0, base=base)
             except ConfigError as exc:
                 shown = ", ".join(f"{k}={v}" for k, v in point.items())
-                raise ValueError(f"grid point {shown}: {exc}") from None
-        return self
+                raise ConfigError(f"grid point {shown}: {exc}") from None
 
     def base_config(self) -> dict[str, Any]:
         """`base` with `overrides`, as plain data: what trials start from (they read no files,
@@ -813,7 +787,12 @@ def load_train_config(
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     _resolve_published(raw.get("optimizer"))
-    return build_config(raw, source)
+    cfg = build_config(raw, source)
+    path = getattr(cfg.optimizer, "meta_params", None)
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(f"{source}: optimizer.meta_params: file {path} does not exist; pass a saved .safetensors, "
+                          "a published OPEN .npy or published:ENV")
+    return cfg
 
 
 def _resolve_published(optimizer: Any) -> None:
@@ -832,23 +811,55 @@ def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) 
 
 
 def load_sweep_config(path: str | Path, model: type[_Strict], overrides: dict[str, Any] | None = None):
-    """A BaselineSweepConfig or SensitivitySweepConfig from YAML with dotted overrides."""
+    """A BaselineSweepConfig, SensitivitySweepConfig or EvalPlanConfig from YAML with dotted
+    overrides; a sweep's runs (or grid points) are checked against their config files too."""
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     try:
-        return model.model_validate(raw)
+        sweep = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
+    if isinstance(sweep, BaselineSweepConfig):
+        sweep.check_runs()
+    elif isinstance(sweep, SensitivitySweepConfig):
+        sweep.check_points()
+    return sweep
+
+
+def with_meta_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """Plain meta-training data with what the files supply: each task's published settings
+    (configs/ppo/ENV.yaml) under its own `env` and `ppo` fields, and the optimizer fields not
+    given from configs/optimizers/METHOD.yaml. Resolved data (a dump) comes out unchanged."""
+    raw = dict(raw)
+    tasks = []
+    for task in raw.get("tasks") or []:
+        task = {"env": task} if isinstance(task, str) else task
+        if isinstance(task, dict):
+            env = task.get("env")
+            name = env if isinstance(env, str) else env.get("name") if isinstance(env, dict) else None
+            if name in ENV_NAMES:
+                base = read_yaml(default_config_path(name))
+                task = {**task, "env": _deep_merge(base.get("env", {}), env if isinstance(env, dict) else {}),
+                        "ppo": _deep_merge(base.get("ppo", {}), task.get("ppo") or {})}
+        tasks.append(task)
+    if "tasks" in raw:
+        raw["tasks"] = tasks
+    method = raw.get("method")
+    given = raw.get("optimizer") or {}
+    if method in LEARNED_OPTIMIZERS and isinstance(given, dict) and given.get("name", method) == method:
+        raw["optimizer"] = {**optimizer_defaults(method), **given}
+    return raw
 
 
 def meta_config_at(raw: dict[str, Any], overrides: dict[str, Any], seed: int | None = None,
                    source: str = "config") -> MetaTrainConfig:
-    """A meta-training config from plain data with dotted overrides (and a seed)."""
+    """A meta-training config from plain data with dotted overrides (and a seed), the
+    defaults from the config files merged in before validation."""
     raw = copy.deepcopy(raw)
     for key, value in {**overrides, **({} if seed is None else {"seed": seed})}.items():
         set_dotted(raw, key, value)
     try:
-        return MetaTrainConfig.model_validate(raw)
+        return MetaTrainConfig.model_validate(with_meta_defaults(raw))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None

@@ -13,11 +13,11 @@ from metaopt.config import (
     CONFIG_DIR,
     BaselineSweepConfig,
     ConfigError,
-    MetaTrainConfig,
     TrackingConfig,
     load_meta_config,
     load_sweep_config,
     load_train_config,
+    meta_config_at,
 )
 
 BAD_INPUTS = [
@@ -113,10 +113,10 @@ def test_yaml_syntax_error_is_reported(tmp_path):
 
 def test_l2_run_registers_under_its_own_name():
     base = {"method": "optim4rl", "tasks": ["breakout"]}
-    assert MetaTrainConfig.model_validate(base).model_name == "optim4rl-breakout"
-    l2 = MetaTrainConfig.model_validate({**base, "pipeline": {"l2": 1e-4}})
+    assert meta_config_at(base, {}).model_name == "optim4rl-breakout"
+    l2 = meta_config_at({**base, "pipeline": {"l2": 1e-4}}, {})
     assert l2.model_name == "optim4rl-breakout-l2"
-    named = MetaTrainConfig.model_validate({**base, "pipeline": {"l2": 1e-4}, "tracking": {"model_name": "mine"}})
+    named = meta_config_at({**base, "pipeline": {"l2": 1e-4}, "tracking": {"model_name": "mine"}}, {})
     assert named.model_name == "mine"
 
 
@@ -144,3 +144,30 @@ def test_default_tracking_store_is_outside_the_source_tree(tmp_path, monkeypatch
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri(TrackingConfig()) == "http://127.0.0.1:5000"
     assert tracking_uri(TrackingConfig(uri="sqlite:///x.db")) == "sqlite:///x.db"
+
+
+def test_validation_reads_no_files(monkeypatch):
+    """Resolved configs validate again without any file: what a Ray worker on another node,
+    holding only the dumped data, does."""
+    from pathlib import Path
+
+    import metaopt.config as config_module
+    from metaopt.config import EvalPlanConfig, MetaTrainConfig, SensitivitySweepConfig, TrainConfig
+    from metaopt.evaluation.plan import load_plan
+
+    train = load_train_config(env="breakout", optimizer="open", overrides={"optimizer.meta_params": "published:breakout"})
+    meta = load_meta_config(CONFIG_DIR / "meta" / "optim4rl_breakout_cpu.yaml")
+    plan = load_plan(CONFIG_DIR / "eval" / "minatar_1e7.yaml")
+    baselines = load_sweep_config(CONFIG_DIR / "tune" / "baselines_tiny.yaml", BaselineSweepConfig)
+    sensitivity = load_sweep_config(CONFIG_DIR / "tune" / "sensitivity_open_tiny.yaml", SensitivitySweepConfig)
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("validation read a file")
+
+    monkeypatch.setattr(config_module, "read_yaml", no_files)
+    monkeypatch.setattr(Path, "is_file", no_files)
+    monkeypatch.setattr(Path, "exists", no_files)
+    assert TrainConfig.model_validate(train.model_dump(mode="json")) == train
+    assert MetaTrainConfig.model_validate(meta.dump()).dump() == meta.dump()
+    for model, cfg in ((EvalPlanConfig, plan), (BaselineSweepConfig, baselines), (SensitivitySweepConfig, sensitivity)):
+        assert model.model_validate(cfg.model_dump(mode="json")) == cfg

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metaopt.cli import main
-from metaopt.config import CONFIG_DIR, ConfigError, ESConfig, MetaTrainConfig, load_meta_config
+from metaopt.config import CONFIG_DIR, ConfigError, ESConfig, load_meta_config, meta_config_at
 from metaopt.meta.es import combine_fitness, make_es_engine, members_per_vmap, open_es_engine
 from metaopt.meta.run import meta_train
 from metaopt.optimizers.learned import load_meta_params
@@ -72,8 +72,8 @@ def test_multitask_fitness_by_hand():
 
 def test_multitask_config_needs_reference_returns():
     with pytest.raises(ValueError, match="reference_return"):
-        MetaTrainConfig.model_validate({"method": "open", "tasks": ["breakout", "humanoid"]})
-    cfg = MetaTrainConfig.model_validate({"method": "open", "tasks": ["breakout", {"env": "humanoid", "reference_return": 5000}]})
+        meta_config_at({"method": "open", "tasks": ["breakout", "humanoid"]}, {})
+    cfg = meta_config_at({"method": "open", "tasks": ["breakout", {"env": "humanoid", "reference_return": 5000}]}, {})
     assert [t.reference for t in cfg.tasks] == [50.08, 5000]
 
 
