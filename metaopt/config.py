@@ -22,7 +22,7 @@ BRAX_ENVS = ("ant", "humanoid")
 ENV_NAMES = MINATAR_ENVS + BRAX_ENVS
 BRAX_BACKENDS = ("positional", "generalized", "spring", "mjx")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data; ./configs in a checkout links here
 
 
 class ConfigError(ValueError):

@@ -129,11 +129,9 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
 
 
 def _shown(path: Path) -> str:
-    """Relative to the project when inside it: the tuned file is committed."""
-    from metaopt.config import CONFIG_DIR
-
+    """Relative to the working folder when inside it (the tuned file is committed)."""
     try:
-        return str(path.resolve().relative_to(CONFIG_DIR.parent))
+        return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 
