@@ -45,6 +45,12 @@ class SignalDuringSecondIteration:
         pass
 
 
+def sharing(cfg, pool: WorkerPool, **distributed):
+    """The config with these `distributed` fields, and a pool on the module pool's compiled actors."""
+    cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update=distributed)})
+    return cfg, WorkerPool(cfg, cfg.distributed, actors=list(pool.actors))
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -92,8 +98,7 @@ def test_hung_worker_is_replaced_after_the_timeout(method_setup, tmp_path):
     method, cfg, reference, pool = method_setup
     if method != "open":
         pytest.skip("one method is enough for the timeout path")
-    hung = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"piece_timeout_s": 8.0})})
-    shared = WorkerPool(hung, hung.distributed, actors=list(pool.actors))
+    hung, shared = sharing(cfg, pool, piece_timeout_s=8.0)
     victim = shared.pids()[1]
     try:
         result = meta_train(hung, tmp_path, engine=ray_engine(hung, shared),
@@ -140,8 +145,7 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
     method, cfg, reference, pool = method_setup
     if method != "open":
         pytest.skip("the retry path (WorkerPool.run) is method-independent; ES is cheaper")
-    short = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"replacement_timeout_s": 5.0})})
-    shared = WorkerPool(short, short.distributed, actors=list(pool.actors))
+    short, shared = sharing(cfg, pool, replacement_timeout_s=5.0)
     victim = shared.pids()[0]
     placeable = WorkerPool._actor_options
     monkeypatch.setattr(WorkerPool, "_actor_options",

@@ -33,20 +33,14 @@ SECTIONS = (
 )
 
 # Published anchors: (env, optimizer, budget in env steps, value, source).
-ANCHORS = (
-    ("asterix", "adam", 10_000_000, 15.04, "Adam in OPEN's code"),
-    ("freeway", "adam", 10_000_000, 61.84, "Adam in OPEN's code"),
-    ("breakout", "adam", 10_000_000, 50.08, "Adam in OPEN's code"),
-    ("space_invaders", "adam", 10_000_000, 167.09, "Adam in OPEN's code"),
-    ("ant", "adam", 50_000_000, 6517.31, "Adam in OPEN's code"),
-    ("asterix", "open", 10_000_000, 25.5, "the earlier study's plot (read off, approximate)"),
-    ("asterix", "adam", 10_000_000, 14.0, "the earlier study's plot (read off, approximate)"),
-    ("asterix", "rmsprop", 10_000_000, 14.5, "the earlier study's plot (read off, approximate)"),
-    ("ant", "adam", 50_000_000, 6400.0, "the earlier study's plot (read off, approximate)"),
-    ("ant", "open", 50_000_000, 6300.0, "the earlier study's plot (read off, approximate)"),
-    ("ant", "rmsprop", 50_000_000, 6200.0, "the earlier study's plot (read off, approximate)"),
-    ("ant", "optim4rl", 50_000_000, 5200.0, "the earlier study's plot (read off, approximate)"),
-)
+_OPEN_CODE, _STUDY_PLOT = "Adam in OPEN's code", "the earlier study's plot (read off, approximate)"
+ANCHORS = tuple((env, opt, int(steps), value, source) for source, rows in (
+    (_OPEN_CODE, [("asterix", "adam", 1e7, 15.04), ("freeway", "adam", 1e7, 61.84), ("breakout", "adam", 1e7, 50.08),
+                  ("space_invaders", "adam", 1e7, 167.09), ("ant", "adam", 5e7, 6517.31)]),
+    (_STUDY_PLOT, [("asterix", "open", 1e7, 25.5), ("asterix", "adam", 1e7, 14.0), ("asterix", "rmsprop", 1e7, 14.5),
+                   ("ant", "adam", 5e7, 6400.0), ("ant", "open", 5e7, 6300.0), ("ant", "rmsprop", 5e7, 6200.0),
+                   ("ant", "optim4rl", 5e7, 5200.0)]),
+) for env, opt, steps, value in rows)
 
 
 def write_report(results: list[Path], out: Path, sweeps: list[Path] = ()) -> Path:
