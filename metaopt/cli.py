@@ -64,6 +64,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `metaopt` argument parser with all its subcommands; errors exit 2 in one line.
+
+    Returns:
+      The parser.
+    """
     parser = _Parser(prog="metaopt", description="Learned optimizers for RL: train, compare, meta-train.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -330,7 +335,14 @@ def _check_meta_params(cfg: TrainConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a run failed (diverged, a checkpoint of another config), 2 bad
-    input (before any compute), 3 the MLflow registry cannot be reached, 130 interrupted."""
+    input (before any compute), 3 the MLflow registry cannot be reached, 130 interrupted.
+
+    Args:
+      argv: the arguments after the program name; None: sys.argv[1:].
+
+    Returns:
+      The exit code.
+    """
     from metaopt.registry import RegistryUnavailable
 
     args = build_parser().parse_args(argv)

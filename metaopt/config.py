@@ -39,6 +39,8 @@ UnitInterval = Annotated[float, Field(ge=0, le=1)]
 
 
 class EnvConfig(_Strict):
+    """The environment of a run."""
+
     name: Literal[ENV_NAMES]  # type: ignore[valid-type]
     # Brax only; default picked by benchmarks/ppo_throughput.py (see benchmarks/README.md).
     backend: Literal[BRAX_BACKENDS] = "positional"  # type: ignore[valid-type]
@@ -53,10 +55,13 @@ class EnvConfig(_Strict):
 
     @property
     def is_brax(self) -> bool:
+        """Whether the env is a Brax one."""
         return self.name in BRAX_ENVS
 
 
 class PPOConfig(_Strict):
+    """PPO's sizes and coefficients (PureJaxRL's names)."""
+
     num_envs: PositiveInt = 64
     num_steps: PositiveInt = 128
     total_timesteps: PositiveInt = 10_000_000
@@ -77,26 +82,30 @@ class PPOConfig(_Strict):
     activation: Literal["relu", "tanh", "swish"] = "relu"
     # The published code initialises actor and critic from one key, so their hidden layers
     # start identical (a fault, fixed here). True reproduces it, e.g. to run published OPEN
-    # weights in the conditions they were meta-trained in (on Breakout it changed nothing
-    # measurable over 8 seeds: benchmarks/README.md).
+    # weights in the conditions they were meta-trained in (its effect on returns:
+    # benchmarks/README.md).
     shared_init_key: bool = False
     # A hidden unit is dormant when its normalised activation score is <= this (ReDo's tau).
     dormant_threshold: Annotated[float, Field(ge=0)] = 0.1
 
     @property
     def actor_layers(self) -> tuple[int, ...]:
+        """The actor's hidden widths, input side first."""
         return tuple(self.actor_hidden or [self.hidden_width] * self.hidden_layers)
 
     @property
     def critic_layers(self) -> tuple[int, ...]:
+        """The critic's hidden widths, input side first."""
         return tuple(self.critic_hidden or [self.hidden_width] * self.hidden_layers)
 
     @property
     def batch_size(self) -> int:
+        """Transitions per update: num_envs * num_steps."""
         return self.num_envs * self.num_steps
 
     @property
     def num_updates(self) -> int:
+        """PPO updates in the run: total_timesteps // batch_size."""
         return self.total_timesteps // self.batch_size
 
     @model_validator(mode="after")
@@ -130,6 +139,8 @@ class _OptimizerBase(_Strict):
 
 
 class AdamConfig(_OptimizerBase):
+    """Adam (optax), with PPO's learning-rate annealing."""
+
     name: Literal["adam"] = "adam"
     learning_rate: PositiveFloat = 5e-3
     anneal_lr: bool = True
@@ -139,6 +150,8 @@ class AdamConfig(_OptimizerBase):
 
 
 class RMSPropConfig(_OptimizerBase):
+    """RMSProp (optax), with PPO's learning-rate annealing."""
+
     name: Literal["rmsprop"] = "rmsprop"
     learning_rate: PositiveFloat = 5e-3
     anneal_lr: bool = True
@@ -154,7 +167,7 @@ class _LearnedBase(_OptimizerBase):
     # supplies its own and leaves this empty; `metaopt train` needs it.
     meta_params: str | None = None
     # On CPU, run the per-parameter network as a compiled kernel (optimizers/kernels/; the
-    # same function to float32 rounding, faster). False: XLA's code, as on other platforms.
+    # same function to float32 rounding, for speed). False: XLA's code, as on other platforms.
     cpu_kernel: bool = True
 
 
@@ -189,6 +202,8 @@ TUNED_BASELINES_FILE = CONFIG_DIR / "tuned" / "baselines.yaml"
 
 
 class TrainConfig(_Strict):
+    """One PPO training run: env, PPO, optimizer and seeds (`num_seeds` agents from `seed`)."""
+
     env: EnvConfig
     ppo: PPOConfig = PPOConfig()
     optimizer: OptimizerConfig = AdamConfig()
@@ -231,14 +246,32 @@ class TaskConfig(_Strict):
 
     @property
     def reference(self) -> float | None:
+        """The return multi-task fitness divides by: `reference_return`, else REFERENCE_RETURNS[env]
+        (None if neither)."""
         return self.reference_return if self.reference_return is not None else REFERENCE_RETURNS.get(self.env.name)
 
     def train_config(self, optimizer, seed: int = 0) -> TrainConfig:
+        """A run of this task's env and PPO with `optimizer`.
+
+        Args:
+          optimizer: an optimizer config.
+          seed: the run's seed.
+
+        Returns:
+          The TrainConfig (one seed).
+        """
         return TrainConfig(env=self.env, ppo=self.ppo, optimizer=optimizer, seed=seed)
 
     def eval_ppo(self, tracking: TrackingConfig) -> PPOConfig:
         """This task's PPO for evaluating a trained optimizer: `tracking.eval_ppo` fields and
-        `tracking.eval_total_timesteps` over the meta-training settings."""
+        `tracking.eval_total_timesteps` over the meta-training settings.
+
+        Args:
+          tracking: the run's tracking settings.
+
+        Returns:
+          The validated PPOConfig.
+        """
         fields = {**self.ppo.model_dump(), **tracking.eval_ppo}
         if tracking.eval_total_timesteps is not None:
             fields["total_timesteps"] = tracking.eval_total_timesteps
@@ -256,8 +289,8 @@ class ESConfig(_Strict):
     # (locally in sequence, or on Ray workers) gives bit-identical fitnesses.
     members_per_shard: PositiveInt | None = None  # None: the whole population in one call
     # Members vmapped together inside a shard's call; chunks of that size run in sequence.
-    # None: by backend, 1 on CPU (faster there, see metaopt.meta.es.members_per_vmap), the
-    # whole shard on accelerators.
+    # None: by backend, 1 on CPU (why: metaopt.meta.es.members_per_vmap), the whole shard
+    # on accelerators.
     members_per_vmap: PositiveInt | None = None
     rollouts_per_member: PositiveInt = 1
     sigma_init: PositiveFloat = 0.03
@@ -272,6 +305,7 @@ class ESConfig(_Strict):
 
     @property
     def shard_size(self) -> int:
+        """Members per compiled evaluation call."""
         return self.members_per_shard or self.population_size
 
     @model_validator(mode="after")
@@ -309,6 +343,7 @@ class PipelineConfig(_Strict):
 
     @property
     def group_size(self) -> int:
+        """Agents per compiled meta-gradient call."""
         return self.agents_per_group or self.width
 
     @model_validator(mode="after")
@@ -333,9 +368,9 @@ class DistributedConfig(_Strict):
     # A replacement actor the cluster has not placed by then (a lost node, no spare GPU):
     # its slot stays empty and its pieces go to the live actors (the run goes on, slower).
     replacement_timeout_s: PositiveFloat = 300.0
-    # Pin worker i to its own cores (cpus_per_worker of them). On a machine the pool has to
-    # itself (a laptop, a dedicated CPU node) this is 1.5x faster with 2 workers on 2 cores
-    # (benchmarks/README.md): unpinned, each worker's XLA threads spread over every core.
+    # Pin worker i to its own cores (cpus_per_worker of them). Meant for a machine the pool
+    # has to itself (a laptop, a dedicated CPU node): unpinned, each worker's XLA threads
+    # spread over every core and contend (figures: benchmarks/README.md).
     # Off, the OS places the threads: right where other jobs share the cores, or on GPU workers.
     pin_cpus: bool = False
 
@@ -410,6 +445,7 @@ class MetaTrainConfig(_Strict):
 
     @property
     def env_names(self) -> list[str]:
+        """The tasks' env names, in task order."""
         return [t.env.name for t in self.tasks]
 
     @property
@@ -423,7 +459,11 @@ class MetaTrainConfig(_Strict):
 
     def dump(self) -> dict[str, Any]:
         """The resolved config as plain data that validates again (the other method's
-        section left out)."""
+        section left out).
+
+        Returns:
+          A JSON-compatible dict.
+        """
         return self.model_dump(mode="json", exclude={"pipeline" if self.method == "open" else "es"})
 
 
@@ -448,6 +488,8 @@ class EarlyStoppingConfig(_Strict):
 
 
 class LogGrid(_Strict):
+    """Log-spaced points from `low` to `high`, both included."""
+
     low: PositiveFloat
     high: PositiveFloat
     points: PositiveInt
@@ -462,6 +504,7 @@ class LogGrid(_Strict):
 
     @property
     def values(self) -> list[float]:
+        """The grid's points, rounded to 6 significant digits."""
         if self.points == 1:
             return [self.low]
         ratio = (self.high / self.low) ** (1 / (self.points - 1))
@@ -510,12 +553,23 @@ class BaselineSweepConfig(_Strict):
                 self.train_config(env, optimizer, self.learning_rates.low)
 
     def train_config(self, env: str, optimizer: str, learning_rate: float) -> TrainConfig:
+        """The run of one trial.
+
+        Args:
+          env: an env name of `envs`.
+          optimizer: "adam" or "rmsprop".
+          learning_rate: the trial's learning rate.
+
+        Returns:
+          A TrainConfig with the sweep's seeds and PPO overrides (reads configs/ppo/ENV.yaml).
+        """
         overrides = {f"ppo.{k}": v for k, v in self.ppo.items()}
         overrides.update({"optimizer.learning_rate": learning_rate, "seed": self.seed, "num_seeds": self.seeds})
         return load_train_config(env=env, optimizer=optimizer, overrides=overrides)
 
     @property
     def tuned_path(self) -> Path:
+        """The tuned-baselines file the sweep writes."""
         return Path(self.tuned_file) if self.tuned_file is not None else TUNED_BASELINES_FILE
 
 
@@ -565,10 +619,24 @@ class SensitivitySweepConfig(_Strict):
 
     def base_config(self) -> dict[str, Any]:
         """`base` with `overrides`, as plain data: what trials start from (they read no files,
-        so they run on any node of a cluster)."""
+        so they run on any node of a cluster).
+
+        Returns:
+          The resolved config's `dump()`.
+        """
         return load_meta_config(self.base, self.overrides).dump()
 
     def meta_config(self, point: dict[str, Any], seed: int, base: dict[str, Any] | None = None) -> MetaTrainConfig:
+        """The meta-training config of one grid point and seed.
+
+        Args:
+          point: dotted key -> value, one value per grid axis.
+          seed: the meta-training seed.
+          base: `base_config()` if already at hand; None: computed here (reads files).
+
+        Returns:
+          The validated MetaTrainConfig.
+        """
         return meta_config_at(self.base_config() if base is None else base, point, seed, source=self.base)
 
 
@@ -602,6 +670,7 @@ class PlanOptimizer(_Strict):
 
     @property
     def name(self) -> str:
+        """The optimizer's label in tables: `label`, else `optimizer`."""
         return self.label or self.optimizer
 
 
@@ -660,9 +729,18 @@ class EvalPlanConfig(_Strict):
 
     @property
     def labels(self) -> list[str]:
+        """The optimizers' labels, in plan order."""
         return [o.name for o in self.optimizers]
 
     def budget(self, env: str) -> int | None:
+        """The env steps per seed the plan sets for `env`.
+
+        Args:
+          env: an env name of `envs`.
+
+        Returns:
+          The budget; None: the env's published one.
+        """
         return self.total_timesteps.get(env) if isinstance(self.total_timesteps, dict) else self.total_timesteps
 
 
@@ -685,7 +763,15 @@ def _fix_for(err: dict[str, Any]) -> str:
 
 
 def format_validation_error(exc: ValidationError, source: str = "config") -> str:
-    """One line: the first offending field, what is wrong, and the fix."""
+    """One line: the first offending field, what is wrong, and the fix.
+
+    Args:
+      exc: the pydantic error.
+      source: where the config came from (a file name), the message's prefix.
+
+    Returns:
+      The message.
+    """
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     if len(loc) > 2 and loc[0] == "optimizer" and loc[1] in OPTIMIZER_NAMES:
@@ -700,7 +786,13 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """`tree["ppo"]["num_envs"] = value` from "ppo.num_envs"; replaces whole sections too."""
+    """`tree["ppo"]["num_envs"] = value` from "ppo.num_envs"; replaces whole sections too.
+
+    Args:
+      tree: nested dicts, changed in place; missing sections are created.
+      dotted: the key path, e.g. "ppo.num_envs".
+      value: the value to set.
+    """
     keys = dotted.split(".")
     node = tree
     for k in keys[:-1]:
@@ -711,6 +803,14 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's top-level mapping (an empty file gives {}).
+
+    Args:
+      path: the file.
+
+    Returns:
+      The mapping.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist; pass an existing YAML file (see configs/)")
@@ -724,18 +824,43 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def default_config_path(env: str) -> Path:
+    """configs/ppo/ENV.yaml, the published settings of `env`.
+
+    Args:
+      env: a name of ENV_NAMES (anything else raises ConfigError).
+
+    Returns:
+      The path.
+    """
     if env not in ENV_NAMES:
         raise ConfigError(f"env: unknown env {env!r}; choose one of {', '.join(ENV_NAMES)}")
     return CONFIG_DIR / "ppo" / f"{env}.yaml"
 
 
 def optimizer_defaults(name: str) -> dict[str, Any]:
+    """configs/optimizers/NAME.yaml: an optimizer's default fields.
+
+    Args:
+      name: a name of OPTIMIZER_NAMES (anything else raises ConfigError).
+
+    Returns:
+      The fields as plain data.
+    """
     if name not in OPTIMIZER_NAMES:
         raise ConfigError(f"optimizer: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
     return read_yaml(CONFIG_DIR / "optimizers" / f"{name}.yaml")
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Plain data validated as a TrainConfig; a validation error becomes a one-line ConfigError.
+
+    Args:
+      raw: the run as plain data.
+      source: where it came from, for the message.
+
+    Returns:
+      The TrainConfig.
+    """
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
@@ -744,7 +869,16 @@ def build_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
 
 def tuned_learning_rate(env: str, optimizer: str, tuned_file: str | Path | None = None) -> float:
     """The learning rate a baseline sweep (ray_jobs/tune_baselines.py) found best for this
-    env and optimizer, from the tuned-baselines file."""
+    env and optimizer, from the tuned-baselines file.
+
+    Args:
+      env: an env name.
+      optimizer: "adam" or "rmsprop".
+      tuned_file: the tuned-baselines file; None: configs/tuned/baselines.yaml.
+
+    Returns:
+      The learning rate (raises ConfigError if the file or the entry is missing).
+    """
     path = Path(tuned_file) if tuned_file is not None else TUNED_BASELINES_FILE
     fix = f"run ray_jobs/tune_baselines.py with {env} and {optimizer} in its config (see configs/tune/)"
     if not path.is_file():
@@ -765,7 +899,19 @@ def load_train_config(
 ) -> TrainConfig:
     """Resolve a run: a YAML file (explicit, or the published one for `env`), then a
     different optimizer's defaults if asked (`adam:tuned` / `rmsprop:tuned`: with the
-    learning rate from the tuned-baselines file), then dotted overrides; validate once."""
+    learning rate from the tuned-baselines file), then dotted overrides; validate once.
+
+    Args:
+      env: an env name (overrides the file's); None: the file's.
+      config_file: a YAML file; None: configs/ppo/ENV.yaml of `env`.
+      optimizer: "adam", "rmsprop", "open", "optim4rl", "adam:tuned" or "rmsprop:tuned"; None: the
+        file's.
+      overrides: dotted key -> value, applied last.
+      tuned_file: the tuned-baselines file for the :tuned variants; None: the shipped one.
+
+    Returns:
+      The validated TrainConfig, `published:ENV` meta-parameters resolved to the shipped file.
+    """
     if config_file is None and env is None:
         raise ConfigError("env: give --env NAME or --config FILE")
     raw = read_yaml(config_file if config_file is not None else default_config_path(env))
@@ -807,12 +953,31 @@ def _resolve_published(optimizer: Any) -> None:
 
 
 def load_meta_config(path: str | Path, overrides: dict[str, Any] | None = None) -> MetaTrainConfig:
+    """A meta-training config from a YAML file with dotted overrides, the config files' defaults merged
+    in.
+
+    Args:
+      path: the YAML file (configs/meta/).
+      overrides: dotted key -> value.
+
+    Returns:
+      The validated MetaTrainConfig.
+    """
     return meta_config_at(read_yaml(path), overrides or {}, source=str(path))
 
 
 def load_sweep_config(path: str | Path, model: type[_Strict], overrides: dict[str, Any] | None = None):
     """A BaselineSweepConfig, SensitivitySweepConfig or EvalPlanConfig from YAML with dotted
-    overrides; a sweep's runs (or grid points) are checked against their config files too."""
+    overrides; a sweep's runs (or grid points) are checked against their config files too.
+
+    Args:
+      path: the YAML file.
+      model: BaselineSweepConfig, SensitivitySweepConfig or EvalPlanConfig.
+      overrides: dotted key -> value.
+
+    Returns:
+      The validated `model` instance.
+    """
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
@@ -830,7 +995,14 @@ def load_sweep_config(path: str | Path, model: type[_Strict], overrides: dict[st
 def with_meta_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """Plain meta-training data with what the files supply: each task's published settings
     (configs/ppo/ENV.yaml) under its own `env` and `ppo` fields, and the optimizer fields not
-    given from configs/optimizers/METHOD.yaml. Resolved data (a dump) comes out unchanged."""
+    given from configs/optimizers/METHOD.yaml. Resolved data (a dump) comes out unchanged.
+
+    Args:
+      raw: meta-training data; not modified.
+
+    Returns:
+      A new dict.
+    """
     raw = dict(raw)
     tasks = []
     for task in raw.get("tasks") or []:
@@ -855,7 +1027,17 @@ def with_meta_defaults(raw: dict[str, Any]) -> dict[str, Any]:
 def meta_config_at(raw: dict[str, Any], overrides: dict[str, Any], seed: int | None = None,
                    source: str = "config") -> MetaTrainConfig:
     """A meta-training config from plain data with dotted overrides (and a seed), the
-    defaults from the config files merged in before validation."""
+    defaults from the config files merged in before validation.
+
+    Args:
+      raw: meta-training data; not modified.
+      overrides: dotted key -> value.
+      seed: the run's seed; None: the one in `raw`.
+      source: where `raw` came from, for error messages.
+
+    Returns:
+      The validated MetaTrainConfig.
+    """
     raw = copy.deepcopy(raw)
     for key, value in {**overrides, **({} if seed is None else {"seed": seed})}.items():
         set_dotted(raw, key, value)

@@ -33,7 +33,15 @@ def _latest_return(metrics: dict[str, np.ndarray]) -> str:
 
 @contextmanager
 def training_progress(cfg: TrainConfig, label: str) -> Iterator[ProgressFn]:
-    """A progress callback for `run_training`: a bar on a terminal, a line per chunk in logs."""
+    """A progress callback for `run_training`: a bar on a terminal, a line per chunk in logs.
+
+    Args:
+      cfg: the run (its env and number of updates).
+      label: the optimizer's label shown.
+
+    Yields:
+      A `ProgressFn` (updates done, total, metrics so far) for `run_training(progress=...)`.
+    """
     name = f"{label} {cfg.env.name}"
     if not console.is_terminal:
         first: dict[str, tuple[float, int]] = {}
@@ -61,7 +69,14 @@ def training_progress(cfg: TrainConfig, label: str) -> Iterator[ProgressFn]:
 
 
 def run_label(cfg: TrainConfig) -> str:
-    """The optimizer's name, plus the meta-parameter file's stem for learned ones."""
+    """The optimizer's name, plus the meta-parameter file's stem for learned ones.
+
+    Args:
+      cfg: the run.
+
+    Returns:
+      The label.
+    """
     path = getattr(cfg.optimizer, "meta_params", None)
     if not path:
         return cfg.optimizer.name
@@ -70,7 +85,12 @@ def run_label(cfg: TrainConfig) -> str:
 
 
 def show_runs(results: Sequence[RunResult], out: Path) -> None:
-    """The table of a train or compare command, and where its files are."""
+    """The table of a train or compare command, and where its files are.
+
+    Args:
+      results: the finished runs.
+      out: the folder their files were written to.
+    """
     table = Table(title=f"PPO results ({out})")
     for h in TABLE_HEADER:
         table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")
@@ -93,7 +113,15 @@ def _meta_fields(row: dict[str, float]) -> dict[str, str]:
 @contextmanager
 def meta_progress(cfg) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
     """A progress callback for meta-training: a bar (generation, best/mean fitness or
-    meta-loss, env steps/s, ETA) on a terminal, a line per iteration in logs."""
+    meta-loss, env steps/s, ETA) on a terminal, a line per iteration in logs.
+
+    Args:
+      cfg: the MetaTrainConfig (method, envs, iterations).
+
+    Yields:
+      A callback (iterations done, total, that iteration's metrics row with seconds and
+      env_steps_per_second).
+    """
     name = f"{cfg.method} {'+'.join(cfg.env_names)}"
     unit = "generation" if cfg.method == "open" else "meta-iteration"
     if console.is_terminal:
@@ -123,7 +151,13 @@ def meta_progress(cfg) -> Iterator[Callable[[int, int, dict[str, float]], None]]
 
 
 def show_meta_result(cfg, out: Path, result) -> None:
-    """After meta-training: where it resumed from, the last iteration's metrics, the files."""
+    """After meta-training: where it resumed from, the last iteration's metrics, the files.
+
+    Args:
+      cfg: the MetaTrainConfig.
+      out: the run's output folder.
+      result: the MetaRunResult of `meta_train`.
+    """
     unit = "generation" if cfg.method == "open" else "meta-iteration"
     if result.resumed_from:
         console.print(f"resumed from the checkpoint at {unit} {result.resumed_from}", highlight=False)
@@ -142,7 +176,12 @@ def show_meta_result(cfg, out: Path, result) -> None:
 
 
 def show_meta_job(job, evaluate: bool) -> None:
-    """Where a Ray job's MLflow run and registered model are, and the champion verdict."""
+    """Where a Ray job's MLflow run and registered model are, and the champion verdict.
+
+    Args:
+      job: the JobResult of `run_meta_job`.
+      evaluate: whether the job evaluated the result against the champion (prints the verdict).
+    """
     console.print(f"MLflow run {job.run_id}; registered models:/{job.model_name}/{job.version} "
                   f"(models:/{job.model_name}@latest)", highlight=False)
     if evaluate:
@@ -163,7 +202,12 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def show_baseline_sweep(sweep, result) -> None:
-    """A table of the best learning rate per env and optimizer, and where the files are."""
+    """A table of the best learning rate per env and optimizer, and where the files are.
+
+    Args:
+      sweep: the BaselineSweepConfig.
+      result: its BaselineSweepResult.
+    """
     from metaopt.tuning.sweep import COMPLETED, spread
 
     table = Table(title=f"Tuned baselines ({result.out})")
@@ -184,7 +228,12 @@ def show_baseline_sweep(sweep, result) -> None:
 
 
 def show_sensitivity_sweep(sweep, result) -> None:
-    """A table of the final return per grid point, and where the files are."""
+    """A table of the final return per grid point, and where the files are.
+
+    Args:
+      sweep: the SensitivitySweepConfig.
+      result: its SensitivitySweepResult.
+    """
     table = Table(title=f"Sensitivity of {sweep.name} (final return of fresh agents; {result.out})")
     for key in sweep.grid:
         table.add_column(key, justify="right")
@@ -198,12 +247,21 @@ def show_sensitivity_sweep(sweep, result) -> None:
 
 
 def log_line(text: str) -> None:
-    """A progress line on stderr (plans, long jobs)."""
+    """A progress line on stderr (plans, long jobs).
+
+    Args:
+      text: the line, printed as is (no highlighting).
+    """
     console.print(text, highlight=False)
 
 
 def show_plan_summary(summary: dict, out: Path) -> None:
-    """An evaluation plan's table: raw IQM [95% CI] per env, normalised aggregate, P(improvement)."""
+    """An evaluation plan's table: raw IQM [95% CI] per env, normalised aggregate, P(improvement).
+
+    Args:
+      summary: from `metaopt.evaluation.plan_stats.summarise`.
+      out: the plan's folder.
+    """
     from metaopt.evaluation.plan_stats import fmt
 
     envs, ref = summary["envs"], summary["normalise_by"]
@@ -230,11 +288,20 @@ def show_plan_summary(summary: dict, out: Path) -> None:
 
 
 def show_check(check) -> None:
-    """One `metaopt doctor` line: ok, FAIL (needed) or -- (optional), the check, its detail."""
+    """One `metaopt doctor` line: ok, FAIL (needed) or -- (optional), the check, its detail.
+
+    Args:
+      check: a `metaopt.doctor.Check`.
+    """
     mark = "[green]ok  [/]" if check.ok else ("[red]FAIL[/]" if check.needed else "[yellow]--  [/]")
     Console().print(f"{mark} {check.name:<12} {check.detail}", highlight=False, soft_wrap=True)
 
 
 def show_doctor_verdict(failed: Sequence[str]) -> None:
+    """The doctor's last line: the needed checks that failed, or that everything needed is usable.
+
+    Args:
+      failed: names of the needed checks that failed.
+    """
     Console().print(f"needed and unusable: {', '.join(failed)}" if failed else "everything needed is usable",
                     highlight=False, soft_wrap=True)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 @dataclass
 class Check:
+    """One doctor line: the check's name, whether it passed, what was found, and whether metaopt needs
+    it."""
+
     name: str
     ok: bool
     detail: str
@@ -32,6 +35,11 @@ def _version(dist: str) -> str | None:
 
 
 def check_python() -> Check:
+    """Python 3.11 or newer, with the interpreter's path and metaopt's version.
+
+    Returns:
+      The python Check.
+    """
     from metaopt import __version__
 
     return Check("python", sys.version_info[:2] >= (3, 11),
@@ -39,6 +47,14 @@ def check_python() -> Check:
 
 
 def check_jax(require_gpu: bool) -> list[Check]:
+    """JAX imports and computes, and which devices it sees; whether a GPU is in use.
+
+    Args:
+      require_gpu: make the "gpu" check needed.
+
+    Returns:
+      [jax Check, gpu Check], or [a failed jax Check] when JAX cannot compute.
+    """
     try:
         import jax
         import jax.numpy as jnp
@@ -59,6 +75,11 @@ def check_jax(require_gpu: bool) -> list[Check]:
 
 
 def check_kernels() -> Check:
+    """Whether the compiled CPU kernels build here (never needed; not used off CPU).
+
+    Returns:
+      The "cpu kernels" Check.
+    """
     import jax
 
     if jax.default_backend() != "cpu":
@@ -74,6 +95,14 @@ def check_kernels() -> Check:
 
 
 def check_ray(address: str | None) -> Check:
+    """Whether the Ray cluster at `address` answers, and its nodes, CPUs and GPUs.
+
+    Args:
+      address: a Ray address; None: $RAY_ADDRESS, else the check is skipped (not needed).
+
+    Returns:
+      The ray Check.
+    """
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         return Check("ray", True, f"no address: jobs start an embedded local Ray ({os.cpu_count()} CPUs); "
@@ -94,6 +123,14 @@ def check_ray(address: str | None) -> Check:
 
 
 def check_mlflow(uri: str | None) -> list[Check]:
+    """Whether the MLflow tracking store and its model registry can be read.
+
+    Args:
+      uri: the tracking URI; None: $MLFLOW_TRACKING_URI or the default store.
+
+    Returns:
+      [mlflow Check], plus a registry Check when the store answers.
+    """
     from metaopt.config import TrackingConfig
     from metaopt.tracking.mlflow_run import client_for, tracking_uri
 
@@ -119,7 +156,17 @@ def check_mlflow(uri: str | None) -> list[Check]:
 
 def run_checks(ray_address: str | None = None, tracking_uri: str | None = None, require_gpu: bool = False,
                report: Callable[[Check], None] | None = None) -> list[Check]:
-    """All checks in order; `report` sees each as soon as it is done."""
+    """All checks in order; `report` sees each as soon as it is done.
+
+    Args:
+      ray_address: passed to `check_ray`.
+      tracking_uri: passed to `check_mlflow`.
+      require_gpu: make the GPU check needed.
+      report: called with each Check as it is done; None: silent.
+
+    Returns:
+      Every Check in order (the kernel check only where JAX works).
+    """
     checks: list[Check] = []
 
     def add(found: Check | list[Check]) -> None:

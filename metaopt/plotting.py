@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (figures are written to files, also on headless nodes)."""
+    """matplotlib.pyplot on the Agg backend (figures are written to files, also on headless nodes).
+
+    Returns:
+      The matplotlib.pyplot module.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

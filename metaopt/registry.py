@@ -37,6 +37,14 @@ class RegistryUnavailable(RuntimeError):
 
 
 def parse_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """The parts of a model URI; a RegistryError if it is not one.
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+
+    Returns:
+      (name, alias or None, version or None).
+    """
     m = URI.match(uri)
     if not m:
         raise RegistryError(f"{uri!r} is not a model URI; use models:/NAME@ALIAS (e.g. models:/open-breakout@champion) "
@@ -51,6 +59,16 @@ def _client(tracking: TrackingConfig | None):
 
 
 def model_version(uri: str, tracking: TrackingConfig | None = None):
+    """The MLflow ModelVersion a URI names (RegistryError if missing, RegistryUnavailable if the store
+    cannot be read).
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      The ModelVersion.
+    """
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_uri(uri)
@@ -121,6 +139,15 @@ def fetch(uri: str, tracking: TrackingConfig | None = None) -> tuple[Path, str, 
 
 
 def load_meta_params(uri: str, tracking: TrackingConfig | None = None) -> tuple[str, dict]:
+    """A registered version's meta-parameters (downloaded and checked by `fetch`).
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      (method, meta-parameters as numpy arrays).
+    """
     from metaopt.optimizers.learned import load_meta_params as load_file
 
     path, method, _ = fetch(uri, tracking)
@@ -149,6 +176,16 @@ def load(uri: str, tracking: TrackingConfig | None = None, ppo=None):
 
 
 def pull(uri: str, out: str | Path, tracking: TrackingConfig | None = None) -> Path:
+    """Copy a registered version's meta-parameter file to `out`.
+
+    Args:
+      uri: models:/NAME@ALIAS or models:/NAME/VERSION.
+      out: the file to write (its folder is created).
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      `out` as a Path.
+    """
     import shutil
 
     path, _, _ = fetch(uri, tracking)
@@ -159,7 +196,18 @@ def pull(uri: str, out: str | Path, tracking: TrackingConfig | None = None) -> P
 
 
 def register(name: str, source: str, run_id: str | None, tags: dict[str, str], tracking: TrackingConfig | None = None):
-    """A new version of `name` (created if needed); `@latest` follows automatically."""
+    """A new version of `name` (created if needed); `@latest` follows automatically.
+
+    Args:
+      name: the registered model's name.
+      source: the artifact URI of the version's optimizer folder.
+      run_id: the MLflow run that made it (None: none).
+      tags: version tags (values made strings).
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      The new MLflow ModelVersion.
+    """
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking)
@@ -175,7 +223,16 @@ def promote_if_better(name: str, version: str, score: Callable[[str], float],
                       tracking: TrackingConfig | None = None) -> tuple[bool, float, float | None]:
     """Score the new version and the current champion (same seeds, inside `score`); move
     the champion alias if the new one is better or there is none.
-    Returns (promoted, new score, champion's score)."""
+
+    Args:
+      name: the registered model.
+      version: the new version.
+      score: models:/NAME/VERSION -> score, higher is better.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      (promoted, the new version's score, the champion's score or None without a champion).
+    """
     client = _client(tracking)
     new_score = score(f"models:/{name}/{version}")
     client.set_model_version_tag(name, version, "eval_score", f"{new_score:.6g}")
@@ -191,7 +248,16 @@ def promote_if_better(name: str, version: str, score: Callable[[str], float],
 
 
 def import_open(file: str | Path, name: str, tracking: TrackingConfig | None = None):
-    """Register a published OPEN weight file (.npy) as a model version."""
+    """Register a published OPEN weight file (.npy) as a model version.
+
+    Args:
+      file: the published `.npy`.
+      name: the registered model to add a version to.
+      tracking: the store; None: $MLFLOW_TRACKING_URI or the local default.
+
+    Returns:
+      The new MLflow ModelVersion (through an import run that holds the artifact).
+    """
     import tempfile
 
     from metaopt.optimizers import open as open_opt

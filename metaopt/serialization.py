@@ -18,6 +18,15 @@ SEP = "/"
 
 
 def flatten_tree(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """A nested dict -> {"/"-joined key path: C-contiguous array}, keys in sorted order.
+
+    Args:
+      tree: nested dicts of arrays; keys may not contain "/".
+      prefix: the key path above `tree` ("" at the top).
+
+    Returns:
+      The flat dict.
+    """
     out: dict[str, np.ndarray] = {}
     for key in sorted(tree):
         if SEP in str(key):
@@ -32,6 +41,14 @@ def flatten_tree(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def unflatten_tree(flat: dict[str, Any]) -> dict:
+    """The inverse of `flatten_tree`: "/"-joined key paths back into nested dicts.
+
+    Args:
+      flat: key path -> value.
+
+    Returns:
+      The nested dict.
+    """
     tree: dict = {}
     for name, value in flat.items():
         node = tree
@@ -43,7 +60,16 @@ def unflatten_tree(flat: dict[str, Any]) -> dict:
 
 
 def save_flat(path: str | Path, flat: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves a half-written file."""
+    """Write atomically (temp file + rename): a crash never leaves a half-written file.
+
+    Args:
+      path: the file to write (its folder is created).
+      flat: name -> array.
+      metadata: string metadata (values made strings).
+
+    Returns:
+      `path` as a Path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -54,6 +80,15 @@ def save_flat(path: str | Path, flat: dict[str, np.ndarray], metadata: dict[str,
 
 
 def load_flat(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A safetensors file's arrays and metadata (FileNotFoundError if missing, ValueError if
+    unreadable).
+
+    Args:
+      path: the file.
+
+    Returns:
+      (name -> numpy array, metadata).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -67,9 +102,27 @@ def load_flat(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def save_tree(path: str | Path, tree: dict, metadata: dict[str, str]) -> Path:
+    """`save_flat` of a nested dict of arrays (see `flatten_tree`).
+
+    Args:
+      path: the file to write.
+      tree: nested dicts of arrays.
+      metadata: string metadata.
+
+    Returns:
+      `path` as a Path.
+    """
     return save_flat(path, flatten_tree(tree), metadata)
 
 
 def load_tree(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """`load_flat`, the arrays nested again by their key paths.
+
+    Args:
+      path: the file.
+
+    Returns:
+      (nested dict of numpy arrays, metadata).
+    """
     flat, metadata = load_flat(path)
     return unflatten_tree(flat), metadata

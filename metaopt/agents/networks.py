@@ -18,13 +18,31 @@ ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "swish": jax.nn.swish}  # 
 
 
 def layer_names(num_hidden: int) -> list[str]:
+    """The layer names of an MLP with `num_hidden` hidden layers: dense_0 .. dense_{num_hidden} (the
+    head).
+
+    Args:
+      num_hidden: number of hidden layers (at most 9, so names sort in depth order).
+
+    Returns:
+      The names, input side first.
+    """
     return [f"dense_{i}" for i in range(num_hidden + 1)]
 
 
 def orthogonal(key, shape: tuple[int, int], scale: float) -> jax.Array:
     """Orthogonal init by Gram-Schmidt (twice, for float32) on a Gaussian matrix: the same
     distribution as sign-corrected QR. Not LAPACK QR: under vmap on XLA:CPU its batched
-    custom call re-enters the intra-op thread pool it runs on and can deadlock."""
+    custom call re-enters the intra-op thread pool it runs on and can deadlock.
+
+    Args:
+      key: a PRNG key.
+      shape: (in, out) of the kernel.
+      scale: the gain the orthogonal matrix is multiplied by.
+
+    Returns:
+      An (in, out) float32 kernel.
+    """
     n_in, n_out = shape
     rows, cols = max(n_in, n_out), min(n_in, n_out)
     a = jax.random.normal(key, (rows, cols), jnp.float32)
@@ -43,7 +61,14 @@ def init_mlp(key, in_dim: int, hidden: Sequence[int], out_dim: int, head_scale: 
     """Orthogonal kernels (sqrt 2 for hidden layers, `head_scale` for the head), zero biases.
 
     Args:
+      key: a PRNG key.
+      in_dim: input size.
       hidden: the hidden layers' widths, input side first.
+      out_dim: output size.
+      head_scale: gain of the head's orthogonal kernel.
+
+    Returns:
+      {dense_i: {"kernel": (in, out), "bias": (out,)}}, dense_0 at the input, the head last.
     """
     num_hidden = len(hidden)
     sizes = [in_dim, *hidden, out_dim]
@@ -57,7 +82,17 @@ def init_mlp(key, in_dim: int, hidden: Sequence[int], out_dim: int, head_scale: 
 
 
 def mlp_apply(params: dict, x: jax.Array, activation: str) -> tuple[jax.Array, dict]:
-    """Returns (output, {layer: mean over the batch of |activation| per unit})."""
+    """Returns (output, {layer: mean over the batch of |activation| per unit}).
+
+    Args:
+      params: an MLP from `init_mlp` (other keys than dense_* are ignored).
+      x: (..., in) inputs.
+      activation: a key of ACTIVATIONS, applied after every hidden layer.
+
+    Returns:
+      (output (..., out), statistics: each layer's mean |activation| per unit, the head's of its raw
+      output; no gradient).
+    """
     act = ACTIVATIONS[activation]
     names = sorted((k for k in params if k.startswith("dense_")), key=lambda k: int(k.removeprefix("dense_")))
     stats = {}
@@ -78,7 +113,20 @@ def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, actor_
                       critic_hidden: Sequence[int], shared_key: bool = False) -> dict:
     """Actor and critic MLPs with the given hidden widths, from independent keys;
     `shared_key`: from the same key, as the published code does (same-shaped layers then
-    start equal)."""
+    start equal).
+
+    Args:
+      key: a PRNG key.
+      obs_dim: observation size.
+      action_dim: number of actions (discrete) or action dimensions (continuous).
+      discrete: a categorical policy; False: Gaussian, with a zero-initialised `log_std`.
+      actor_hidden: the actor's hidden widths, input side first.
+      critic_hidden: the critic's hidden widths, input side first.
+      shared_key: initialise both networks from `key` itself (see above).
+
+    Returns:
+      {"actor": MLP (+ log_std), "critic": MLP with one output}.
+    """
     k_actor, k_critic = (key, key) if shared_key else jax.random.split(key)
     actor = init_mlp(k_actor, obs_dim, actor_hidden, action_dim, 0.01)
     if not discrete:
@@ -88,6 +136,17 @@ def init_actor_critic(key, obs_dim: int, action_dim: int, discrete: bool, actor_
 
 
 def actor_apply(params: dict, obs: jax.Array, activation: str) -> tuple[jax.Array, dict]:
+    """The actor's forward pass.
+
+    Args:
+      params: the actor's parameters.
+      obs: (..., obs_dim) observations.
+      activation: a key of ACTIVATIONS.
+
+    Returns:
+      (logits or action means (..., action_dim), per-layer statistics as `mlp_apply`, plus exp(log_std)
+      for a Gaussian actor).
+    """
     out, stats = mlp_apply(params, obs, activation)
     if "log_std" in params:
         stats["log_std"] = jax.lax.stop_gradient(jnp.exp(params["log_std"]))
@@ -95,6 +154,16 @@ def actor_apply(params: dict, obs: jax.Array, activation: str) -> tuple[jax.Arra
 
 
 def critic_apply(params: dict, obs: jax.Array, activation: str) -> tuple[jax.Array, dict]:
+    """The critic's forward pass.
+
+    Args:
+      params: the critic's parameters.
+      obs: (..., obs_dim) observations.
+      activation: a key of ACTIVATIONS.
+
+    Returns:
+      (values (...), per-layer statistics as `mlp_apply`).
+    """
     out, stats = mlp_apply(params, obs, activation)
     return out[..., 0], stats
 
@@ -103,7 +172,16 @@ def critic_apply(params: dict, obs: jax.Array, activation: str) -> tuple[jax.Arr
 
 
 def log_prob_entropy(actor_out: jax.Array, log_std: jax.Array | None, action: jax.Array):
-    """Categorical (log_std None) or diagonal Gaussian log-probability and entropy."""
+    """Categorical (log_std None) or diagonal Gaussian log-probability and entropy.
+
+    Args:
+      actor_out: (..., actions) logits, or (..., dims) Gaussian means.
+      log_std: (dims,) Gaussian log standard deviations; None: categorical.
+      action: (...) action indices, or (..., dims) continuous actions.
+
+    Returns:
+      (log-probability (...), entropy (...)).
+    """
     if log_std is None:
         logp_all = jax.nn.log_softmax(actor_out)
         logp = jnp.take_along_axis(logp_all, action[..., None].astype(jnp.int32), -1)[..., 0]
@@ -116,6 +194,16 @@ def log_prob_entropy(actor_out: jax.Array, log_std: jax.Array | None, action: ja
 
 
 def sample_action(key, actor_out: jax.Array, log_std: jax.Array | None) -> jax.Array:
+    """An action from the policy: categorical over logits, or Gaussian around the means.
+
+    Args:
+      key: a PRNG key.
+      actor_out: (..., actions) logits, or (..., dims) Gaussian means.
+      log_std: (dims,) Gaussian log standard deviations; None: categorical.
+
+    Returns:
+      (...) int action indices, or (..., dims) continuous actions (unclipped).
+    """
     if log_std is None:
         return jax.random.categorical(key, actor_out)
     return actor_out + jnp.exp(log_std) * jax.random.normal(key, actor_out.shape)

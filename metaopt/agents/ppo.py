@@ -29,6 +29,8 @@ from metaopt.optimizers.open import dormancy_score  # one definition: OPEN's inp
 
 
 class RunnerState(NamedTuple):
+    """The state of one PPO run between updates."""
+
     params: Any
     opt_state: Any
     env_state: Any
@@ -39,6 +41,8 @@ class RunnerState(NamedTuple):
 
 
 class Transition(NamedTuple):
+    """One rollout step, time-major when stacked."""
+
     obs: jax.Array
     action: jax.Array
     log_prob: jax.Array
@@ -50,6 +54,8 @@ class Transition(NamedTuple):
 
 
 class PPO(NamedTuple):
+    """A PPO run's pure functions (from `make_ppo`)."""
+
     init: Callable[[jax.Array], RunnerState]
     update: Callable[[RunnerState], tuple[RunnerState, dict]]
     # The PPO loss of the current parameters on a fresh rollout: Optim4RL's meta-loss.
@@ -58,13 +64,28 @@ class PPO(NamedTuple):
     env: VecEnv
 
     def train(self, key: jax.Array) -> tuple[RunnerState, dict]:
-        """A whole run: jittable, vmappable over keys; metrics have one row per update."""
+        """A whole run: jittable, vmappable over keys; metrics have one row per update.
+
+        Args:
+          key: the run's PRNG key.
+
+        Returns:
+          (final RunnerState, metrics: each a (num_updates,) array).
+        """
         state = self.init(key)
         return jax.lax.scan(lambda s, _: self.update(s), state, None, length=self.num_updates)
 
 
 def make_train(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs):
-    """PureJaxRL's entry point: a pure, jittable `train(rng) -> (final state, metrics)`."""
+    """PureJaxRL's entry point: a pure, jittable `train(rng) -> (final state, metrics)`.
+
+    Args:
+      cfg: the run's config.
+      optimizer: any optax transformation (see `make_ppo`).
+
+    Returns:
+      `train(key) -> (final RunnerState, metrics)`.
+    """
     return make_ppo(cfg, optimizer).train
 
 
@@ -73,7 +94,20 @@ def gae(
 ) -> tuple[jax.Array, jax.Array]:
     """GAE over time-major arrays. `next_values[t]` is V of the observation transition t
     ended in, so truncated steps bootstrap from it; terminated steps do not; the trace
-    is cut at every episode end (done = terminated | truncated)."""
+    is cut at every episode end (done = terminated | truncated).
+
+    Args:
+      rewards: (T, ...) rewards.
+      values: (T, ...) V of each step's observation.
+      next_values: (T, ...) V of the observation each transition ended in.
+      terminated: (T, ...) 1.0 where the episode truly ended.
+      done: (T, ...) 1.0 where the episode ended or was truncated.
+      gamma: discount factor.
+      lam: GAE lambda.
+
+    Returns:
+      (advantages, value targets), each (T, ...).
+    """
     deltas = rewards + gamma * next_values * (1.0 - terminated) - values
     decay = gamma * lam * (1.0 - done)
 
@@ -88,7 +122,16 @@ def gae(
 
 def last_episode_returns(previous: jax.Array, done: jax.Array, episode_return: jax.Array) -> jax.Array:
     """Per env, the return of the last episode that ended in this (time-major) rollout, or
-    `previous` where none ended: what PureJaxRL logs as returned_episode_returns."""
+    `previous` where none ended: what PureJaxRL logs as returned_episode_returns.
+
+    Args:
+      previous: (envs,) the last returns before this rollout (NaN: none yet).
+      done: (T, envs) episode-end flags.
+      episode_return: (T, envs) raw returns where an episode ended.
+
+    Returns:
+      (envs,) the updated last returns.
+    """
     ended = done > 0
     last = done.shape[0] - 1 - jnp.argmax(ended[::-1], axis=0)
     value = jnp.take_along_axis(episode_return, last[None], axis=0)[0]

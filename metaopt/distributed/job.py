@@ -25,6 +25,9 @@ from metaopt.tracking.mlflow_run import MlflowTracker, code_version
 
 @dataclass
 class JobResult:
+    """What `run_meta_job` did: the meta-training run, its MLflow run and model version, the champion
+    verdict."""
+
     run: MetaRunResult
     run_id: str
     model_name: str
@@ -35,7 +38,12 @@ class JobResult:
 
 
 def connect_ray(address: str | None = None) -> None:
-    """Join a cluster (inside `ray job submit`, RAY_ADDRESS says where) or start a local one."""
+    """Join a cluster (inside `ray job submit`, RAY_ADDRESS says where) or start a local one.
+
+    Args:
+      address: a Ray cluster address; None: $RAY_ADDRESS, else an embedded local Ray. Nothing happens if
+        Ray is already initialised.
+    """
     if ray.is_initialized():
         return
     # Ray starts its processes by fork + exec, which JAX's at-fork warning cannot tell from a

@@ -47,16 +47,41 @@ class MetaWorker:
         self.engine = make_engine(self.cfg)
 
     def pid(self) -> int:
+        """The actor's process id (also a readiness probe).
+
+        Returns:
+          The pid.
+        """
         import os
 
         return os.getpid()
 
     def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
+        """Raw returns of one ES population shard (`ESEngine.evaluate_shard`).
+
+        Args:
+          members: (S, D) flat meta-parameters of the shard's members.
+          keys: (R,) the generation's rollout keys.
+
+        Returns:
+          ((S, R, tasks) raw returns, compute seconds).
+        """
         t0 = time.perf_counter()
         raw = np.asarray(self.engine.evaluate_shard(jnp.asarray(members), keys))
         return raw, time.perf_counter() - t0
 
     def pipeline_group(self, task: int, meta_params: Any, agents: Any) -> tuple[Any, float]:
+        """Meta-gradient of one pipeline agent group (`PipelineEngine.group_gradient`).
+
+        Args:
+          task: the task index.
+          meta_params: the current meta-parameters.
+          agents: the group's agent states (leading axis: agents).
+
+        Returns:
+          ((gradient sum, meta-loss sum, new agent states, mean metrics) as host arrays, compute
+          seconds).
+        """
         t0 = time.perf_counter()
         out = jax.device_get(self.engine.group_gradient(task, meta_params, agents))
         return out, time.perf_counter() - t0
@@ -113,7 +138,11 @@ class WorkerPool:
         return False
 
     def live(self) -> list[int]:
-        """Slots with an actor (a slot is empty after a replacement could not be placed)."""
+        """Slots with an actor (a slot is empty after a replacement could not be placed).
+
+        Returns:
+          The indices of the non-empty slots.
+        """
         return [k for k, actor in enumerate(self.actors) if actor is not None]
 
     def _timeout(self, actor: int) -> float:
@@ -122,7 +151,15 @@ class WorkerPool:
 
     def run(self, submit: Callable[[Any, Any], Any], pieces: list) -> tuple[list, list[float]]:
         """Run `submit(actor, piece)` for every piece, pieces dealt round-robin; returns the
-        results in piece order and the compute seconds per actor."""
+        results in piece order and the compute seconds per actor.
+
+        Args:
+          submit: (actor handle, piece) -> an ObjectRef of (value, compute seconds).
+          pieces: the pieces, each a pure function's input (safe to run again).
+
+        Returns:
+          (values in piece order, compute seconds per actor slot); raises ShardFailed after max_retries.
+        """
         results: list = [None] * len(pieces)
         busy = [0.0] * len(self.actors)
         live = self.live()
@@ -153,9 +190,15 @@ class WorkerPool:
         return results, busy
 
     def pids(self) -> list[int]:
+        """The process ids of the live actors.
+
+        Returns:
+          The pids, in slot order.
+        """
         return ray.get([a.pid.remote() for a in self.actors if a is not None])
 
     def shutdown(self) -> None:
+        """Kill every actor; the pool is empty afterwards."""
         for a in self.actors:
             if a is not None:
                 ray.kill(a, no_restart=True)
@@ -181,6 +224,15 @@ class RayESEngine(_RayEngine):
     """ES with population shards evaluated by actors; ask/tell on the driver."""
 
     def step(self, state):
+        """One ES generation: ask on the driver, shards on the actors, tell on the driver.
+
+        Args:
+          state: the ESState.
+
+        Returns:
+          (next state, the generation's metrics plus Ray timings: wall, slowest worker, overhead share,
+          restarts).
+        """
         t0 = time.perf_counter()
         population, keys, state = self.local.ask(state)
         shards = [np.asarray(s) for s in self.local.shards(population)]
@@ -195,6 +247,16 @@ class RayPipelineEngine(_RayEngine):
     on the driver, which keeps every agent's state (so a lost group is simply re-run)."""
 
     def step(self, state):
+        """One pipeline meta-iteration: resets on the driver, agent groups on the actors, the
+        meta-update on the driver.
+
+        Args:
+          state: the PipelineState.
+
+        Returns:
+          (next state, the iteration's metrics plus Ray timings: wall, slowest worker, overhead share,
+          restarts).
+        """
         t0 = time.perf_counter()
         state = self.local.begin_iteration(state)
         groups = self.local.groups()
@@ -212,7 +274,16 @@ def _timing(wall: float, busy: list[float], restarts: int) -> dict[str, float]:
 
 
 def ray_engine(cfg: MetaTrainConfig, pool: WorkerPool, init_meta_params: dict | None = None):
-    """The Ray engine of the method; `init_meta_params` is a warm start (driver side)."""
+    """The Ray engine of the method; `init_meta_params` is a warm start (driver side).
+
+    Args:
+      cfg: the meta-training config (its method picks the engine).
+      pool: the actors that run the pieces.
+      init_meta_params: warm-start meta-parameters; None: the method's own initialisation.
+
+    Returns:
+      A RayESEngine or RayPipelineEngine.
+    """
     from metaopt.meta.run import make_engine
 
     return (RayESEngine if cfg.method == "open" else RayPipelineEngine)(make_engine(cfg, init_meta_params), pool)

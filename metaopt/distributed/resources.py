@@ -25,7 +25,15 @@ def jax_memory_env(gpus: float) -> dict[str, str]:
 
 
 def ray_options(cpus: float, gpus: float) -> dict:
-    """Ray task or actor options for that share, with the matching JAX memory settings."""
+    """Ray task or actor options for that share, with the matching JAX memory settings.
+
+    Args:
+      cpus: CPUs per task or actor.
+      gpus: GPUs per task or actor (a fraction shares a GPU).
+
+    Returns:
+      Keyword arguments for `.options(...)`: num_cpus, num_gpus and, for a GPU fraction, a runtime_env.
+    """
     options: dict = {"num_cpus": cpus, "num_gpus": gpus}
     env = jax_memory_env(gpus)
     if env:
@@ -36,7 +44,11 @@ def ray_options(cpus: float, gpus: float) -> dict:
 def keep_driver_on_cpu() -> bool:
     """Make JAX in this process (a Ray driver) use the CPU only, so it never takes GPU memory
     its workers need. Returns False where JAX has already started its backends (then nothing
-    changes: in-process tests, notebooks)."""
+    changes: in-process tests, notebooks).
+
+    Returns:
+      True when JAX was switched to the CPU.
+    """
     import jax
     from jax._src import xla_bridge
 

@@ -29,13 +29,31 @@ def default_episode_length(name: str) -> int:
 
 def resolve_env(cfg: EnvConfig) -> EnvConfig:
     """`cfg` with `episode_length` filled in from the simulator's default where it is None,
-    so records (results.json) state the time limit a run really had."""
+    so records (results.json) state the time limit a run really had.
+
+    Args:
+      cfg: an env config.
+
+    Returns:
+      `cfg` itself when it sets a time limit, else a copy with the simulator's.
+    """
     if cfg.episode_length is not None:
         return cfg
     return cfg.model_copy(update={"episode_length": default_episode_length(cfg.name)})
 
 
 def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
+    """The env `cfg` names: batched, auto-resetting, normalised and reward-scaled as configured.
+
+    Args:
+      cfg: the env config; a missing time limit is resolved here.
+      num_envs: copies stepped together.
+      gamma: discount of the running return whose scale normalises rewards (used only with
+        normalize_reward).
+
+    Returns:
+      A VecEnv.
+    """
     cfg = resolve_env(cfg)
     if cfg.is_brax:
         from metaopt.envs.brax_envs import make_brax

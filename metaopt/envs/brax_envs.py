@@ -15,6 +15,8 @@ from metaopt.envs.core import VecEnv, with_episode_stats
 
 
 class BraxSlots(NamedTuple):
+    """Batched Brax state plus each slot's first state (for auto-reset) and its step count."""
+
     state: Any  # brax State, batched
     first_pipeline_state: Any
     first_obs: jax.Array
@@ -22,6 +24,18 @@ class BraxSlots(NamedTuple):
 
 
 def make_brax(name: str, num_envs: int, backend: str, episode_length: int) -> VecEnv:
+    """A batched Brax env with a time limit, actions clipped to [-1, 1] and auto-reset to each slot's
+    first state.
+
+    Args:
+      name: a Brax env name (e.g. "ant").
+      num_envs: copies stepped together.
+      backend: a Brax physics backend, one of `metaopt.config.BRAX_BACKENDS`.
+      episode_length: truncation after this many steps.
+
+    Returns:
+      A VecEnv with continuous actions.
+    """
     from brax import envs as brax_envs
 
     env = brax_envs.get_environment(name, backend=backend)

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 
 class EnvStep(NamedTuple):
+    """One batched transition as the PPO loop sees it."""
+
     obs: jax.Array  # (num_envs, obs_dim): observation to act on next (after auto-reset)
     reward: jax.Array  # (num_envs,): training reward (normalised where configured)
     terminated: jax.Array  # (num_envs,) bool: a true end; no bootstrap
@@ -31,6 +33,8 @@ StepFn = Callable[[jax.Array, Any, jax.Array], tuple[Any, EnvStep]]
 
 @dataclass(frozen=True)
 class VecEnv:
+    """A batched, auto-resetting env: its sizes and its pure reset and step functions."""
+
     name: str
     num_envs: int
     obs_dim: int
@@ -44,13 +48,24 @@ class VecEnv:
 
 
 class EpisodeStatsState(NamedTuple):
+    """A base env's state with each copy's running raw return."""
+
     inner: Any
     running_return: jax.Array
 
 
 def with_episode_stats(reset: ResetFn, step: Callable, num_envs: int) -> tuple[ResetFn, StepFn]:
     """Adds raw episode returns to a base step that yields
-    (state, obs, reward, terminated, truncated, final_obs)."""
+    (state, obs, reward, terminated, truncated, final_obs).
+
+    Args:
+      reset: key -> (obs, state) of the base env.
+      step: (key, state, action) -> (state, obs, reward, terminated, truncated, final_obs).
+      num_envs: copies stepped together.
+
+    Returns:
+      (reset_fn, step_fn) of the VecEnv interface; step_fn returns an EnvStep.
+    """
 
     def reset_fn(key):
         obs, inner = reset(key)
@@ -70,17 +85,35 @@ def with_episode_stats(reset: ResetFn, step: Callable, num_envs: int) -> tuple[R
 
 
 class RunningMoments(NamedTuple):
+    """Running mean, variance and sample count of a statistic."""
+
     mean: jax.Array
     var: jax.Array
     count: jax.Array
 
 
 def moments_init(shape) -> RunningMoments:
+    """Zero mean, unit variance and a count of 1e-4 (so the first batch dominates).
+
+    Args:
+      shape: the statistic's shape.
+
+    Returns:
+      The initial moments.
+    """
     return RunningMoments(jnp.zeros(shape), jnp.ones(shape), jnp.asarray(1e-4))
 
 
 def moments_update(m: RunningMoments, batch: jax.Array) -> RunningMoments:
-    """Parallel (Chan et al.) merge of a batch into running mean/variance over axis 0."""
+    """Parallel (Chan et al.) merge of a batch into running mean/variance over axis 0.
+
+    Args:
+      m: the running moments.
+      batch: (B, *shape) new samples.
+
+    Returns:
+      The merged moments.
+    """
     b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
     delta = b_mean - m.mean
     total = m.count + b_count
@@ -90,6 +123,8 @@ def moments_update(m: RunningMoments, batch: jax.Array) -> RunningMoments:
 
 
 class NormState(NamedTuple):
+    """A base env's state with the normalisation statistics and each copy's discounted return."""
+
     inner: Any
     obs_moments: RunningMoments
     return_moments: RunningMoments
@@ -101,7 +136,20 @@ def with_normalization(
     gamma: float, normalize_obs: bool, normalize_reward: bool,
 ) -> tuple[ResetFn, StepFn]:
     """Running observation normalisation and return-scale reward normalisation, with their
-    statistics in the env state (so each vmapped agent keeps its own)."""
+    statistics in the env state (so each vmapped agent keeps its own).
+
+    Args:
+      reset: the VecEnv reset to wrap.
+      step: the VecEnv step to wrap.
+      obs_dim: observation size.
+      num_envs: copies stepped together.
+      gamma: discount of the running return whose standard deviation divides rewards.
+      normalize_obs: normalise observations (and final_obs) by running mean and variance.
+      normalize_reward: divide rewards by the running return's standard deviation.
+
+    Returns:
+      (reset_fn, step_fn); `reset` and `step` themselves when both options are off.
+    """
     if not (normalize_obs or normalize_reward):
         return reset, step
 

@@ -18,8 +18,15 @@ GYMNAX_IDS = {
 
 
 def gymnax_default_params(name: str):
-    """gymnax's default EnvParams of a MinAtar game (what the published code runs with)."""
-    import gymnax  # imported here: gymnax's import costs seconds
+    """gymnax's default EnvParams of a MinAtar game (what the published code runs with).
+
+    Args:
+      name: a key of GYMNAX_IDS.
+
+    Returns:
+      gymnax's EnvParams for that game.
+    """
+    import gymnax  # imported here: gymnax's import is slow
 
     return gymnax.make(GYMNAX_IDS[name])[1]
 
@@ -31,6 +38,9 @@ def make_minatar(name: str, num_envs: int, episode_length: int | None = None) ->
       name: a key of GYMNAX_IDS.
       num_envs: copies stepped together.
       episode_length: truncation after this many steps; None keeps gymnax's own per game.
+
+    Returns:
+      A VecEnv with discrete actions and observations flattened to float32 vectors.
     """
     import gymnax
 

@@ -14,7 +14,16 @@ from metaopt.optimizers import build_optimizer
 def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> list[TrainConfig]:
     """One config per task: the task's evaluation PPO (`TaskConfig.eval_ppo`: evaluation
     settings and budget over the meta-training ones), the learned optimizer with these
-    meta-parameters (None: given to the optimizer builder instead), evaluation seeds."""
+    meta-parameters (None: given to the optimizer builder instead), evaluation seeds.
+
+    Args:
+      cfg: the meta-training config.
+      meta_params: a meta-parameter file for every config; None: the caller passes the meta-parameters
+        to the builder.
+
+    Returns:
+      One TrainConfig per task, in task order.
+    """
     t = cfg.tracking
     configs = []
     for task in cfg.tasks:
@@ -32,6 +41,9 @@ def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
       cfg: the meta-training config (its tasks and tracking.eval_* settings).
       meta_params: a file, or the meta-parameters themselves (a Ray task gets these: it may
         run on a node without the driver's files).
+
+    Returns:
+      The score (higher is better); -inf where no episode finished.
     """
     tree = meta_params if isinstance(meta_params, dict) else None
     values = []

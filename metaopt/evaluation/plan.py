@@ -59,29 +59,58 @@ class Cell:
 
     @property
     def key(self) -> str:
+        """"LABEL / ENV", the cell's name in logs."""
         return f"{self.label} / {self.env}"
 
     @property
     def config_hash(self) -> str:
+        """The first 16 hex digits of the SHA-256 of the cell's TrainConfig (JSON, sorted keys)."""
         text = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def folder(self, out: Path) -> Path:
+        """Where the cell's files go: OUT/cells/LABEL/ENV (LABEL made a folder name).
+
+        Args:
+          out: the plan's folder.
+
+        Returns:
+          The cell's folder.
+        """
         return Path(out) / CELLS_DIR / folder_name(self.label) / self.env
 
 
 def folder_name(label: str) -> str:
-    """A label as a folder name: `models:/open@champion` -> `models_open_champion`."""
+    """A label as a folder name: `models:/open@champion` -> `models_open_champion`.
+
+    Args:
+      label: an optimizer label.
+
+    Returns:
+      Letters, digits and -_. kept, everything else "_"; "optimizer" if nothing is left.
+    """
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_") or "optimizer"
 
 
 def submitted_by_ray_job() -> bool:
-    """True inside a driver started by `ray job submit` (Ray sets this variable for it)."""
+    """True inside a driver started by `ray job submit` (Ray sets this variable for it).
+
+    Returns:
+      Whether RAY_JOB_CONFIG_JSON_ENV_VAR is set.
+    """
     return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
 
 
 def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> EvalPlanConfig:
-    """An evaluation plan from YAML with dotted overrides; ConfigError in one line if invalid."""
+    """An evaluation plan from YAML with dotted overrides; ConfigError in one line if invalid.
+
+    Args:
+      path: the plan's YAML file.
+      overrides: dotted key -> value.
+
+    Returns:
+      The validated EvalPlanConfig.
+    """
     return load_sweep_config(path, EvalPlanConfig, overrides)
 
 
@@ -91,6 +120,12 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
 
     Raises:
       ConfigError: one line naming the optimizer or env and the fix.
+
+    Args:
+      plan: the validated plan.
+
+    Returns:
+      The cells, env by env, optimizers in plan order.
     """
     from metaopt import registry
     from metaopt.optimizers.learned import load_meta_params
@@ -131,6 +166,15 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
 
 
 def is_finished(cell: Cell, out: Path) -> bool:
+    """Whether the cell's folder holds its marker file with the cell's current config hash.
+
+    Args:
+      cell: the cell.
+      out: the plan's folder.
+
+    Returns:
+      True for a finished cell of the same config.
+    """
     marker = cell.folder(out) / CELL_FILE
     if not marker.is_file():
         return False
@@ -152,6 +196,9 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
         with the task, so no node needs the driver's files.
       key: the cell's name in progress reports.
       progress: a `CellProgress` actor to report each compiled chunk to (None: silent).
+
+    Returns:
+      File name -> contents: results.json, curves.csv, returns.png and device.json.
     """
     import jax
 
@@ -219,6 +266,9 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
       log: where progress lines go.
       address: a Ray cluster to join; None: $RAY_ADDRESS or an embedded local Ray.
       stop_after: finish after this many newly run cells (tests: an interrupted plan).
+
+    Returns:
+      The summary from `plan_stats.summarise(out)`.
     """
     from metaopt.evaluation.plan_stats import summarise
     from metaopt.tracking.mlflow_run import code_version
@@ -262,11 +312,24 @@ class CellProgress:
         self.last: dict[str, tuple[float, int, int, float]] = {}
 
     def report(self, key: str, done: int, total: int, ret: float) -> None:
+        """Record a cell's progress (called by the cells, as a Ray actor method).
+
+        Args:
+          key: the cell's name.
+          done: updates done.
+          total: updates in all.
+          ret: the latest mean episode return.
+        """
         now = time.time()
         self.first.setdefault(key, (now, done))
         self.last[key] = (now, done, total, ret)
 
     def lines(self) -> list[str]:
+        """One line per unfinished cell that has reported: updates done, return, ETA.
+
+        Returns:
+          The lines.
+        """
         out = []
         for key, (now, done, total, ret) in self.last.items():
             if done >= total:

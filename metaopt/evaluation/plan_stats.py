@@ -27,7 +27,15 @@ def _finite(values) -> np.ndarray:
 
 
 def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell."""
+    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell.
+
+    Args:
+      out: the plan's folder.
+
+    Returns:
+      The finished cells by label and env; each also carries its source, device record and per-seed
+      largest drops.
+    """
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for marker in sorted(Path(out).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
         meta = json.loads(marker.read_text())
@@ -45,7 +53,14 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
 def largest_drops(curves: Path) -> np.ndarray:
     """Per seed, the largest fall of the return below its running peak over training (a
     policy-collapse measure): max over updates t of (max_{s<=t} R_s - R_t), on the per-update
-    mean return of finished episodes (updates with none carry the last value)."""
+    mean return of finished episodes (updates with none carry the last value).
+
+    Args:
+      curves: a cell's curves.csv (return_seedK columns).
+
+    Returns:
+      One value per seed (NaN for a seed without a finished episode); empty when the file is missing.
+    """
     if not curves.is_file():
         return np.array([])
     with curves.open() as f:
@@ -172,7 +187,15 @@ def _hardware(cells) -> str:
 
 
 def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
-    """`value [low, high]`, or an em dash for a missing entry."""
+    """`value [low, high]`, or an em dash for a missing entry.
+
+    Args:
+      entry: {"value": v, "ci": [low, high]}, or None.
+      digits: decimals shown.
+
+    Returns:
+      The text; just the value when the CI is missing.
+    """
     if not entry or entry.get("value") is None or not np.isfinite(entry["value"]):
         return "—"
     lo, hi = entry["ci"]
@@ -182,7 +205,14 @@ def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """Raw IQM [CI] per env, the normalised aggregate and P(improvement) per optimizer."""
+    """Raw IQM [CI] per env, the normalised aggregate and P(improvement) per optimizer.
+
+    Args:
+      summary: from `summarise`.
+
+    Returns:
+      The table as Markdown, newline-terminated.
+    """
     envs, ref = summary["envs"], summary["normalise_by"]
     head = ["optimizer", *[f"{env} IQM [95% CI]" for env in envs]]
     if ref:
@@ -206,7 +236,12 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
-    """Normalised IQM and mean with 95% CIs per optimizer (rliable's aggregate plot)."""
+    """Normalised IQM and mean with 95% CIs per optimizer (rliable's aggregate plot).
+
+    Args:
+      path: the PNG to write (nothing is written without aggregates).
+      summary: from `summarise`.
+    """
     labels = [label for label in summary["labels"] if label in summary["aggregate"]]
     if not labels:
         return
@@ -231,7 +266,13 @@ def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
 
 
 def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dict[str, np.ndarray]]) -> None:
-    """Performance profiles: the fraction of runs above each normalised score."""
+    """Performance profiles: the fraction of runs above each normalised score.
+
+    Args:
+      path: the PNG to write (nothing is written without normalised scores).
+      summary: from `summarise`.
+      normalised: label -> env -> normalised scores per seed.
+    """
     present = {label: scores for label, scores in normalised.items() if scores}
     if not present:
         return
@@ -254,7 +295,12 @@ def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dic
 
 def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     """Rows: optimizers (with the envs they were meta-trained on); columns: envs; cells:
-    normalised IQM with its CI; held-out cells hatched."""
+    normalised IQM with its CI; held-out cells hatched.
+
+    Args:
+      path: the PNG to write (nothing is written without a normalised cell).
+      summary: from `summarise`.
+    """
     labels, envs = summary["labels"], summary["envs"]
     values = np.full((len(labels), len(envs)), np.nan)
     for i, label in enumerate(labels):
@@ -293,7 +339,13 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
 
 
 def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
-    """Return against env steps per env, one line per optimizer (mean ± s.e. over seeds)."""
+    """Return against env steps per env, one line per optimizer (mean ± s.e. over seeds).
+
+    Args:
+      path: the PNG to write (nothing is written when no env has a cell).
+      summary: from `summarise`.
+      cells: from `load_cells`.
+    """
     envs = [env for env in summary["envs"] if any(env in by_env for by_env in cells.values())]
     if not envs:
         return

@@ -18,7 +18,15 @@ CURVE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "dormant_a
 
 
 def mean_stderr(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-aware mean and standard error (NaN: no episode finished in that update)."""
+    """NaN-aware mean and standard error (NaN: no episode finished in that update).
+
+    Args:
+      x: values, NaN where missing.
+      axis: the axis reduced (seeds).
+
+    Returns:
+      (mean, standard error); the standard error is 0 where fewer than two values are finite.
+    """
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(x, axis=axis)
@@ -28,6 +36,15 @@ def mean_stderr(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def summary(result: RunResult) -> dict:
+    """A run's results.json data: final returns per seed with mean and s.e., throughput, timings, peak
+    memory, config.
+
+    Args:
+      result: the finished run.
+
+    Returns:
+      A JSON-compatible dict (NaN becomes None).
+    """
     final = result.final_returns()
     mean, se = mean_stderr(final[None, :].T, axis=0)
     return {
@@ -54,6 +71,13 @@ def _num(v: float):
 
 
 def write_curves(path: Path, result: RunResult) -> None:
+    """curves.csv: per update the env steps, return mean and s.e., each seed's return, and PPO's
+    diagnostics averaged over seeds.
+
+    Args:
+      path: the CSV file to write.
+      result: the finished run.
+    """
     ret = result.metrics["episode_return"]
     mean, se = mean_stderr(ret)
     cols = {"update": np.arange(1, ret.shape[1] + 1), "env_steps": result.steps_axis,
@@ -71,6 +95,13 @@ def write_curves(path: Path, result: RunResult) -> None:
 
 
 def plot_returns(path: Path, results: Sequence[RunResult], title: str) -> None:
+    """returns.png: mean ± s.e. of the return against env steps, one line per run.
+
+    Args:
+      path: the PNG to write.
+      results: the runs to plot.
+      title: the figure's title.
+    """
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -92,7 +123,16 @@ def plot_returns(path: Path, results: Sequence[RunResult], title: str) -> None:
 def write_run(out: Path, results: Sequence[RunResult], comparison: bool | None = None) -> dict:
     """A single run: results.json/curves.csv/returns.png in `out`. A comparison (`compare`,
     even of one optimizer; default: more than one result): one sub-folder per run, plus a
-    combined results.json ({"runs": {label: ...}}) and returns.png."""
+    combined results.json ({"runs": {label: ...}}) and returns.png.
+
+    Args:
+      out: the folder (created if missing).
+      results: one or more finished runs; a comparison needs distinct labels.
+      comparison: the comparison layout; None: when there is more than one result.
+
+    Returns:
+      The data written to out/results.json.
+    """
     out.mkdir(parents=True, exist_ok=True)
     if not (len(results) > 1 if comparison is None else comparison):
         data = summary(results[0])
@@ -112,6 +152,14 @@ def write_run(out: Path, results: Sequence[RunResult], comparison: bool | None =
 
 
 def table_rows(results: Sequence[RunResult]) -> list[tuple[str, ...]]:
+    """One row of TABLE_HEADER per run: final return mean ± s.e., env steps/s, compile seconds.
+
+    Args:
+      results: the finished runs.
+
+    Returns:
+      The rows as strings.
+    """
     rows = []
     for r in results:
         final = r.final_returns()
@@ -128,7 +176,14 @@ TABLE_HEADER = ("optimizer", "env", "seeds", "steps/seed", "final return", "env 
 
 def plot_meta_training(path: Path, history: Sequence[dict[str, float]], method: str, envs: Sequence[str]) -> None:
     """Left: what the meta-optimizer sees (ES fitness, or the pipeline's meta-loss).
-    Right: the inner agents' return per env."""
+    Right: the inner agents' return per env.
+
+    Args:
+      path: the PNG to write.
+      history: one metrics row per iteration (iteration, fitness_* or meta_loss, return_ENV).
+      method: "open" (ES) or "optim4rl" (pipeline).
+      envs: the tasks' env names.
+    """
     plt = pyplot()
 
     x = [h["iteration"] for h in history]

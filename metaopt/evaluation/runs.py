@@ -25,6 +25,8 @@ ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]  # (done, total, 
 
 @dataclass
 class RunResult:
+    """A finished training of `config.num_seeds` agents."""
+
     config: TrainConfig
     label: str
     metrics: dict[str, np.ndarray]  # name -> (seeds, updates)
@@ -35,15 +37,24 @@ class RunResult:
 
     @property
     def env_steps_per_second(self) -> float:
+        """Env steps (all seeds) per second of run time, compilation left out."""
         return self.env_steps / self.run_seconds
 
     @property
     def steps_axis(self) -> np.ndarray:
+        """Env steps per seed after each update: the x axis of the curves."""
         batch = self.config.ppo.batch_size
         return (np.arange(self.metrics["episode_return"].shape[1]) + 1) * batch
 
     def final_returns(self, tail: float = 0.1) -> np.ndarray:
-        """Per seed: mean return of finished episodes over the last `tail` of updates."""
+        """Per seed: mean return of finished episodes over the last `tail` of updates.
+
+        Args:
+          tail: the fraction of the last updates averaged over (at least one update).
+
+        Returns:
+          A (seeds,) array; NaN for a seed with no finished episode in that tail.
+        """
         r = self.metrics["episode_return"]
         k = max(1, int(round(r.shape[1] * tail)))
         with np.errstate(all="ignore"):
@@ -51,7 +62,15 @@ class RunResult:
 
 
 def chunk_size(num_updates: int, target_chunks: int = 25) -> int:
-    """The divisor of num_updates closest to num_updates / target_chunks (one compile)."""
+    """The divisor of num_updates closest to num_updates / target_chunks (one compile).
+
+    Args:
+      num_updates: PPO updates in the run.
+      target_chunks: the number of chunks wanted.
+
+    Returns:
+      The chunk length in updates, a divisor of `num_updates`.
+    """
     target = num_updates / target_chunks
     divisors = [d for d in range(1, num_updates + 1) if num_updates % d == 0]
     return min(divisors, key=lambda d: abs(d - target))

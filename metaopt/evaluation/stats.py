@@ -19,7 +19,15 @@ RESAMPLES = 10_000
 
 
 def iqm(x, axis: int = -1):
-    """Interquartile mean: the mean of the middle 50% of values (25% trimmed each side)."""
+    """Interquartile mean: the mean of the middle 50% of values (25% trimmed each side).
+
+    Args:
+      x: the values.
+      axis: the axis reduced.
+
+    Returns:
+      The IQM along `axis`.
+    """
     return stats.trim_mean(np.asarray(x, np.float64), 0.25, axis=axis)
 
 
@@ -51,6 +59,13 @@ def bootstrap_ci(x, statistic: Callable = iqm, confidence: float = 0.95, seed: i
 def difference_ci(a, b, statistic: Callable = _mean, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """statistic(b) - statistic(a) for two independent samples, with a percentile-bootstrap CI.
 
+    Args:
+      a: one value per run of the first sample; NaNs are dropped.
+      b: one value per run of the second sample; NaNs are dropped.
+      statistic: vectorised statistic taking (values, axis).
+      confidence: coverage of the interval.
+      seed: seed of the resampling.
+
     Returns:
       (difference, low, high).
     """
@@ -66,7 +81,15 @@ def difference_ci(a, b, statistic: Callable = _mean, confidence: float = 0.95, s
 
 
 def probability_of_improvement(x, y) -> float:
-    """P(X > Y) + P(X = Y) / 2 for a random run of each (the Mann-Whitney U statistic / (n m))."""
+    """P(X > Y) + P(X = Y) / 2 for a random run of each (the Mann-Whitney U statistic / (n m)).
+
+    Args:
+      x: one value per run of X; NaNs are dropped.
+      y: one value per run of Y; NaNs are dropped.
+
+    Returns:
+      The probability, in [0, 1].
+    """
     x, y = (np.asarray(v, np.float64) for v in (x, y))
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     greater = (x[:, None] > y[None, :]).mean()
@@ -75,7 +98,15 @@ def probability_of_improvement(x, y) -> float:
 
 
 def summarize(x, seed: int = 0) -> dict[str, float | int]:
-    """n, mean with its 95% CI, IQM with its 95% CI, standard error, median, min and max."""
+    """n, mean with its 95% CI, IQM with its 95% CI, standard error, median, min and max.
+
+    Args:
+      x: one value per run; non-finite values are counted, then dropped.
+      seed: seed of the bootstrap.
+
+    Returns:
+      {n, nonfinite, mean, mean_ci, stderr, iqm, iqm_ci, median, min, max}; NaN where undefined.
+    """
     x = np.asarray(x, np.float64)
     finite = x[np.isfinite(x)]
     mean_lo, mean_hi = bootstrap_ci(finite, _mean, seed=seed)
@@ -103,6 +134,9 @@ def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable =
     Args:
       scores: task -> one (normalised) score per run; NaNs are dropped.
       statistic: vectorised statistic taking (values, axis).
+      confidence: coverage of the interval.
+      seed: seed of the resampling.
+      resamples: bootstrap resamples.
 
     Returns:
       (point estimate, low, high); NaNs where a task has fewer than two runs.
@@ -125,6 +159,13 @@ def aggregate_probability_of_improvement(x: dict[str, np.ndarray], y: dict[str, 
                                          seed: int = 0, resamples: int = 2_000) -> tuple[float, float, float]:
     """rliable's P(X > Y): the mean over tasks of the probability that a run of X beats a
     run of Y on that task, with a stratified bootstrap CI (both samples resampled per task).
+
+    Args:
+      x: task -> one value per run of X; only tasks in both `x` and `y` count; NaNs are dropped.
+      y: task -> one value per run of Y.
+      confidence: coverage of the interval.
+      seed: seed of the resampling.
+      resamples: bootstrap resamples.
 
     Returns:
       (probability, low, high).
@@ -151,6 +192,10 @@ def performance_profile(scores: dict[str, np.ndarray], thresholds: np.ndarray) -
     """The fraction of all runs (pooled over tasks) whose score exceeds each threshold
     (rliable's run-score distribution).
 
+    Args:
+      scores: task -> one score per run; NaNs are dropped.
+      thresholds: 1-D thresholds.
+
     Returns:
       One fraction per threshold.
     """
@@ -161,6 +206,10 @@ def performance_profile(scores: dict[str, np.ndarray], thresholds: np.ndarray) -
 
 def normalise(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
     """Scores divided by the reference runs' IQM on the same task (tuned Adam = 1.0).
+
+    Args:
+      scores: one score per run.
+      reference: the reference optimizer's runs on the same task; NaNs are dropped.
 
     Returns:
       (normalised scores, the reference IQM); NaNs where the reference IQM is not positive,

@@ -44,6 +44,8 @@ SHAPING = {
 
 
 class ESState(NamedTuple):
+    """An ES run's state: evosax's strategy state, the run's key, the generation count."""
+
     strategy: Any  # evosax OpenES state: mean, std, Adam state, best so far
     key: jax.Array
     generation: jax.Array
@@ -51,7 +53,15 @@ class ESState(NamedTuple):
 
 def combine_fitness(raw: jax.Array, references: jax.Array) -> jax.Array:
     """(members, rollouts, tasks) raw returns -> (members,) fitness: mean over rollouts,
-    each task divided by its reference return, then mean over tasks."""
+    each task divided by its reference return, then mean over tasks.
+
+    Args:
+      raw: (members, rollouts, tasks) raw returns.
+      references: (tasks,) reference returns (1.0 for a single task).
+
+    Returns:
+      (members,) fitness.
+    """
     return (raw.mean(axis=1) / references).mean(axis=1)
 
 
@@ -81,13 +91,24 @@ class ESEngine:
 
     @property
     def num_dims(self) -> int:
+        """D, the number of meta-parameters searched over."""
         return int(self.init_mean.shape[0])
 
     @property
     def env_steps_per_iteration(self) -> int:
+        """Env steps per generation over all members and rollouts."""
         return self.cfg.population_size * self.cfg.rollouts_per_member * self.env_steps_per_member
 
     def init(self, key: jax.Array) -> ESState:
+        """The first ES state, with the leaf shapes and dtypes `tell` returns (checkpoints restore into
+        it).
+
+        Args:
+          key: the run's PRNG key.
+
+        Returns:
+          The ESState at generation 0.
+        """
         k_strategy, k_run = jax.random.split(key)
         strategy = self.strategy.init(k_strategy, self.init_mean, self.strategy.default_params)
         state = ESState(strategy, k_run, jnp.zeros((), jnp.int32))
@@ -101,23 +122,51 @@ class ESEngine:
 
     @partial(jax.jit, static_argnums=0)
     def ask(self, state: ESState) -> tuple[jax.Array, jax.Array, ESState]:
-        """(population (P, D), rollout keys (R,), state with its key advanced)."""
+        """(population (P, D), rollout keys (R,), state with its key advanced).
+
+        Args:
+          state: the current ESState.
+
+        Returns:
+          (population, keys, state) as above.
+        """
         key, k_ask, k_eval = jax.random.split(state.key, 3)
         population, strategy = self.strategy.ask(k_ask, state.strategy, self.strategy.default_params)
         keys = jax.random.split(k_eval, self.cfg.rollouts_per_member)
         return population, keys, state._replace(strategy=strategy, key=key)
 
     def shards(self, population: jax.Array) -> list[jax.Array]:
+        """The population split into shards of `cfg.shard_size` members, in order.
+
+        Args:
+          population: (P, D) members.
+
+        Returns:
+          The (shard_size, D) shards.
+        """
         size = self.cfg.shard_size
         return [population[i:i + size] for i in range(0, population.shape[0], size)]
 
     def evaluate(self, population: jax.Array, keys: jax.Array) -> jax.Array:
-        """All shards in sequence; each spread over local devices when there are several."""
+        """All shards in sequence; each spread over local devices when there are several.
+
+        Args:
+          population: (P, D) members.
+          keys: (R,) the generation's rollout keys.
+
+        Returns:
+          (P, R, tasks) raw returns.
+        """
         return jnp.concatenate([self.evaluate_shard(_spread(s), keys) for s in self.shards(population)])
 
     @partial(jax.jit, static_argnums=0)
     def tell(self, state: ESState, population: jax.Array, raw: jax.Array) -> tuple[ESState, dict]:
         """The ES update from the members' raw returns (P, R, tasks); NaN or inf ranks worst.
+
+        Args:
+          state: the state `ask` returned.
+          population: (P, D) the members asked.
+          raw: (P, R, tasks) their raw returns.
 
         Returns:
           (the next state, metrics: fitness best/mean/min, non-finite members, sigma, the
@@ -138,11 +187,26 @@ class ESEngine:
         return ESState(strategy, state.key, state.generation + 1), metrics
 
     def step(self, state: ESState) -> tuple[ESState, dict]:
+        """One generation in this process: ask, evaluate every shard, tell.
+
+        Args:
+          state: the current ESState.
+
+        Returns:
+          (next state, metrics) as `tell`.
+        """
         population, keys, state = self.ask(state)
         return self.tell(state, population, self.evaluate(population, keys))
 
     def meta_params(self, state: ESState) -> dict:
-        """The search distribution's mean: the trained optimizer."""
+        """The search distribution's mean: the trained optimizer.
+
+        Args:
+          state: an ESState.
+
+        Returns:
+          The meta-parameter tree.
+        """
         return self.unravel(state.strategy.mean)
 
 
@@ -163,7 +227,20 @@ def make_es_engine(
     task_names: tuple[str, ...] = ("task",),
     env_steps_per_member: int = 0,
 ) -> ESEngine:
-    """Any fitness: `evaluate_shard(members (S, D), keys (R,)) -> (S, R, tasks)` returns."""
+    """Any fitness: `evaluate_shard(members (S, D), keys (R,)) -> (S, R, tasks)` returns.
+
+    Args:
+      cfg: the ES settings.
+      init_mean: (D,) the search distribution's first mean.
+      evaluate_shard: the fitness function above (jitted here).
+      unravel: (D,) -> meta-parameter tree.
+      references: per task, the return its fitness is divided by.
+      task_names: the tasks' names, for metrics.
+      env_steps_per_member: env steps of one member's rollout over all tasks.
+
+    Returns:
+      The ESEngine.
+    """
     strategy = Open_ES(
         population_size=cfg.population_size,
         solution=jnp.zeros_like(init_mean),
@@ -181,7 +258,16 @@ def make_es_engine(
 
 def open_task_fitness(task: TaskConfig, optimizer: OpenConfig, task_index: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """(flat meta-parameters, key) -> the final update's mean last-episode return: one
-    whole PPO training run with OPEN as its optimizer."""
+    whole PPO training run with OPEN as its optimizer.
+
+    Args:
+      task: the task (env and PPO settings).
+      optimizer: OPEN's config.
+      task_index: folded into the key, so each task draws its own randomness.
+
+    Returns:
+      The fitness function, pure and jittable.
+    """
     cfg = task.train_config(optimizer)
 
     def fitness(flat: jax.Array, key: jax.Array) -> jax.Array:
@@ -198,13 +284,19 @@ def members_per_vmap(cfg: ESConfig, backend: str | None = None) -> int:
     size run in sequence inside the same compiled call.
 
     Default: 1 on CPU, the whole shard elsewhere. On XLA:CPU a single PPO + OPEN run
-    already keeps both cores busy (64 envs, 1024-sample minibatches, OPEN's matrix products
-    over ~60k parameters), so batching members buys no parallelism and costs cache: each of
-    OPEN's per-parameter passes streams (members, 8..24, N) arrays, 30-46 MB at 8 members
-    against 4-6 MB for one, and the batched passes ran 2.3-2.6x slower per element (per-op
-    profile, benchmarks/README.md). One member at a time also keeps the rollout's
-    `lax.cond` a real branch (under vmap it becomes a select that runs both sides).
-    Accelerators want the widest batch."""
+    already keeps the cores busy, so batching members buys no parallelism and costs cache:
+    each of OPEN's per-parameter passes streams (members, 8..24, N) arrays, members times
+    the memory of one (figures: benchmarks/README.md). One member at a time also keeps the
+    rollout's `lax.cond` a real branch (under vmap it becomes a select that runs both sides).
+    Accelerators want the widest batch.
+
+    Args:
+      cfg: the ES settings; `cfg.members_per_vmap`, when set, wins (capped at the shard size).
+      backend: the JAX backend to decide for; None: `jax.default_backend()`.
+
+    Returns:
+      Members per vmapped chunk, between 1 and `cfg.shard_size`.
+    """
     if cfg.members_per_vmap is not None:
         return min(cfg.members_per_vmap, cfg.shard_size)
     return 1 if (backend or jax.default_backend()) == "cpu" else cfg.shard_size
@@ -212,7 +304,16 @@ def members_per_vmap(cfg: ESConfig, backend: str | None = None) -> int:
 
 def open_evaluate_fn(tasks: list[TaskConfig], optimizer: OpenConfig, per_vmap: int) -> EvaluateFn:
     """`per_vmap` members vmapped together (with their rollouts); chunks of them in
-    sequence. 1: every PPO run (member x rollout) alone, unbatched."""
+    sequence. 1: every PPO run (member x rollout) alone, unbatched.
+
+    Args:
+      tasks: the meta-training tasks.
+      optimizer: OPEN's config.
+      per_vmap: members vmapped together (see `members_per_vmap`).
+
+    Returns:
+      An EvaluateFn: (members (S, D), keys (R,)) -> (S, R, tasks) raw returns.
+    """
     runs = [open_task_fitness(t, optimizer, i) for i, t in enumerate(tasks)]
 
     def member(flat: jax.Array, keys: jax.Array) -> jax.Array:  # (D,), (R,) -> (R, tasks)
@@ -230,7 +331,15 @@ def open_evaluate_fn(tasks: list[TaskConfig], optimizer: OpenConfig, per_vmap: i
 
 def open_es_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> ESEngine:
     """OPEN's ES engine. `init_meta_params` (a warm start, `metaopt.meta.warm_start`) is the
-    search distribution's first mean; without it `cfg.es.init` decides."""
+    search distribution's first mean; without it `cfg.es.init` decides.
+
+    Args:
+      cfg: the meta-training config (method open).
+      init_meta_params: warm-start meta-parameters; None: `cfg.es.init`.
+
+    Returns:
+      The ESEngine.
+    """
     opt: OpenConfig = cfg.optimizer
     if init_meta_params is not None:
         mean = open_opt.ravel(jax.tree.map(jnp.asarray, init_meta_params))

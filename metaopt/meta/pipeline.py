@@ -39,6 +39,9 @@ class MetaTrainingDiverged(RuntimeError):
 
 
 class PipelineState(NamedTuple):
+    """Pipeline training's whole state: meta-parameters, meta-optimizer state, every agent, key,
+    iteration."""
+
     meta_params: dict
     meta_opt_state: Any
     agents: tuple  # one RunnerState per task, leading axis = width
@@ -48,15 +51,40 @@ class PipelineState(NamedTuple):
 
 def reset_offsets(width: int, reset_interval: int) -> np.ndarray:
     """Agent i resets when iteration % reset_interval == offsets[i]: evenly spread over
-    [0, reset_interval - 1] (as the published code spaces them)."""
+    [0, reset_interval - 1] (as the published code spaces them).
+
+    Args:
+      width: agents per task.
+      reset_interval: meta-iterations between an agent's resets.
+
+    Returns:
+      (width,) int32 offsets.
+    """
     return np.linspace(0, reset_interval - 1, width).astype(np.int32)
 
 
 def l2_penalty(meta_params: dict, weight: float) -> jax.Array:
+    """weight * the sum of squares of every meta-parameter.
+
+    Args:
+      meta_params: the meta-parameters.
+      weight: the L2 weight (`pipeline.l2`).
+
+    Returns:
+      A scalar.
+    """
     return weight * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(meta_params))
 
 
 def meta_optimizer(cfg: PipelineConfig) -> optax.GradientTransformation:
+    """The meta-optimizer: the configured gradient clipping, then Adam at `meta_learning_rate`.
+
+    Args:
+      cfg: the pipeline settings.
+
+    Returns:
+      The optax transformation.
+    """
     clip = {
         "global_norm": lambda: optax.clip_by_global_norm(cfg.meta_grad_clip_value),
         "elementwise": lambda: optax.clip(cfg.meta_grad_clip_value),
@@ -67,6 +95,8 @@ def meta_optimizer(cfg: PipelineConfig) -> optax.GradientTransformation:
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of its jitted steps
 class PipelineEngine:
+    """One pipeline-training run's pure steps; `step` is the single-process meta-iteration."""
+
     cfg: PipelineConfig
     optimizer: Optim4RLConfig
     tasks: tuple[TaskConfig, ...]
@@ -75,41 +105,73 @@ class PipelineEngine:
 
     @property
     def task_names(self) -> tuple[str, ...]:
+        """The tasks' env names, in task order."""
         return tuple(t.env.name for t in self.tasks)
 
     @property
     def num_agents(self) -> int:
+        """Agents over all tasks: width * tasks."""
         return self.cfg.width * len(self.tasks)
 
     @property
     def env_steps_per_iteration(self) -> int:
+        """Env steps per meta-iteration over all agents (inner updates plus the fresh meta-loss
+        rollout)."""
         per_agent = sum(t.ppo.batch_size for t in self.tasks) * (self.cfg.inner_updates + 1)
         return self.cfg.width * per_agent
 
     @property
     def normalize_meta_loss(self) -> bool:
+        """Whether meta-losses are normalised: `cfg.normalize_meta_loss`, else on with several tasks."""
         flag = self.cfg.normalize_meta_loss
         return len(self.tasks) > 1 if flag is None else flag
 
     def task_optimizer(self, task_index: int) -> Optim4RLConfig:
-        """The optimizer settings on this task: its own learning rate where it has one."""
+        """The optimizer settings on this task: its own learning rate where it has one.
+
+        Args:
+          task_index: the task's index.
+
+        Returns:
+          The Optim4RLConfig for that task.
+        """
         lr = self.tasks[task_index].learning_rate
         return self.optimizer if lr is None else self.optimizer.model_copy(update={"learning_rate": lr})
 
     def ppo(self, task_index: int, meta_params: dict):
+        """PPO on one task with Optim4RL at these meta-parameters (traced ones in meta-training).
+
+        Args:
+          task_index: the task's index.
+          meta_params: Optim4RL meta-parameters.
+
+        Returns:
+          The task's PPO functions.
+        """
         optimizer = self.task_optimizer(task_index)
         cfg = self.tasks[task_index].train_config(optimizer)
         return make_ppo(cfg, build_optimizer(optimizer, cfg.ppo, meta_params))
 
     def groups(self) -> list[tuple[int, slice]]:
-        """(task, agents) of every group, in the fixed order gradients are summed in."""
+        """(task, agents) of every group, in the fixed order gradients are summed in.
+
+        Returns:
+          One (task index, slice of that task's agents) per group.
+        """
         g = self.cfg.group_size
         return [(t, slice(i, i + g)) for t in range(len(self.tasks)) for i in range(0, self.cfg.width, g)]
 
     @partial(jax.jit, static_argnums=0)
     def init(self, key: jax.Array) -> PipelineState:
         """Meta-parameters (random, or the warm start's), the meta-optimizer's state and
-        `width` fresh agents per task."""
+        `width` fresh agents per task.
+
+        Args:
+          key: the run's PRNG key.
+
+        Returns:
+          The first PipelineState (iteration 0).
+        """
         k_meta, k_agents, k_run = jax.random.split(key, 3)
         meta_params = self.init_meta_params(k_meta)
         agents = tuple(
@@ -120,7 +182,14 @@ class PipelineEngine:
 
     @partial(jax.jit, static_argnums=0)
     def begin_iteration(self, state: PipelineState) -> PipelineState:
-        """Reset the agents whose offset is due; advance the key."""
+        """Reset the agents whose offset is due; advance the key.
+
+        Args:
+          state: the state before the iteration.
+
+        Returns:
+          The state with due agents reset and a new key.
+        """
         key, k_reset = jax.random.split(state.key)
         offsets = jnp.asarray(reset_offsets(self.cfg.width, self.cfg.reset_interval))
         due = state.iteration % self.cfg.reset_interval == offsets
@@ -135,6 +204,11 @@ class PipelineEngine:
     def agent_meta_loss(self, task_index: int, meta_params: dict, agent: RunnerState):
         """`inner_updates` PPO updates of one agent with the optimizer, then the PPO loss on
         fresh data (divided by its stop-gradient magnitude when normalised).
+
+        Args:
+          task_index: the agent's task.
+          meta_params: Optim4RL meta-parameters (differentiated).
+          agent: one agent's RunnerState.
 
         Returns:
           (loss, (the updated agent, metrics with the unnormalised `meta_loss`)).
@@ -151,7 +225,16 @@ class PipelineEngine:
     @partial(jax.jit, static_argnums=(0, 1))
     def group_gradient(self, task_index: int, meta_params: dict, agents: RunnerState):
         """Sum over the group's agents of (meta-gradient, meta-loss), their new states and
-        mean metrics. Pure and jitted per task; what a Ray worker runs."""
+        mean metrics. Pure and jitted per task; what a Ray worker runs.
+
+        Args:
+          task_index: the group's task (static).
+          meta_params: Optim4RL meta-parameters.
+          agents: the group's RunnerStates, leading axis = agents.
+
+        Returns:
+          (gradient sum, meta-loss sum, the agents' new states, mean metrics).
+        """
         grad_fn = jax.value_and_grad(partial(self.agent_meta_loss, task_index), has_aux=True)
         (_, (agents, metrics)), grads = jax.vmap(grad_fn, (None, 0))(meta_params, agents)
         grad_sum = jax.tree.map(lambda g: g.sum(0), grads)
@@ -160,13 +243,27 @@ class PipelineEngine:
         return grad_sum, loss_sum, agents, metrics
 
     def meta_gradient(self, meta_params: dict, grad_sums: tuple) -> dict:
-        """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's."""
+        """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's.
+
+        Args:
+          meta_params: the current meta-parameters (for the L2 term).
+          grad_sums: every group's gradient sum, in `groups()` order.
+
+        Returns:
+          The meta-gradient tree.
+        """
         mean = jax.tree.map(lambda g: g / self.num_agents, _sum_in_order(grad_sums))
         return jax.tree.map(jnp.add, mean, jax.grad(l2_penalty)(meta_params, self.cfg.l2))
 
     @partial(jax.jit, static_argnums=0)
     def meta_update(self, state: PipelineState, grad_sums: tuple, loss_sums: tuple, agents: tuple):
         """The meta-optimizer's step on the mean meta-gradient.
+
+        Args:
+          state: the state after `begin_iteration`.
+          grad_sums: every group's gradient sum, in `groups()` order.
+          loss_sums: every group's meta-loss sum, in the same order.
+          agents: the agents' new states, one RunnerState per task.
 
         Returns:
           (the next state with these agents, whether the gradient was finite, metrics).
@@ -190,7 +287,16 @@ class PipelineEngine:
 
     def finish_iteration(self, state: PipelineState, outs: list) -> tuple[PipelineState, dict]:
         """From every group's `group_gradient` output (in `groups()` order, computed here or
-        elsewhere) to the next state: reassemble the agents, step the meta-optimizer."""
+        elsewhere) to the next state: reassemble the agents, step the meta-optimizer.
+
+        Args:
+          state: the state after `begin_iteration`.
+          outs: `group_gradient` outputs, one per group in `groups()` order.
+
+        Returns:
+          (next state, metrics: meta-loss, meta-gradient and meta-parameter norms, resets, each task's
+          return); raises MetaTrainingDiverged on a non-finite meta-gradient.
+        """
         parts: list[list] = [[] for _ in self.tasks]
         for (task, _), (_, _, new_agents, _) in zip(self.groups(), outs, strict=True):
             parts[task].append(new_agents)
@@ -205,12 +311,28 @@ class PipelineEngine:
         return new_state, {**metrics, **_mean_metrics([o[3] for o in outs], self.groups(), self.task_names)}
 
     def step(self, state: PipelineState) -> tuple[PipelineState, dict]:
+        """One meta-iteration in this process: resets, every group's gradient in order, the meta-update.
+
+        Args:
+          state: the current PipelineState.
+
+        Returns:
+          (next state, metrics) as `finish_iteration`.
+        """
         state = self.begin_iteration(state)
         outs = [self.group_gradient(task, state.meta_params, jax.tree.map(lambda x: x[agents], state.agents[task]))
                 for task, agents in self.groups()]
         return self.finish_iteration(state, outs)
 
     def meta_params(self, state: PipelineState) -> dict:
+        """The trained optimizer: the current meta-parameters.
+
+        Args:
+          state: a PipelineState.
+
+        Returns:
+          The meta-parameters.
+        """
         return state.meta_params
 
 
@@ -231,7 +353,15 @@ def _sum_in_order(trees: tuple):
 
 def pipeline_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> PipelineEngine:
     """Optim4RL's pipeline engine. `init_meta_params` (a warm start) replaces the random
-    initialisation of the meta-parameters."""
+    initialisation of the meta-parameters.
+
+    Args:
+      cfg: the meta-training config (method optim4rl).
+      init_meta_params: warm-start meta-parameters; None: a random initialisation from the run's key.
+
+    Returns:
+      The PipelineEngine.
+    """
     opt: Optim4RLConfig = cfg.optimizer
     if init_meta_params is None:
         init = partial(optim4rl.init_meta_params, hidden=opt.hidden)

@@ -33,6 +33,13 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]  # (done, total, this 
 
 
 class Engine(Protocol):
+    """What `meta_train` drives: the ES or pipeline engine, or a Ray engine with their interface.
+
+    `init(key)` gives the first state from the run's PRNG key; `step(state)` one iteration,
+    pure: (next state, that iteration's metrics); `meta_params(state)` the trained
+    optimizer's meta-parameter tree.
+    """
+
     task_names: tuple[str, ...]
     env_steps_per_iteration: int
 
@@ -44,7 +51,11 @@ class Engine(Protocol):
 class Hooks(Protocol):
     """Observers of a run (MLflow): called after each iteration and each checkpoint. A hook
     may also define `checkpoints_removed(names: list[str])`, called after old checkpoints
-    were deleted (`keep_checkpoints`)."""
+    were deleted (`keep_checkpoints`).
+
+    `iteration(row)` gets the iteration's metrics row (with `iteration` and `seconds`);
+    `checkpoint(path, iteration)` the checkpoint file just written and its iteration.
+    """
 
     def iteration(self, row: dict[str, float]) -> None: ...
     def checkpoint(self, path: Path, iteration: int) -> None: ...
@@ -52,7 +63,15 @@ class Hooks(Protocol):
 
 def make_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> Engine:
     """The method's engine; `init_meta_params` is a warm start's tree (the driver's only:
-    workers never call `init`)."""
+    workers never call `init`).
+
+    Args:
+      cfg: the meta-training config; its method picks the engine.
+      init_meta_params: warm-start meta-parameters; None: the method's own initialisation.
+
+    Returns:
+      An ESEngine (open) or PipelineEngine (optim4rl).
+    """
     if cfg.method == "open":
         from metaopt.meta.es import open_es_engine
 
@@ -70,7 +89,14 @@ def config_hash(cfg: MetaTrainConfig) -> str:
     """What fixes the numbers: the fields set away from their defaults, without the other
     method's section, so that a field added later (with a default that keeps today's
     behaviour) does not orphan existing checkpoints. The iteration budget, checkpoint
-    period, worker layout and tracking may change between a run and its resumption."""
+    period, worker layout and tracking may change between a run and its resumption.
+
+    Args:
+      cfg: the meta-training config.
+
+    Returns:
+      16 hex digits of a SHA-256.
+    """
     other = "pipeline" if cfg.method == "open" else "es"
     data = cfg.model_dump(mode="json", exclude_defaults=True,
                           exclude={"iterations", "checkpoint_every", "keep_checkpoints", "distributed", "tracking", other})
@@ -80,7 +106,15 @@ def config_hash(cfg: MetaTrainConfig) -> str:
 
 def checkpoint_scores(cfg: MetaTrainConfig, history: list[dict[str, float]]) -> dict[int, float]:
     """Iteration -> how good the state after it is (higher is better): ES's population-mean
-    fitness, the pipeline's negated meta-loss."""
+    fitness, the pipeline's negated meta-loss.
+
+    Args:
+      cfg: the meta-training config (its method picks the metric).
+      history: the metrics rows so far, each with its `iteration`.
+
+    Returns:
+      Iteration -> score, for the rows that have the metric.
+    """
     key, sign = ("fitness_mean", 1.0) if cfg.method == "open" else ("meta_loss", -1.0)
     return {int(row["iteration"]): sign * row[key] for row in history if key in row}
 
@@ -101,6 +135,9 @@ def _prune_checkpoints(folder: Path, cfg: MetaTrainConfig, history: list[dict[st
 
 @dataclass
 class MetaRunResult:
+    """A finished (or stopped) meta-training run: its folder, last state, meta-parameters, metrics
+    history."""
+
     out: Path
     state: Any
     meta_params: dict

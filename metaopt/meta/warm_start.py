@@ -16,6 +16,8 @@ from metaopt.config import ConfigError, MetaTrainConfig
 
 @dataclass(frozen=True)
 class WarmStart:
+    """Meta-parameters to start meta-training from, with where they came from."""
+
     source: str  # as given in the config
     resolved: str  # what it pointed at when loaded: models:/NAME/VERSION or the file path
     meta_params: dict  # numpy leaves, the method's tree
@@ -27,7 +29,14 @@ class WarmStart:
 
 
 def expected_size(cfg: MetaTrainConfig) -> str:
-    """The network size meta-training builds, in `learned.size_of`'s terms."""
+    """The network size meta-training builds, in `learned.size_of`'s terms.
+
+    Args:
+      cfg: the meta-training config.
+
+    Returns:
+      "small" or "larger" for OPEN, the hidden size for Optim4RL.
+    """
     opt = cfg.optimizer
     if cfg.method == "open":
         return "larger" if opt.larger else "small"
@@ -36,6 +45,9 @@ def expected_size(cfg: MetaTrainConfig) -> str:
 
 def load_warm_start(cfg: MetaTrainConfig) -> WarmStart | None:
     """Load `cfg.init_from` (None when it is not set).
+
+    Args:
+      cfg: the meta-training config.
 
     Returns:
       The meta-parameters with their source and resolved version.

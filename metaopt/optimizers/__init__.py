@@ -28,11 +28,31 @@ __all__ = [
 
 
 def open_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
+    """OPEN from its config: gradient clipping, then `open_optimizer`.
+
+    Args:
+      cfg: an OpenConfig.
+      ppo: unused (OPEN has no learning-rate schedule).
+      meta_params: OPEN meta-parameters.
+
+    Returns:
+      The chained optax transformation.
+    """
     del ppo
     return optax.chain(gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise), open_optimizer(meta_params, cfg.cpu_kernel))
 
 
 def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
+    """Optim4RL from its config: gradient clipping, then `optim4rl_optimizer`.
+
+    Args:
+      cfg: an Optim4RLConfig.
+      ppo: unused (the learning rate is constant).
+      meta_params: Optim4RL meta-parameters.
+
+    Returns:
+      The chained optax transformation.
+    """
     del ppo
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),

@@ -9,6 +9,15 @@ from metaopt.optimizers.common import gradient_clipping, ppo_lr_schedule
 
 
 def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransformationExtraArgs:
+    """Adam from its config: gradient clipping, then optax.adam on the PPO learning-rate schedule.
+
+    Args:
+      cfg: an AdamConfig.
+      ppo: the PPO config (the annealing schedule follows its updates).
+
+    Returns:
+      The chained optax transformation.
+    """
     lr = ppo_lr_schedule(cfg.learning_rate, cfg.anneal_lr, ppo)
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
@@ -17,6 +26,15 @@ def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransform
 
 
 def rmsprop_from_config(cfg: RMSPropConfig, ppo: PPOConfig) -> optax.GradientTransformationExtraArgs:
+    """RMSProp from its config: gradient clipping, then optax.rmsprop on the PPO learning-rate schedule.
+
+    Args:
+      cfg: an RMSPropConfig.
+      ppo: the PPO config (the annealing schedule follows its updates).
+
+    Returns:
+      The chained optax transformation.
+    """
     lr = ppo_lr_schedule(cfg.learning_rate, cfg.anneal_lr, ppo)
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),

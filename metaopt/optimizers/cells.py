@@ -15,12 +15,27 @@ GATES_HIDDEN = ("hr", "hz", "hn")
 
 
 def is_shape(x) -> bool:
-    """Leaves of a shape tree are tuples."""
+    """Leaves of a shape tree are tuples.
+
+    Args:
+      x: a node of a shape tree.
+
+    Returns:
+      True for a leaf (a tuple).
+    """
     return isinstance(x, tuple)
 
 
 def gru_shapes(in_features: int, hidden: int) -> dict:
-    """flax GRUCell's parameter tree, leaf -> shape."""
+    """flax GRUCell's parameter tree, leaf -> shape.
+
+    Args:
+      in_features: F, the inputs per step.
+      hidden: H, the hidden size.
+
+    Returns:
+      A dict gate -> {"kernel": shape, "bias": shape} (the h* gates have no bias but hn).
+    """
     tree = {g: {"bias": (hidden,), "kernel": (in_features, hidden)} for g in GATES_IN}
     tree.update({g: {"kernel": (hidden, hidden)} for g in GATES_HIDDEN})
     tree["hn"]["bias"] = (hidden,)
@@ -29,7 +44,14 @@ def gru_shapes(in_features: int, hidden: int) -> dict:
 
 def gru_matrices(gru: dict):
     """(w_in (3H, F), b_in (3H,), w_h (3H, H)), gates stacked r, z, n, the r and z rows
-    halved (see gru_step)."""
+    halved (see gru_step).
+
+    Args:
+      gru: a flax GRUCell parameter tree.
+
+    Returns:
+      (w_in, b_in, w_h) as above.
+    """
     h = gru["hn"]["bias"].shape[-1]
     half = jnp.concatenate([jnp.full((2 * h,), 0.5, jnp.float32), jnp.ones((h,), jnp.float32)])
     w_in = jnp.concatenate([gru[k]["kernel"] for k in GATES_IN], 1).T * half[:, None]
@@ -42,7 +64,7 @@ def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one: tuple[int, ...
     """flax GRUCell (tanh): carry (H, N), x (F, N) -> new carry (H, N).
     r = s(Wir x + bir + Whr h); z = s(Wiz x + biz + Whz h);
     n = tanh(Win x + bin + r (Whn h + bhn)); h' = (1 - z) n + z h.
-    The logistic s(a) is 0.5 tanh(a / 2) + 0.5 (XLA:CPU's own logistic is ~1.7x slower),
+    The logistic s(a) is 0.5 tanh(a / 2) + 0.5 (cheaper than XLA:CPU's own logistic),
     with the halving folded into the r and z weights (exact: a power of two), and
     h' = h + (1 - z)(n - h): fewer operations in the one elementwise pass, which is bound
     by its three tanh per element.
@@ -51,7 +73,17 @@ def gru_step(gru: dict, carry: jax.Array, x: jax.Array, rank_one: tuple[int, ...
     and would make XLA materialise x whole even where those rows are broadcast scalars.
     Rows that are loop-invariant (N,) vectors belong in the product, not in `rank_one`:
     inside a training loop XLA hoists their (3H, N) outer product out of the loop, and
-    the gate pass then reads 3H rows back instead of one."""
+    the gate pass then reads 3H rows back instead of one.
+
+    Args:
+      gru: a flax GRUCell parameter tree.
+      carry: (H, N) hidden states.
+      x: (F, N) inputs.
+      rank_one: indices of input rows taken as outer products (see above); ignored for F = 1.
+
+    Returns:
+      The new carry (H, N).
+    """
     h = carry.shape[0]
     w_in, b_in, w_h = gru_matrices(gru)
     b_in = b_in[:, None]
@@ -72,20 +104,45 @@ def dense_rows(layer: dict, rows: list) -> list:
     row is a sum of scaled input rows. A chain of these is elementwise over N, so XLA
     fuses it into one pass that keeps every intermediate in registers; as matrix products
     each layer writes its (K, N) output out and the next pass reads it back, which on
-    XLA:CPU costs more than the arithmetic at these widths (K = 3..16)."""
+    XLA:CPU costs more than the arithmetic at these widths (K = 3..16).
+
+    Args:
+      layer: a flax Dense tree (kernel (in, out), bias (out,)).
+      rows: `in` arrays of shape (N,), one per input feature.
+
+    Returns:
+      `out` arrays of shape (N,).
+    """
     kernel, bias = layer["kernel"], layer["bias"]
     return [sum(kernel[i, k] * row for i, row in enumerate(rows)) + bias[k] for k in range(kernel.shape[1])]
 
 
 def centred(layer: dict) -> dict:
-    """A dense layer whose outputs have zero mean over features (LayerNorm's centring)."""
+    """A dense layer whose outputs have zero mean over features (LayerNorm's centring).
+
+    Args:
+      layer: a flax Dense tree (kernel (in, out), bias (out,)).
+
+    Returns:
+      The same tree with each kernel row and the bias minus their means over outputs.
+    """
     return {"kernel": layer["kernel"] - layer["kernel"].mean(1, keepdims=True), "bias": layer["bias"] - layer["bias"].mean()}
 
 
 def dense_layer_norm_rows(layer: dict, norm: dict, rows: list, eps: float = 1e-6) -> list:
     """flax LayerNorm(Dense(x)) over the feature axis, row by row as `dense_rows`. The mean
     over features of a dense layer's output is linear in its input, so centring is folded
-    into the weights (W - row means, b - mean(b)): the layer gives centred rows directly."""
+    into the weights (W - row means, b - mean(b)): the layer gives centred rows directly.
+
+    Args:
+      layer: a flax Dense tree (kernel (in, out), bias (out,)).
+      norm: a flax LayerNorm tree (scale, bias), each (out,).
+      rows: `in` arrays of shape (N,).
+      eps: LayerNorm's epsilon.
+
+    Returns:
+      `out` arrays of shape (N,).
+    """
     y = dense_rows(centred(layer), rows)
     inv = jax.lax.rsqrt(sum(r * r for r in y) / len(y) + eps)
     return [r * inv * norm["scale"][k] + norm["bias"][k] for k, r in enumerate(y)]
@@ -93,7 +150,15 @@ def dense_layer_norm_rows(layer: dict, norm: dict, rows: list, eps: float = 1e-6
 
 def init_like_flax(rng: jax.Array, shapes: dict) -> dict:
     """flax's default initialisers by leaf name: lecun-normal kernels (orthogonal for a
-    GRU's recurrent h* kernels), zero biases, unit LayerNorm scales."""
+    GRU's recurrent h* kernels), zero biases, unit LayerNorm scales.
+
+    Args:
+      rng: a PRNG key.
+      shapes: a tree leaf -> shape with flax's leaf names (kernel, bias, scale).
+
+    Returns:
+      A tree of float32 arrays of those shapes.
+    """
     flat, treedef = jax.tree_util.tree_flatten_with_path(shapes, is_leaf=is_shape)
     lecun, ortho = jax.nn.initializers.lecun_normal(), jax.nn.initializers.orthogonal()
     leaves = []
@@ -109,8 +174,24 @@ def init_like_flax(rng: jax.Array, shapes: dict) -> dict:
 
 
 def zeros_like_shapes(shapes: dict) -> dict:
+    """A tree of float32 zeros with the given shapes.
+
+    Args:
+      shapes: a tree leaf -> shape.
+
+    Returns:
+      The tree of zeros.
+    """
     return jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), shapes, is_leaf=is_shape)
 
 
 def count(shapes: dict) -> int:
+    """The number of elements in a shape tree.
+
+    Args:
+      shapes: a tree leaf -> shape.
+
+    Returns:
+      The total element count.
+    """
     return sum(math.prod(s) for s in jax.tree.leaves(shapes, is_leaf=is_shape))

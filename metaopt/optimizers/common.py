@@ -11,7 +11,14 @@ from metaopt.config import PPOConfig
 
 def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTransformationExtraArgs:
     """Clip each top-level subtree ("actor", "critic") by its own global norm, as the
-    published code does with its two separate train states. None: identity."""
+    published code does with its two separate train states. None: identity.
+
+    Args:
+      max_norm: the largest global norm per top-level subtree; None: no clipping.
+
+    Returns:
+      An optax transformation (stateless).
+    """
     if max_norm is None:
         return optax.with_extra_args_support(optax.identity())
 
@@ -30,13 +37,30 @@ def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTra
 
 def gradient_clipping(max_grad_norm: float | None, clip_elementwise: float | None) -> optax.GradientTransformationExtraArgs:
     """The clipping every optimizer chain starts with: per-network global norm (None: off),
-    then element-wise to [-c, c] (None: off; brax-style runs, e.g. Optim4RL's, use 1)."""
+    then element-wise to [-c, c] (None: off; brax-style runs, e.g. Optim4RL's, use 1).
+
+    Args:
+      max_grad_norm: per-network global-norm limit; None: off.
+      clip_elementwise: element-wise limit c; None: off.
+
+    Returns:
+      The chained optax transformation.
+    """
     elementwise = optax.clip(clip_elementwise) if clip_elementwise is not None else optax.identity()
     return optax.chain(clip_by_global_norm_per_network(max_grad_norm), optax.with_extra_args_support(elementwise))
 
 
 def ppo_lr_schedule(learning_rate: float, anneal: bool, ppo: PPOConfig):
-    """Constant, or PureJaxRL's linear annealing: one step down per PPO update, to 0."""
+    """Constant, or PureJaxRL's linear annealing: one step down per PPO update, to 0.
+
+    Args:
+      learning_rate: the initial learning rate.
+      anneal: anneal linearly to 0 over the run; False: constant.
+      ppo: the PPO config (updates, epochs and minibatches fix the schedule's length).
+
+    Returns:
+      A float (constant) or an optax schedule of the optimizer step count.
+    """
     if not anneal:
         return learning_rate
     steps_per_update = ppo.update_epochs * ppo.num_minibatches

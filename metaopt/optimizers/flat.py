@@ -1,12 +1,11 @@
 """Flat vectors of an agent's parameters, so per-parameter networks run as a few large
 matrix products instead of one small network per leaf.
 
-`FlatLayout.networks()` gives one vector per network (actor, critic). OPEN runs on those:
-its PPO update was ~5% faster than on one agent-wide vector (measured, benchmarks/README.md;
-likely because each pass streams half the data and the critic's passes can start while the
-actor's backward pass still runs). Each vector is zero-padded to a multiple of LANES:
-XLA:CPU compiles an elementwise pass over an odd length to scalar code (~6x slower,
-measured on the 30,019-element actor).
+`FlatLayout.networks()` gives one vector per network (actor, critic). OPEN runs on those
+rather than on one agent-wide vector: each pass streams only its network's data, and the
+critic's passes can start while the actor's backward pass still runs (figures:
+benchmarks/README.md). Each vector is zero-padded to a multiple of LANES: XLA:CPU compiles
+an elementwise pass over an odd length to scalar code, not vector code.
 
 The layout is static (shapes and tree paths only), so it is built at trace time from the
 params (or their shapes) and costs nothing at run time. It knows, for every element, which
@@ -39,7 +38,16 @@ def standard_normal(key: jax.Array, n: int, offset: int = 0) -> jax.Array:
     of one agent-wide draw): the same threefry2x32
     hash of the same counters, written out so that it compiles to one elementwise pass.
     XLA:CPU runs jax's own threefry as a rolled loop of small passes, which cost as much
-    as a layer of OPEN's network. Other keys (or non-partitionable threefry) go to jax."""
+    as a layer of OPEN's network. Other keys (or non-partitionable threefry) go to jax.
+
+    Args:
+      key: a PRNG key; typed threefry2x32 keys (partitionable) take the written-out path.
+      n: number of draws.
+      offset: index of the first draw in the whole sequence.
+
+    Returns:
+      (n,) float32 standard normals.
+    """
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not (typed and str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.jax_threefry_partitionable):
         return jax.random.normal(key, (offset + n,), jnp.float32)[offset:]
@@ -60,6 +68,14 @@ def standard_normal(key: jax.Array, n: int, offset: int = 0) -> jax.Array:
 
 
 def padded(size: int) -> int:
+    """`size` rounded up to a multiple of LANES.
+
+    Args:
+      size: number of elements.
+
+    Returns:
+      The padded length.
+    """
     return -(-size // LANES) * LANES
 
 
@@ -81,6 +97,8 @@ def _key_name(entry) -> str:
 
 @dataclass(frozen=True)
 class Leaf:
+    """One leaf of a layout: its network, layer, shape and offset in the layout's vector."""
+
     network: str
     layer: str
     shape: tuple[int, ...]
@@ -88,6 +106,7 @@ class Leaf:
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return int(np.prod(self.shape, dtype=np.int64))
 
 
@@ -116,7 +135,11 @@ class FlatLayout:
         self.leaf_range = (0, len(leaves))
 
     def networks(self) -> tuple[FlatLayout, ...]:
-        """One layout per network, in flat order (a non-agent tree is one network)."""
+        """One layout per network, in flat order (a non-agent tree is one network).
+
+        Returns:
+          A tuple of FlatLayout parts, one per network; each is indexed into the whole tree.
+        """
         parts, lo = [], 0
         for _, run in itertools.groupby(self.leaves, key=lambda leaf: leaf.network):
             hi = lo + len(list(run))
@@ -138,16 +161,35 @@ class FlatLayout:
     # ---------------------------------------------------------------- static per-element data
 
     def layers(self, network: str) -> list[str]:
+        """The layer names of `network`, sorted (depth order).
+
+        Args:
+          network: "actor" or "critic" (or "actor" for a non-agent tree).
+
+        Returns:
+          Sorted layer names; empty when the layout has no such network.
+        """
         return sorted({leaf.layer for leaf in self.leaves if leaf.network == network})
 
     def per_element(self, value_of_leaf) -> np.ndarray:
         """A float32 (width,) constant with `value_of_leaf(leaf)` repeated over each leaf
-        (0 in the padding)."""
+        (0 in the padding).
+
+        Args:
+          value_of_leaf: Leaf -> float, the value for all of that leaf's elements.
+
+        Returns:
+          A numpy float32 array of shape (width,).
+        """
         parts = [np.full(leaf.size, value_of_leaf(leaf), np.float32) for leaf in self.leaves]
         return np.concatenate(parts + [np.zeros(self.width - self.size, np.float32)])
 
     def layer_proportion(self) -> np.ndarray:
-        """layer index / (layers - 1) within the leaf's network; a one-layer network gives 0."""
+        """layer index / (layers - 1) within the leaf's network; a one-layer network gives 0.
+
+        Returns:
+          A numpy float32 array of shape (width,), values in [0, 1].
+        """
         props = {}
         for network in {leaf.network for leaf in self.leaves}:
             names = self.layers(network)
@@ -156,11 +198,27 @@ class FlatLayout:
         return self.per_element(lambda leaf: props[leaf.network, leaf.layer])
 
     def mask(self, network: str) -> np.ndarray:
+        """1 on `network`'s elements, 0 elsewhere (the padding included).
+
+        Args:
+          network: "actor" or "critic".
+
+        Returns:
+          A numpy float32 array of shape (width,).
+        """
         return self.per_element(lambda leaf: float(leaf.network == network))
 
     def noise(self, key: jax.Array, network: str) -> jax.Array | None:
         """(width,) standard normal noise on `network`'s elements, 0 elsewhere; None when
-        no element is `network`'s. Element i of the whole tree always gets the same draw."""
+        no element is `network`'s. Element i of the whole tree always gets the same draw.
+
+        Args:
+          key: the agent-wide noise key (the same for every network part).
+          network: the network that gets noise ("actor" in OPEN).
+
+        Returns:
+          A (width,) float32 array, or None.
+        """
         mask = self.mask(network)
         if not mask.any():
             return None
@@ -170,28 +228,64 @@ class FlatLayout:
     # ---------------------------------------------------------------- traced operations
 
     def ravel(self, tree) -> jax.Array:
-        """This layout's leaves of `tree` (the whole tree) -> (width,) float32, zero-padded."""
+        """This layout's leaves of `tree` (the whole tree) -> (width,) float32, zero-padded.
+
+        Args:
+          tree: the whole params tree (every network), with the structure the layout was built from.
+
+        Returns:
+          A (width,) float32 vector, zero in the padding.
+        """
         lo, hi = self.leaf_range
         leaves = self.treedef.flatten_up_to(tree)[lo:hi]
         pad = [jnp.zeros((self.width - self.size,), jnp.float32)] if self.width > self.size else []
         return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves] + pad)
 
     def leaves_of(self, flat: jax.Array) -> list[jax.Array]:
+        """A (width,) vector -> this layout's leaves, reshaped and cast back to their dtypes.
+
+        Args:
+          flat: a (width,) vector of this layout.
+
+        Returns:
+          The leaves in flat order.
+        """
         return [
             flat[leaf.offset : leaf.offset + leaf.size].reshape(leaf.shape).astype(dtype)
             for leaf, dtype in zip(self.leaves, self.dtypes)
         ]
 
     def unravel(self, flat: jax.Array):
-        """(width,) of a whole layout -> the tree."""
+        """(width,) of a whole layout -> the tree.
+
+        Args:
+          flat: a (width,) vector of the whole layout (not of a `networks()` part).
+
+        Returns:
+          The params tree.
+        """
         return self.treedef.unflatten(self.leaves_of(flat))
 
     def unravel_networks(self, flats) -> object:
-        """One (width,) vector per `networks()` part, in order -> the whole tree."""
+        """One (width,) vector per `networks()` part, in order -> the whole tree.
+
+        Args:
+          flats: one (width,) vector per `networks()` part, each of that part's width.
+
+        Returns:
+          The params tree.
+        """
         return self.treedef.unflatten([x for part, flat in zip(self.networks(), flats) for x in part.leaves_of(flat)])
 
     def total(self, x: jax.Array) -> jax.Array:
-        """Sum of x (width,) over this layout's elements (the padding left out)."""
+        """Sum of x (width,) over this layout's elements (the padding left out).
+
+        Args:
+          x: a (width,) array.
+
+        Returns:
+          A scalar.
+        """
         return x[: self.size].sum()
 
     def segment_mean_square(self, x: jax.Array) -> jax.Array:
@@ -203,7 +297,14 @@ class FlatLayout:
         row shared when F is odd) stays in XLA's own emitter, fused with the slice, the
         square and whatever computes x. That emitter adds sequentially, so each leaf is
         summed in three levels (blocks of about cbrt(size), then blocks of those sums...),
-        which keeps the rounding error near that of a pairwise sum."""
+        which keeps the rounding error near that of a pairwise sum.
+
+        Args:
+          x: an (F, width) array.
+
+        Returns:
+          An (F, L) array, L the number of leaves, in leaf order.
+        """
         f = x.shape[0]
         half = (f + 1) // 2
         zero = np.float32(0)
@@ -223,7 +324,15 @@ class FlatLayout:
     def scale_segments(self, x: jax.Array, per_leaf: jax.Array) -> jax.Array:
         """(F, width) * (F, L): each leaf's columns times its own column of `per_leaf`, in one
         elementwise pass that picks the scale by column index (a concatenation of per-leaf
-        products, a gather or a repeat of the scales each cost an extra pass or more)."""
+        products, a gather or a repeat of the scales each cost an extra pass or more).
+
+        Args:
+          x: an (F, width) array.
+          per_leaf: an (F, L) array of scales, one column per leaf in leaf order.
+
+        Returns:
+          The (F, width) product; the padding takes the last leaf's scale.
+        """
         column = jax.lax.broadcasted_iota(jnp.int32, (1, self.width), 1)
         scale = per_leaf[:, :1]
         for i, leaf in enumerate(self.leaves[1:], 1):
@@ -239,7 +348,16 @@ class FlatLayout:
     def unit_scores(self, activations, score_fn) -> jax.Array:
         """(width,) per-element score of the output unit each element feeds (kernel (in, out)
         and bias (out,) entries share unit j's score). Leaves with no matching activation
-        statistics, or whose last axis is not the unit axis, get 1."""
+        statistics, or whose last axis is not the unit axis, get 1.
+
+        Args:
+          activations: activation statistics per layer, {network: {layer: (..., units)}} for an agent or
+            {layer: ...} otherwise; None: no statistics.
+          score_fn: statistics of one layer -> per-unit scores (e.g. `open.dormancy_score`).
+
+        Returns:
+          A (width,) float32 array, 1 in the padding.
+        """
         parts = []
         for leaf in self.leaves:
             stats = self._stats_for(activations, leaf)

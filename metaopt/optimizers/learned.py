@@ -22,12 +22,31 @@ METHODS = LEARNED_OPTIMIZERS
 
 
 def size_of(method: str, meta_params: dict) -> str:
+    """The size tag saved with meta-parameters: "small" or "larger" for OPEN, the hidden size for
+    Optim4RL.
+
+    Args:
+      method: "open" or "optim4rl".
+      meta_params: that method's meta-parameters.
+
+    Returns:
+      The size tag.
+    """
     if method == "open":
         return "larger" if open_opt.is_larger(meta_params) else "small"
     return str(meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1])
 
 
 def expected_shapes(method: str, size: str) -> dict:
+    """The shape tree a method and size tag must have.
+
+    Args:
+      method: "open" or "optim4rl".
+      size: a tag from `size_of`.
+
+    Returns:
+      A tree leaf -> shape.
+    """
     if method == "open":
         if size not in ("small", "larger"):
             raise ValueError(f"OPEN size {size!r}; expected small or larger")

@@ -11,8 +11,8 @@ over every parameter of that network, the MLP after it runs row by row (N-long r
 fused elementwise pass with the update, and the per-tensor normalisation is a row reduction
 per leaf. Only the zero-mean shift joins the two networks. On CPU, by default, each
 network's step (momenta to step, `network_step`) runs as one compiled kernel instead
-(kernels/open.cc, the same function to float32 rounding): OPEN's share of a PPO update is
-1.7x smaller that way, measured, since XLA's passes write every intermediate to memory.
+(kernels/open.cc, the same function to float32 rounding), since XLA's passes write every
+intermediate to memory and the kernel keeps them in registers (figures: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -48,7 +48,14 @@ DORMANCY_EPS = 1e-11
 
 
 def param_shapes(larger: bool = False) -> dict:
-    """The published tree, names as flax gives them, leaf -> shape."""
+    """The published tree, names as flax gives them, leaf -> shape.
+
+    Args:
+      larger: the larger network (GRU 16, MLP 32); False: the small one (8, 16).
+
+    Returns:
+      A nested dict of shape tuples.
+    """
     gru, hidden = SIZES[larger]
     mlp = {
         "layers_0": {"bias": (hidden,), "kernel": (gru, hidden)},
@@ -61,35 +68,90 @@ def param_shapes(larger: bool = False) -> dict:
 
 
 def num_meta_params(larger: bool = False) -> int:
+    """The number of OPEN meta-parameters.
+
+    Args:
+      larger: the larger network; False: the small one.
+
+    Returns:
+      The count.
+    """
     return cells.count(param_shapes(larger))
 
 
 def init_meta_params(rng: jax.Array, larger: bool = False) -> dict:
-    """flax's default initialisers (ES starts from all zeros instead: `zeros_meta_params`)."""
+    """flax's default initialisers (ES starts from all zeros instead: `zeros_meta_params`).
+
+    Args:
+      rng: a PRNG key.
+      larger: the larger network; False: the small one.
+
+    Returns:
+      The meta-parameter tree (float32 arrays).
+    """
     return cells.init_like_flax(rng, param_shapes(larger))
 
 
 def zeros_meta_params(larger: bool = False) -> dict:
+    """OPEN meta-parameters, all zero.
+
+    Args:
+      larger: the larger network; False: the small one.
+
+    Returns:
+      The meta-parameter tree (float32 zeros).
+    """
     return cells.zeros_like_shapes(param_shapes(larger))
 
 
 def unravel(flat: jax.Array | np.ndarray, larger: bool) -> dict:
-    """A flat vector in `ravel_pytree` order -> the parameter tree (traceable: ES uses it)."""
+    """A flat vector in `ravel_pytree` order -> the parameter tree (traceable: ES uses it).
+
+    Args:
+      flat: (D,) meta-parameters, D = `num_meta_params(larger)`.
+      larger: the network size `flat` is for.
+
+    Returns:
+      The meta-parameter tree (float32).
+    """
     _, unravel_fn = jax.flatten_util.ravel_pytree(zeros_meta_params(larger))
     return unravel_fn(jnp.asarray(flat, jnp.float32))
 
 
 def ravel(meta_params: dict) -> jax.Array:
+    """The meta-parameter tree -> its flat vector in `ravel_pytree` order (the published layout).
+
+    Args:
+      meta_params: OPEN meta-parameters.
+
+    Returns:
+      A (D,) array.
+    """
     return jax.flatten_util.ravel_pytree(meta_params)[0]
 
 
 def is_larger(meta_params: dict) -> bool:
+    """Whether `meta_params` is the larger OPEN network (GRU size 16).
+
+    Args:
+      meta_params: OPEN meta-parameters.
+
+    Returns:
+      True for the larger network.
+    """
     return meta_params["gru_params"]["hn"]["bias"].shape[-1] == SIZES[True][0]
 
 
 def load_published(path: str | Path) -> dict:
     """A published OPEN `.npy` (flat float32, `ravel_pytree` order) -> parameter tree.
-    The network size follows from the length; anything else is refused."""
+    The network size follows from the length; anything else is refused.
+
+    Args:
+      path: a `.npy` file.
+
+    Returns:
+      The meta-parameter tree.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"OPEN weights {path} do not exist; pass a published .npy file")
@@ -114,7 +176,16 @@ def load_published(path: str | Path) -> dict:
 
 
 def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array):
-    """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N))."""
+    """carry (H, N), features (19, N) -> (new carry (H, N), outputs (3, N)).
+
+    Args:
+      meta_params: OPEN meta-parameters.
+      carry: (H, N) GRU hidden states.
+      features: (19, N) input features.
+
+    Returns:
+      (new carry (H, N), outputs (3, N)).
+    """
     new_carry = cells.gru_step(meta_params["gru_params"], carry, features, RANK_ONE)
     mlp = meta_params["params"]
     x = [new_carry[k] for k in range(new_carry.shape[0])]
@@ -125,7 +196,16 @@ def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array
 
 def network_apply(meta_params: dict, carry: jax.Array, features: jax.Array):
     """The raw network, feature-last as in the published code: carry (..., H), features
-    (..., 19) -> (new carry (..., H), outputs (..., 3))."""
+    (..., 19) -> (new carry (..., H), outputs (..., 3)).
+
+    Args:
+      meta_params: OPEN meta-parameters.
+      carry: (..., H) GRU hidden states.
+      features: (..., 19) input features.
+
+    Returns:
+      (new carry (..., H), outputs (..., 3)).
+    """
     lead = features.shape[:-1]
     new_carry, out = apply_feature_major(
         meta_params, carry.reshape(-1, carry.shape[-1]).T, features.reshape(-1, NUM_FEATURES).T
@@ -145,19 +225,43 @@ class OpenState(NamedTuple):
 
 
 def dormancy_score(unit_mean_abs: jax.Array) -> jax.Array:
-    """s_i = a_i / mean_j a_j (ReDo), 1e-11 added to the mean as published."""
+    """s_i = a_i / mean_j a_j (ReDo), 1e-11 added to the mean as published.
+
+    Args:
+      unit_mean_abs: the mean absolute activation of each unit of one layer.
+
+    Returns:
+      The scores, same shape.
+    """
     return unit_mean_abs / (unit_mean_abs.mean() + DORMANCY_EPS)
 
 
 def raw_features(momenta: jax.Array, p: jax.Array, g: jax.Array) -> jax.Array:
-    """(15, width): features 0-14 before the per-tensor normalisation."""
+    """(15, width): features 0-14 before the per-tensor normalisation.
+
+    Args:
+      momenta: (6, width) momenta, betas as BETAS.
+      p: (width,) parameters.
+      g: (width,) clipped gradient.
+
+    Returns:
+      (15, width): p, sign and log|.| of each momentum, sign g, log|g|.
+    """
     return jnp.concatenate(
         [p[None], jnp.sign(momenta), jnp.log(jnp.abs(momenta) + LOG_EPS), jnp.sign(g)[None], jnp.log(jnp.abs(g) + LOG_EPS)[None]]
     )
 
 
 def feature_scale(layout: FlatLayout, raw: jax.Array) -> jax.Array:
-    """(15, leaves): each leaf's normalisation factor per feature, 1 / sqrt(eps + mean x^2)."""
+    """(15, leaves): each leaf's normalisation factor per feature, 1 / sqrt(eps + mean x^2).
+
+    Args:
+      layout: the network's FlatLayout.
+      raw: (15, width) from `raw_features`.
+
+    Returns:
+      A (15, leaves) array.
+    """
     return jax.lax.rsqrt(NORM_EPS + layout.segment_mean_square(raw))
 
 
@@ -176,7 +280,21 @@ def _features(layout: FlatLayout, raw, scale, dormancy, progress) -> jax.Array:
 
 def compute_features(layout: FlatLayout, momenta, p, g, training_progress, epoch_progress, activations):
     """(19, width) input features of one layout in the published order, 0-14 normalised
-    per tensor."""
+    per tensor.
+
+    Args:
+      layout: the network's FlatLayout.
+      momenta: (6, width) momenta after this step's update.
+      p: (width,) parameters.
+      g: (width,) clipped gradient.
+      training_progress: fraction of training done, in [0, 1].
+      epoch_progress: fraction of the current update's epochs done, in [0, 1].
+      activations: activation statistics for the dormancy feature (see `FlatLayout.unit_scores`); None:
+        1 everywhere.
+
+    Returns:
+      A (19, width) float32 array.
+    """
     raw = raw_features(momenta, p, g)
     progress = jnp.asarray([training_progress, epoch_progress], jnp.float32)
     return _features(layout, raw, feature_scale(layout, raw), layout.unit_scores(activations, dormancy_score), progress)
@@ -186,7 +304,14 @@ def network_step(layout: FlatLayout):
     """step(meta_params, carry, momenta, p, g, dormancy, noise, progress) -> (new carry, new
     momenta, step before the zero-mean shift) for one network laid out as `layout`; `g` the
     clipped gradient, `noise` (width,) or (0,) for none, `progress` (training, epoch). On CPU
-    the compiled kernel (kernels/open.cc) computes the same (see `_kernel_step`)."""
+    the compiled kernel (kernels/open.cc) computes the same (see `_kernel_step`).
+
+    Args:
+      layout: the network's FlatLayout (static).
+
+    Returns:
+      The pure step function described above.
+    """
     betas = jnp.asarray(BETAS, jnp.float32)[:, None]
 
     def step(meta_params, carry, momenta, p, g, dormancy, noise, progress):
@@ -240,7 +365,14 @@ def open_optimizer(meta_params: dict, cpu_kernel: bool = True) -> optax.Gradient
     Extra args (all optional, defaults in brackets): training_progress [0],
     epoch_progress [0], activations [dormancy 1 everywhere], key [derived from the step
     count]. The update has no learning rate and zero mean over all parameters.
-    `cpu_kernel`: on CPU, run the network as the compiled kernel where one is available."""
+
+    Args:
+      meta_params: OPEN meta-parameters (small or larger).
+      cpu_kernel: on CPU, run the network as the compiled kernel where one is available.
+
+    Returns:
+      An optax transformation whose state is an OpenState.
+    """
     gru_size = meta_params["gru_params"]["hn"]["bias"].shape[-1]
     mlp_size = meta_params["params"]["layers_0"]["bias"].shape[-1]
     use_kernel = cpu_kernel and (gru_size, mlp_size) in SIZES.values() and kernels.wanted()

@@ -8,9 +8,10 @@ So a step always goes against the gradient's sign; the networks learn its size. 
 gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
 time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
 training needs exactly that). Runs feature-major over one flat vector of the whole agent
-(per-network vectors, as OPEN uses, made its PPO update ~5% slower: measured). On CPU the
-step runs as a compiled kernel (kernels/optim4rl.cc) by default; gradients and every other
-platform use the JAX network below, which the kernel matches to float32 rounding.
+(not per-network vectors as OPEN uses: for Optim4RL those were slower, see
+benchmarks/README.md). On CPU the step runs as a compiled kernel (kernels/optim4rl.cc) by
+default; gradients and every other platform use the JAX network below, which the kernel
+matches to float32 rounding.
 """
 
 from __future__ import annotations
@@ -30,20 +31,47 @@ RNNS = ("rnn_m", "rnn_v")
 
 
 def param_shapes(hidden: int = HIDDEN) -> dict:
+    """The meta-parameter tree, leaf -> shape: per RNN (rnn_m, rnn_v) a GRU of one input and a Dense(1)
+    head.
+
+    Args:
+      hidden: the GRUs' hidden size.
+
+    Returns:
+      A nested dict of shape tuples.
+    """
     rnn = lambda: {"gru": cells.gru_shapes(1, hidden), "out": {"bias": (1,), "kernel": (hidden, 1)}}  # noqa: E731
     return {name: rnn() for name in RNNS}
 
 
 def num_meta_params(hidden: int = HIDDEN) -> int:
+    """Number of meta-parameters for GRUs of size `hidden`.
+
+    Args:
+      hidden: the GRUs' hidden size.
+
+    Returns:
+      The count.
+    """
     return cells.count(param_shapes(hidden))
 
 
 def init_meta_params(rng: jax.Array, hidden: int = HIDDEN) -> dict:
-    """flax's default initialisers, as the reference code's modules start."""
+    """flax's default initialisers, as the reference code's modules start.
+
+    Args:
+      rng: a PRNG key.
+      hidden: the GRUs' hidden size.
+
+    Returns:
+      The meta-parameter tree (float32 arrays).
+    """
     return cells.init_like_flax(rng, param_shapes(hidden))
 
 
 class Optim4RLState(NamedTuple):
+    """Optim4RL's optimizer state: the GRUs' hidden states for every parameter."""
+
     carry: jax.Array  # (2, H, width): hidden states of rnn_m and rnn_v per parameter
 
 
@@ -52,7 +80,16 @@ def _stacked(meta_params: dict):
 
 
 def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
-    """carry (2, H, N), g (N,) -> (new carry, o (2, N)): o1 and o2 for every parameter."""
+    """carry (2, H, N), g (N,) -> (new carry, o (2, N)): o1 and o2 for every parameter.
+
+    Args:
+      meta_params: Optim4RL meta-parameters.
+      carry: (2, H, N) hidden states of rnn_m and rnn_v.
+      g: (N,) gradient.
+
+    Returns:
+      (new carry (2, H, N), o (2, N)).
+    """
     x = jnp.stack([g, g * g])[:, None]  # (2, 1, N)
 
     def one_rnn(rnn, h, inp):
@@ -65,7 +102,16 @@ def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
 
 
 def direction(meta_params: dict, carry: jax.Array, g: jax.Array):
-    """carry (2, H, N), g (N,) -> (new carry, m / sqrt(v + 1e-8)): the step before -lr."""
+    """carry (2, H, N), g (N,) -> (new carry, m / sqrt(v + 1e-8)): the step before -lr.
+
+    Args:
+      meta_params: Optim4RL meta-parameters.
+      carry: (2, H, N) hidden states.
+      g: (N,) gradient.
+
+    Returns:
+      (new carry (2, H, N), direction (N,)); the update is -lr times the direction.
+    """
     carry, o = network_apply(meta_params, carry, g)
     return carry, jnp.sign(g) * jnp.exp(o[0]) / jnp.sqrt(jnp.exp(o[1]) + V_EPS)
 
@@ -99,7 +145,15 @@ _fast_direction = kernels.dispatch(_kernel_direction, direction)
 def optim4rl_optimizer(meta_params: dict, learning_rate: float, cpu_kernel: bool = True) -> optax.GradientTransformationExtraArgs:
     """Optim4RL as an optax transformation. Clip gradients before it (element-wise at 1 as
     published for Brax: `optax.clip(1.0)`); extra args are accepted and ignored.
-    `cpu_kernel`: on CPU, run the step as the compiled kernel where one is available."""
+
+    Args:
+      meta_params: Optim4RL meta-parameters; the hidden size is read from them.
+      learning_rate: the step size that multiplies m / sqrt(v).
+      cpu_kernel: on CPU, run the step as the compiled kernel where one is available.
+
+    Returns:
+      An optax transformation whose state is an Optim4RLState.
+    """
     hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
     step = _fast_direction if cpu_kernel and hidden in KERNEL_SIZES and kernels.wanted() else direction
 

@@ -38,5 +38,12 @@ def published_path(name: str) -> Path:
 
 
 def resolve(source: str) -> str:
-    """`published:ENV` -> the shipped file's path; any other source unchanged."""
+    """`published:ENV` -> the shipped file's path; any other source unchanged.
+
+    Args:
+      source: a meta-parameter source (published:ENV, a path, models:/...).
+
+    Returns:
+      The path of the shipped file for published:ENV, else `source` itself.
+    """
     return str(published_path(source)) if source.startswith(PREFIX) else source

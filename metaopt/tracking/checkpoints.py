@@ -31,6 +31,14 @@ def _leaf_name(path) -> str:
 
 
 def state_to_arrays(state: Any) -> dict[str, np.ndarray]:
+    """A state pytree -> {leaf key path: numpy array}; typed PRNG keys become their key data.
+
+    Args:
+      state: any pytree.
+
+    Returns:
+      The flat dict.
+    """
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     out = {}
     for path, leaf in leaves:
@@ -42,6 +50,17 @@ def state_to_arrays(state: Any) -> dict[str, np.ndarray]:
 
 
 def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = "checkpoint") -> Any:
+    """The inverse of `state_to_arrays`, checked against a template (ValueError on any mismatch).
+
+    Args:
+      arrays: leaf key path -> array.
+      template: a state of the same structure, shapes and dtypes (PRNG keys re-wrapped with its key
+        implementations).
+      source: the file's name, for error messages.
+
+    Returns:
+      The state, leaves as JAX arrays.
+    """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [_leaf_name(p) for p, _ in leaves]
     missing, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
@@ -61,22 +80,56 @@ def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = 
 
 
 def checkpoint_path(folder: str | Path, iteration: int) -> Path:
+    """FOLDER/ckpt_NNNNNN.safetensors for an iteration.
+
+    Args:
+      folder: the checkpoints folder.
+      iteration: finished iterations.
+
+    Returns:
+      The path.
+    """
     return Path(folder) / f"ckpt_{iteration:06d}.safetensors"
 
 
 def save_checkpoint(folder: str | Path, iteration: int, state: Any, metadata: dict[str, str]) -> Path:
-    """Atomic write; the iteration number is the count of finished iterations."""
+    """Atomic write; the iteration number is the count of finished iterations.
+
+    Args:
+      folder: the checkpoints folder (created if missing).
+      iteration: finished iterations.
+      state: the state pytree.
+      metadata: string metadata (e.g. the config hash).
+
+    Returns:
+      The file written.
+    """
     flat = state_to_arrays(state)
     meta = {"format": FORMAT, "iteration": str(iteration), **metadata}
     return serialization.save_flat(checkpoint_path(folder, iteration), flat, meta)
 
 
 def checkpoints(folder: str | Path) -> dict[int, Path]:
-    """Iteration -> checkpoint file, for the checkpoints in `folder`."""
+    """Iteration -> checkpoint file, for the checkpoints in `folder`.
+
+    Args:
+      folder: the checkpoints folder (may be missing).
+
+    Returns:
+      The dict; empty when there is none.
+    """
     return {int(m.group(1)): p for p in Path(folder).glob("ckpt_*.safetensors") if (m := CHECKPOINT_NAME.search(p.name))}
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint of the highest iteration in `folder`.
+
+    Args:
+      folder: the checkpoints folder.
+
+    Returns:
+      Its path; None when there is none.
+    """
     found = checkpoints(folder)
     return found[max(found)] if found else None
 
@@ -89,6 +142,9 @@ def to_keep(iterations: list[int], keep_last: int, scores: dict[int, float]) -> 
       iterations: the checkpoints' iterations.
       keep_last: how many of the newest to keep.
       scores: iteration -> score, higher is better.
+
+    Returns:
+      The iterations to keep; None for `keep_last` keeps all.
     """
     newest = sorted(iterations)[-keep_last:]
     scored = [i for i in iterations if i in scores and scores[i] == scores[i]]  # NaN never best
@@ -96,7 +152,16 @@ def to_keep(iterations: list[int], keep_last: int, scores: dict[int, float]) -> 
 
 
 def load_checkpoint(path: str | Path, template: Any, expect: dict[str, str] | None = None) -> tuple[Any, int]:
-    """(state, iteration). `expect`: metadata that must match (e.g. the config hash)."""
+    """(state, iteration). `expect`: metadata that must match (e.g. the config hash).
+
+    Args:
+      path: the checkpoint file.
+      template: a state of the same structure (the engine's fresh state).
+      expect: metadata that must match; None: no check.
+
+    Returns:
+      (the restored state, its iteration); ValueError if the file or its metadata do not fit.
+    """
     flat, meta = serialization.load_flat(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a metaopt checkpoint (metadata {meta})")

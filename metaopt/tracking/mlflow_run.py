@@ -32,13 +32,24 @@ OPTIMIZER_DIR = "optimizer"
 
 def default_store() -> Path:
     """The local store when nothing else is configured: $XDG_DATA_HOME/metaopt/mlruns.db
-    (~/.local/share/metaopt/mlruns.db), artifacts in mlartifacts/ beside it; never the source tree."""
+    (~/.local/share/metaopt/mlruns.db), artifacts in mlartifacts/ beside it; never the source tree.
+
+    Returns:
+      The sqlite file's path (its folder may not exist yet).
+    """
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data / "metaopt" / "mlruns.db"
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """`tracking.uri`, else $MLFLOW_TRACKING_URI, else the local default store."""
+    """`tracking.uri`, else $MLFLOW_TRACKING_URI, else the local default store.
+
+    Args:
+      cfg: the tracking settings.
+
+    Returns:
+      The URI; for the local default, its folder is created.
+    """
     if cfg.uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return cfg.uri or os.environ["MLFLOW_TRACKING_URI"]
     store = default_store()
@@ -47,6 +58,14 @@ def tracking_uri(cfg: TrackingConfig) -> str:
 
 
 def client_for(cfg: TrackingConfig) -> MlflowClient:
+    """An MlflowClient on `cfg`'s store, for tracking and the registry (MLflow's INFO logging silenced).
+
+    Args:
+      cfg: the tracking settings.
+
+    Returns:
+      The client.
+    """
     # A new sqlite store logs its schema migration at INFO on stderr; commands print their own lines.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -55,6 +74,16 @@ def client_for(cfg: TrackingConfig) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
+    """The id of `cfg.experiment`, created if missing (a sqlite store keeps its artifacts beside the
+    file).
+
+    Args:
+      client: a client on the store.
+      cfg: the tracking settings (the experiment's name).
+
+    Returns:
+      The experiment id.
+    """
     exp = client.get_experiment_by_name(cfg.experiment)
     if exp is not None:
         return exp.experiment_id
@@ -69,6 +98,15 @@ def experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
 
 
 def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts and lists -> {dotted key: str(value)}, as MLflow parameters.
+
+    Args:
+      data: plain data (a config dump).
+      prefix: the dotted key above `data` ("" at the top).
+
+    Returns:
+      The flat dict.
+    """
     if isinstance(data, dict):
         items = data.items()
     elif isinstance(data, list):
@@ -82,7 +120,13 @@ def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
 
 
 def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> None:
-    """Parameters in batches of 100 (MLflow's limit per call), values cut to 6000 characters."""
+    """Parameters in batches of 100 (MLflow's limit per call), values cut to 6000 characters.
+
+    Args:
+      client: a client on the store.
+      run_id: the run.
+      values: parameter name -> value.
+    """
     params = [Param(k, v[:6000]) for k, v in values.items()]
     for i in range(0, len(params), 100):
         client.log_batch(run_id, params=params[i:i + 100])
@@ -90,6 +134,11 @@ def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> Non
 
 @functools.cache
 def code_version() -> str:
+    """metaopt's version with the git commit when the checkout has one: "0.1.0+abc1234" (cached).
+
+    Returns:
+      The version string.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
                                 text=True, timeout=5).stdout.strip()
@@ -126,6 +175,12 @@ class MlflowTracker:
             self.logged_up_to = int(max((m.value for m in history), default=0))
 
     def iteration(self, row: dict[str, float]) -> None:
+        """Log one iteration's metrics at step = iteration; iterations already logged (before a resume)
+        are skipped.
+
+        Args:
+          row: the iteration's metrics row, with `iteration`.
+        """
         step = int(row["iteration"])
         if step <= self.logged_up_to:
             return  # re-computed after a resume: the same numbers are already there
@@ -135,11 +190,21 @@ class MlflowTracker:
         self.logged_up_to = step
 
     def checkpoint(self, path: Path, iteration: int) -> None:
+        """Upload a checkpoint file to the run's checkpoints/ artifacts.
+
+        Args:
+          path: the checkpoint file.
+          iteration: its iteration (unused: the file name holds it).
+        """
         self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
 
     def checkpoints_removed(self, names: list[str]) -> None:
         """Delete the run's copies too, where the artifact store can delete (local, S3, the
-        tracking server's proxied store); elsewhere they stay."""
+        tracking server's proxied store); elsewhere they stay.
+
+        Args:
+          names: the deleted checkpoints' file names.
+        """
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
@@ -150,6 +215,14 @@ class MlflowTracker:
                 return
 
     def download_latest_checkpoint(self, folder: Path) -> Path | None:
+        """Download the run's newest checkpoint artifact (for a resume).
+
+        Args:
+          folder: where to put it (created if missing).
+
+        Returns:
+          The local file; None when the run has no checkpoint.
+        """
         found = [(int(m.group(1)), a.path) for a in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR)
                  if (m := CHECKPOINT_NAME.search(a.path))]
         if not found:
@@ -159,7 +232,15 @@ class MlflowTracker:
         return Path(local)
 
     def log_outputs(self, meta_params_path: Path, out: Path) -> str:
-        """The optimizer (and plot/summary) as artifacts; returns the optimizer's URI."""
+        """The optimizer (and plot/summary) as artifacts; returns the optimizer's URI.
+
+        Args:
+          meta_params_path: the trained meta-parameters file.
+          out: the run's folder (meta_training.png, summary.json, config.yaml, metrics.csv if present).
+
+        Returns:
+          The artifact URI of the optimizer folder (what `registry.register` takes).
+        """
         self.client.log_artifact(self.run_id, str(meta_params_path), OPTIMIZER_DIR)
         for name in ("meta_training.png", "summary.json", "config.yaml", "metrics.csv"):
             if (out / name).is_file():
@@ -168,7 +249,13 @@ class MlflowTracker:
 
     def finish(self, failed: bool = False, stopped_after: int | None = None) -> None:
         """End the run: FINISHED, FAILED, or KILLED when stopped early on purpose (`stopped_after`
-        iterations; `--resume RUN_ID` continues it)."""
+        iterations; `--resume RUN_ID` continues it).
+
+        Args:
+          failed: end FAILED.
+          stopped_after: iterations done when stopped on purpose (the run ends KILLED, with a tag);
+            None: not stopped.
+        """
         if stopped_after is not None:
             self.client.set_tag(self.run_id, "metaopt.stopped_after", str(stopped_after))
             status = RunStatus.KILLED

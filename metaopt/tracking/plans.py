@@ -45,7 +45,15 @@ class PlanTracker:
         self.recorded = {(r.data.tags.get(CELL_TAG), r.data.tags.get(HASH_TAG)) for r in children}
 
     def record_cell(self, cell, folder: Path) -> str | None:
-        """A child run for a finished cell (its folder holds results.json); None if recorded."""
+        """A child run for a finished cell (its folder holds results.json); None if recorded.
+
+        Args:
+          cell: the finished `Cell`.
+          folder: the cell's folder.
+
+        Returns:
+          The child run's id; None when the cell was already recorded.
+        """
         if (cell.key, cell.config_hash) in self.recorded:
             return None
         result = json.loads((folder / "results.json").read_text())
@@ -75,6 +83,13 @@ class PlanTracker:
         return child
 
     def finish(self, summary: dict[str, Any] | None = None, artifacts: list[Path] = (), failed: bool = False) -> None:
+        """End the parent run: the aggregate metrics of the summary, the artifacts, FINISHED or FAILED.
+
+        Args:
+          summary: from `plan_stats.summarise`; None: no metrics.
+          artifacts: files to attach (missing ones are skipped).
+          failed: end the run FAILED.
+        """
         now = int(time.time() * 1000)
         metrics = []
         for label, agg in ((summary or {}).get("aggregate") or {}).items():

@@ -24,11 +24,14 @@ def record_training(results: Sequence[RunResult], out: Path, tracking: TrackingC
     """One MLflow run per result; returns their ids.
 
     Args:
-      results: the trainings, as `run_and_report` returns them.
+      results: the trainings, as `run_training` returns them.
       out: the folder their files were written to (write_run's layout).
       tracking: where to record (its experiment is replaced by `metaopt-train` unless set).
       command: `train` or `compare`.
       comparison: whether `out` holds one sub-folder per result.
+
+    Returns:
+      The runs' ids, in `results` order.
     """
     if tracking.experiment == TrackingConfig().experiment:
         tracking = tracking.model_copy(update={"experiment": EXPERIMENT})

@@ -23,7 +23,14 @@ SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "metaopt.sweep", "metaopt.trial_id", "mlflow.
 
 
 def metric_name(name: str) -> str:
-    """MLflow allows letters, digits, '_', '-', '.', ' ' and '/' in metric names."""
+    """MLflow allows letters, digits, '_', '-', '.', ' ' and '/' in metric names.
+
+    Args:
+      name: any name.
+
+    Returns:
+      The name with other characters replaced by "_" (leading and trailing "_" and spaces stripped).
+    """
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name).strip("_ ")
 
 
@@ -37,8 +44,22 @@ def record_sweep(
     trials: Sequence[dict[str, Any]],
     artifacts: Sequence[Path],
 ) -> str:
-    """`trials`: dicts with trial_id, status, params (dict), metrics (dict of final values)
-    and history (list of (step, {name: value})). Returns the parent run id."""
+    """Record a sweep in MLflow: the parent run, a child run per trial not yet recorded,
+    the summary metrics and the artifacts; the runs end FINISHED (a failed trial FAILED).
+
+    Args:
+      tracking: the store and experiment.
+      kind: the sweep's kind, e.g. "tune-baselines" (a tag and the run name's prefix).
+      experiment_path: the sweep's Ray Tune folder; it identifies the parent run.
+      config: the sweep's config as plain data (logged as parameters).
+      summary: metric name -> value for the parent run.
+      trials: dicts with trial_id, name, status, params (dict), metrics (dict of final
+        values) and history (list of (step, {name: value})).
+      artifacts: files to attach to the parent run (missing ones are skipped).
+
+    Returns:
+      The parent run id.
+    """
     client = client_for(tracking)
     exp = experiment_id(client, tracking)
     key = str(experiment_path.resolve())

@@ -31,7 +31,12 @@ def _describe(config: dict) -> str:
 
 
 def baseline_trial(params: dict, sweep_json: str) -> None:
-    """One Tune trial: PPO with this optimizer and learning rate, all seeds of the sweep."""
+    """One Tune trial: PPO with this optimizer and learning rate, all seeds of the sweep.
+
+    Args:
+      params: the trial's grid point: env, optimizer, learning_rate.
+      sweep_json: the BaselineSweepConfig as JSON (trials read no files).
+    """
     from metaopt.evaluation.runs import run_training
 
     sweep = BaselineSweepConfig.model_validate_json(sweep_json)
@@ -62,6 +67,9 @@ def baseline_trial(params: dict, sweep_json: str) -> None:
 
 @dataclass
 class BaselineSweepResult:
+    """A finished baseline sweep: its trials, the best per env and optimizer, the folder, the MLflow
+    parent run."""
+
     rows: list[dict[str, Any]]  # one per trial, as in trials.csv
     best: dict[str, dict[str, dict[str, Any]]]  # env -> optimizer -> best completed row
     out: Path
@@ -89,7 +97,14 @@ def _rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """The completed trial with the highest final return, per env and optimizer (ties: the
-    smaller learning rate)."""
+    smaller learning rate).
+
+    Args:
+      rows: trial rows as in trials.csv, sorted by learning rate within each group.
+
+    Returns:
+      env -> optimizer -> the best row, with `at_grid_edge` added.
+    """
     best: dict[str, dict[str, dict[str, Any]]] = {}
     for r in rows:
         if r["status"] != COMPLETED or not np.isfinite(r["final_return"]):
@@ -106,7 +121,14 @@ def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 
 def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experiment: Path) -> None:
-    """Merge into the tuned-baselines file: entries of other envs and optimizers stay."""
+    """Merge into the tuned-baselines file: entries of other envs and optimizers stay.
+
+    Args:
+      path: the tuned-baselines YAML (created with its folder if missing).
+      best: from `best_per_group`.
+      sweep: the sweep (seeds, budget and grid are recorded).
+      experiment: the sweep's Tune folder, recorded as `sweep`.
+    """
     data = read_yaml(path) if path.is_file() else {}
     today = dt.date.today().isoformat()
     for env, per_opt in best.items():
@@ -137,6 +159,12 @@ def _shown(path: Path) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """trials.csv: one row per trial with CSV_FIELDS (other keys left out).
+
+    Args:
+      path: the CSV file to write.
+      rows: trial rows.
+    """
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -144,7 +172,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
-    """Final return (mean ± s.e. over seeds) against learning rate, one panel per env."""
+    """Final return (mean ± s.e. over seeds) against learning rate, one panel per env.
+
+    Args:
+      path: the PNG to write.
+      rows: trial rows (stopped trials drawn as crosses at their last return).
+      best: from `best_per_group` (drawn as stars).
+    """
     plt = pyplot()
 
     envs = sorted({r["env"] for r in rows})
@@ -177,6 +211,18 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
 
 def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bool = False,
                        address: str | None = None) -> BaselineSweepResult:
+    """Run (or resume) a baseline sweep, then write trials.csv, lr_sweep.png and the tuned-baselines
+    file and record it all in MLflow.
+
+    Args:
+      sweep: the validated sweep.
+      out: the output folder.
+      fresh: start over instead of resuming a sweep in `out`.
+      address: a Ray cluster; None: $RAY_ADDRESS or an embedded local Ray.
+
+    Returns:
+      The BaselineSweepResult.
+    """
     from metaopt.distributed.job import connect_ray
     from metaopt.tracking.sweeps import record_sweep
 

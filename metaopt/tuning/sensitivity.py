@@ -32,6 +32,13 @@ def _describe(config: dict) -> str:
 
 
 def sensitivity_trial(params: dict, base_json: str) -> None:
+    """One Tune trial: meta-train at the grid point (resuming from the trial folder's checkpoints), then
+    report the fresh agents' final return.
+
+    Args:
+      params: the grid point (dotted keys) and its meta seed (`meta_seed`).
+      base_json: the base meta-training config as JSON (trials read no files).
+    """
     from metaopt.evaluation.learned import score
     from metaopt.meta.run import meta_train
 
@@ -49,6 +56,9 @@ def sensitivity_trial(params: dict, base_json: str) -> None:
 
 @dataclass
 class SensitivitySweepResult:
+    """A finished sensitivity sweep: its trials, the grid cells, the overall spread, the folder, the
+    MLflow parent run."""
+
     rows: list[dict[str, Any]]
     cells: list[dict[str, Any]]  # one per grid point: mean final return over meta seeds
     spread: float
@@ -72,6 +82,13 @@ def _label(value: Any) -> str:
 
 
 def plot_heatmaps(path: Path, sweep: SensitivitySweepConfig, cells: list[dict[str, Any]]) -> None:
+    """heatmap.png: final return over the first two grid axes, one panel per value of a third.
+
+    Args:
+      path: the PNG to write.
+      sweep: the sweep (its grid's axes and values).
+      cells: one per grid point, with `final_return`.
+    """
     plt = pyplot()
 
     keys = list(sweep.grid)
@@ -104,7 +121,15 @@ def plot_heatmaps(path: Path, sweep: SensitivitySweepConfig, cells: list[dict[st
 
 def baseline_spreads(csv_path: str | Path, envs: list[str]) -> dict[str, float]:
     """Per optimizer: best / worst final return over its learning-rate grid, on these envs
-    (the mean over envs of each env's spread)."""
+    (the mean over envs of each env's spread).
+
+    Args:
+      csv_path: a baseline sweep's trials.csv.
+      envs: the envs to average over.
+
+    Returns:
+      "OPTIMIZER (learning rate)" -> mean spread; optimizers without a finite spread are left out.
+    """
     with Path(csv_path).open() as f:
         rows = [r for r in csv.DictReader(f) if r["env"] in envs and r["status"] == COMPLETED]
     out = {}
@@ -118,7 +143,13 @@ def baseline_spreads(csv_path: str | Path, envs: list[str]) -> dict[str, float]:
 
 
 def plot_tuning_shift(path: Path, spreads: dict[str, float], title: str) -> None:
-    """Bars of best / worst final return: how much each search matters."""
+    """Bars of best / worst final return: how much each search matters.
+
+    Args:
+      path: the PNG to write.
+      spreads: bar name -> best / worst ratio (inf and NaN are labelled).
+      title: the figure's title.
+    """
     plt = pyplot()
 
     names = list(spreads)
@@ -154,6 +185,18 @@ def _axis_spreads(sweep: SensitivitySweepConfig, cells: list[dict[str, Any]]) ->
 
 def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fresh: bool = False,
                           address: str | None = None) -> SensitivitySweepResult:
+    """Run (or resume) a sensitivity sweep, then write trials.csv, heatmap.png and tuning_shift.png and
+    record it all in MLflow.
+
+    Args:
+      sweep: the validated sweep.
+      out: the output folder.
+      fresh: start over instead of resuming a sweep in `out`.
+      address: a Ray cluster; None: $RAY_ADDRESS or an embedded local Ray.
+
+    Returns:
+      The SensitivitySweepResult.
+    """
     from metaopt.distributed.job import connect_ray
     from metaopt.tracking.sweeps import record_sweep
 

@@ -29,7 +29,11 @@ COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed",
 
 
 def say(line: str) -> None:
-    """A progress line on stderr (the sweep's own output; metaopt.console presents results)."""
+    """A progress line on stderr (the sweep's own output; metaopt.console presents results).
+
+    Args:
+      line: the text.
+    """
     print(line, file=sys.stderr, flush=True)
 
 
@@ -54,23 +58,67 @@ class GroupedASHA(FIFOScheduler):
         return self.groups[key]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
+        """Tune's hook: the metric and mode to compare trials by (None: those given to ASHA).
+
+        Args:
+          metric: the reported metric; None: ASHA's own.
+          mode: "max" or "min"; None: ASHA's own.
+          **spec: ignored.
+
+        Returns:
+          True (accepted).
+        """
         self._metric = metric or self.asha.get("metric")
         self._mode = mode or self.asha.get("mode")
         return True
 
     def on_trial_add(self, tune_controller, trial):
+        """Tune's hook: hand a new trial to its group's ASHA.
+
+        Args:
+          tune_controller: Tune's controller.
+          trial: the trial.
+        """
         self._of(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result) -> str:
+        """Tune's hook: the trial's group ASHA decides whether it goes on.
+
+        Args:
+          tune_controller: Tune's controller.
+          trial: the trial.
+          result: its latest report.
+
+        Returns:
+          CONTINUE or STOP, as ASHA decides within the group.
+        """
         return self._of(trial).on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result):
+        """Tune's hook: pass a finished trial to its group's ASHA.
+
+        Args:
+          tune_controller: Tune's controller.
+          trial: the trial.
+          result: its last report.
+        """
         self._of(trial).on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial):
+        """Tune's hook: pass a removed trial to its group's ASHA.
+
+        Args:
+          tune_controller: Tune's controller.
+          trial: the trial.
+        """
         self._of(trial).on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
+        """Tune's status line for this scheduler.
+
+        Returns:
+          The line.
+        """
         return f"ASHA in {len(self.groups)} groups by {', '.join(self.group_keys)}"
 
 
@@ -82,6 +130,12 @@ class TrialProgress(tune.Callback):
         self.total, self.describe = total, describe
 
     def setup(self, **info):
+        """Tune's hook at the start (and on restore): restart the clock and the count of trials finished
+        here.
+
+        Args:
+          **info: ignored.
+        """
         self.t0, self.finished_here = time.monotonic(), 0
 
     def _line(self, trials: list[Trial], trial: Trial, verdict: str) -> None:
@@ -92,16 +146,41 @@ class TrialProgress(tune.Callback):
             f"[{trial.last_result.get('time_total_s', 0.0):.0f}s; eta {eta:.0f}s]")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        """Tune's hook: a line with the trial's final return, or where it was stopped early.
+
+        Args:
+          iteration: Tune's loop count (unused).
+          trials: all trials (for the count).
+          trial: the finished trial.
+          **info: ignored.
+        """
         ret = trial.last_result.get("final_return")
         report = trial.last_result.get("training_iteration")
         verdict = f"final return {ret:.3f}" if ret is not None else f"{STOPPED} at report {report}"
         self._line(trials, trial, verdict)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        """Tune's hook: a line for a failed trial.
+
+        Args:
+          iteration: Tune's loop count (unused).
+          trials: all trials (for the count).
+          trial: the failed trial.
+          **info: ignored.
+        """
         self._line(trials, trial, FAILED)
 
 
 def trial_status(status: str, metrics: dict) -> str:
+    """A Tune trial's outcome as one of COMPLETED, STOPPED, FAILED, UNFINISHED.
+
+    Args:
+      status: Tune's trial status.
+      metrics: the trial's last reported metrics (a completed trial has final_return).
+
+    Returns:
+      The outcome.
+    """
     if status == Trial.TERMINATED:
         return COMPLETED if "final_return" in metrics else STOPPED
     return FAILED if status == Trial.ERROR else UNFINISHED
@@ -122,7 +201,25 @@ def fit(
     fresh: bool = False,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the sweep; returns one row per trial: its config, status, last
-    reported metrics, Tune id and folder."""
+    reported metrics, Tune id and folder.
+
+    Args:
+      trainable: the Tune function trainable.
+      param_space: Tune's search space.
+      out: the output folder (holds OUT/NAME/ and OUT/NAME.sweep.yaml).
+      name: the experiment's name.
+      config_dump: the resolved sweep config; a restore with another one is refused (ConfigError).
+      resources: what each trial asks for, concurrency and retries.
+      total_trials: the number of trials, for progress lines.
+      describe: trial config -> its description in progress lines.
+      metric: the metric the scheduler compares; None: no metric.
+      scheduler: a Tune scheduler; None: FIFO.
+      fresh: delete an existing experiment in `out` first.
+
+    Returns:
+      Rows with trial_id, status, config, metrics and path; raises SweepInterrupted if any trial is
+      unfinished.
+    """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     experiment, stamp = out / name, out / f"{name}.sweep.yaml"
@@ -172,7 +269,15 @@ def _trials(experiment: Path) -> list[Trial]:
 
 
 def history(path: str | None, columns: Sequence[str]) -> list[dict[str, float]]:
-    """A trial's reports (Tune's progress.csv), the given columns only."""
+    """A trial's reports (Tune's progress.csv), the given columns only.
+
+    Args:
+      path: the trial's folder; None: no folder.
+      columns: the columns to keep.
+
+    Returns:
+      One dict per report (empty cells left out); empty without a progress.csv.
+    """
     import csv
 
     file = Path(path) / "progress.csv" if path else None
@@ -185,7 +290,14 @@ def history(path: str | None, columns: Sequence[str]) -> list[dict[str, float]]:
 
 def spread(values: Sequence[float]) -> float:
     """Best / worst final return over a grid: how much tuning matters. inf when the worst
-    run earned nothing (or less); NaN with fewer than two finite values."""
+    run earned nothing (or less); NaN with fewer than two finite values.
+
+    Args:
+      values: final returns; non-finite ones are ignored.
+
+    Returns:
+      The ratio.
+    """
     v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
     if v.size < 2:
         return float("nan")

@@ -49,11 +49,23 @@ def _cpu_signature() -> str:
 
 
 def cache_dir() -> Path:
+    """Where compiled kernels are kept: $METAOPT_KERNEL_CACHE, else ~/.cache/metaopt/kernels.
+
+    Returns:
+      The folder (it may not exist yet).
+    """
     return Path(os.environ.get("METAOPT_KERNEL_CACHE", Path.home() / ".cache" / "metaopt" / "kernels"))
 
 
 def build(compiler: str | None = None) -> Path:
-    """The compiled library, built now if this machine has none yet. Raises on failure."""
+    """The compiled library, built now if this machine has none yet. Raises on failure.
+
+    Args:
+      compiler: the C++ compiler; None: $CXX, else g++ or c++ on PATH.
+
+    Returns:
+      The shared library's path in `cache_dir()`.
+    """
     compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX)")
@@ -86,7 +98,11 @@ def build(compiler: str | None = None) -> Path:
 @functools.cache
 def available() -> bool:
     """Builds (once per machine) and registers the kernels; False, with one warning, where
-    that is impossible."""
+    that is impossible.
+
+    Returns:
+      True when the kernels are registered with XLA.
+    """
     try:
         lib = ctypes.cdll.LoadLibrary(str(build()))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
@@ -99,13 +115,25 @@ def available() -> bool:
 
 def wanted() -> bool:
     """Whether to use the kernels: this process computes on CPU and they build here (a
-    GPU machine never compiles them)."""
+    GPU machine never compiles them).
+
+    Returns:
+      True when the kernels should be used.
+    """
     return jax.default_backend() == "cpu" and available()
 
 
 def dispatch(kernel_fn: Callable, jax_fn: Callable) -> Callable:
     """f(*args): kernel_fn where the computation runs on CPU, jax_fn on other platforms.
-    The two must compute the same function; gradients are always jax_fn's."""
+    The two must compute the same function; gradients are always jax_fn's.
+
+    Args:
+      kernel_fn: the FFI call (CPU only).
+      jax_fn: the same function in JAX (other platforms and all gradients).
+
+    Returns:
+      A function of the same arguments, differentiable through `jax_fn`.
+    """
 
     def on_cpu(*args):
         if not available():
