@@ -65,7 +65,7 @@ def test_compose_binds_every_port_to_loopback_and_authenticates_ray():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
     mlflow_cmd = " ".join(services["mlflow"]["command"])
-    assert "--backend-store-uri" in mlflow_cmd and "postgresql://" in mlflow_cmd and "--serve-artifacts" in mlflow_cmd
+    assert "--backend-store-uri" in mlflow_cmd and "postgresql+psycopg2://" in mlflow_cmd and "--serve-artifacts" in mlflow_cmd
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("ray-head", "ray-worker"):
         env = services[name]["environment"]

@@ -1,9 +1,14 @@
-"""`ray start --head` with token authentication, then `ray job submit` of a smoke config (the
-job succeeds and registers a model in the MLflow store it was pointed at) and of a tiny
-baseline sweep (Ray Tune inside a job)."""
+"""The deployed topology as processes on loopback (docker/compose.yaml without Docker):
+PostgreSQL, an `mlflow server` on it that serves the artifacts, a Ray head with token auth and
+a second Ray node with its own CPU. Jobs go in through `ray job submit` and record over HTTP:
+a meta-training registers its optimizer and sets `@champion` with actors on both nodes, another
+process pulls `models:/NAME@champion` through the server, a Tune baseline sweep writes its tuned
+file into the folder it is given, and an evaluation plan's cells become MLflow child runs whose
+artifacts the server holds."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -23,40 +28,127 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 RAY = str(Path(sys.executable).parent / "ray")
 
 
+def _postgres_bin() -> Path | None:
+    """Debian's PostgreSQL server binaries (initdb, pg_ctl), the newest version installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, loopback only); its URI."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL's server is not installed (apt-get install postgresql; .ci/run does it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                 "-E", "UTF8", "--no-sync"]), check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                                 f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off", "start"]),
+                   check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(_as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                                     "mlflow"]), check=True, capture_output=True, timeout=60)
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres):
+    """`mlflow server` on PostgreSQL, serving artifacts from its own folder; its URL."""
+    art = Path(tempfile.mkdtemp(prefix="mlart", dir="/tmp"))
+    port = free_port()
+    log = (art.parent / f"{art.name}.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", postgres, "--serve-artifacts", "--artifacts-destination", str(art)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:  # not up yet
+                assert server.poll() is None, Path(log.name).read_text()[-3000:]
+                assert time.time() < deadline, Path(log.name).read_text()[-3000:]
+                time.sleep(1)
+        yield url, art
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        Path(log.name).unlink()
+        shutil.rmtree(art, ignore_errors=True)
+
 
 @pytest.fixture(scope="module")
 def head():
-    """A Ray head on 127.0.0.1 with token auth; its dashboard (job server) address."""
+    """A Ray head on 127.0.0.1 with token auth and one CPU, and a second node (another raylet
+    with one CPU of its own) joined to it; the dashboard (job server) address and the env."""
     # Short: Ray's unix sockets live under it (107-character limit); pytest's paths are long.
     tmp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            # the job's `python` is this environment's, whatever PATH the test runner had
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    dashboard = free_port()
+    env.pop("RAY_ADDRESS", None)
+    dashboard, gcs = free_port(), free_port()
+    # Free ports, not the defaults: a local Ray of another test process (ray.init) may hold
+    # the default agent port 52365, and this node's agent would not start.
+    def node_ports() -> list[str]:
+        return [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                "--disable-usage-stats"]
+
     started = subprocess.run(
-        [RAY, "start", "--head", f"--port={free_port()}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
-         f"--temp-dir={tmp}",
-         # Free ports, not the defaults: a local Ray of another test process (ray.init) may
-         # hold the default agent port 52365, and this head's job agent would not start.
-         f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}"],
+        [RAY, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--include-dashboard=true", f"--temp-dir={tmp}", *node_ports()],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    yield f"http://127.0.0.1:{dashboard}", env
-    _stop_cluster(tmp)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        # Its own temporary folder, as on another machine: two nodes unpacking a job's working
+        # directory into the same folder would replace files under each other's processes.
+        joined = subprocess.run([RAY, "start", f"--address=127.0.0.1:{gcs}", f"--temp-dir={tmp}/node2", *node_ports()],
+                                env=env, capture_output=True, text=True, timeout=180)
+        assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        _stop_cluster(tmp, gcs)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _stop_cluster(temp_dir: str) -> None:
+def _stop_cluster(temp_dir: str, gcs_port: int) -> None:
     """Stop this cluster only: `ray stop` would stop every Ray cluster on the machine,
     including the one another test file's process is using at the same time."""
     import psutil
 
     procs = []
     for p in psutil.process_iter(["cmdline"]):
-        if temp_dir in " ".join(p.info["cmdline"] or []):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if temp_dir in cmdline or f"127.0.0.1:{gcs_port}" in cmdline:
             procs += [p, *p.children(recursive=True)]
     for p in procs:
         try:
@@ -77,37 +169,107 @@ def _submit(address: str, env: dict, *args: str) -> subprocess.CompletedProcess:
     return job
 
 
-def test_ray_job_submit_meta_train_registers_a_model(head, tmp_path):
+def _state(head, kind: str, *filters: str) -> list[dict]:
+    """`ray list KIND` on the cluster (with its token), as dicts."""
     address, env = head
-    store = f"sqlite:///{tmp_path}/mlruns.db"
+    cmd = [RAY, "list", kind, "--address", address, "--format", "json", "--detail", "--limit", "1000"]
+    for f in filters:
+        cmd += ["--filter", f]
+    listed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    return json.loads(listed.stdout)
+
+
+def test_two_nodes_joined(head):
+    nodes = _state(head, "nodes", "state=ALIVE")
+    assert len(nodes) == 2 and sorted(n["is_head_node"] for n in nodes) == [False, True]
+
+
+def test_meta_training_job_records_over_http_and_another_process_pulls_the_champion(head, mlflow_server, tmp_path):
+    address, env = head
+    url, artifact_root = mlflow_server
     _submit(address, env, "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
-            "--out", str(tmp_path / "out"), "--iterations", "2", "--no-eval", "--set", f"tracking.uri={store}",
-            "--set", "tracking.model_name=open-job-test", "--init", "published:breakout")
+            "--out", str(tmp_path / "out"), "--iterations", "2", "--set", f"tracking.uri={url}",
+            "--set", "tracking.model_name=open-topology", "--set", "distributed.workers=2",
+            "--init", "published:breakout")
     from mlflow import MlflowClient
 
     from metaopt import registry
 
-    version = registry.model_version("models:/open-job-test@latest", TrackingConfig(uri=store))
+    # The two workers (one CPU each) filled both nodes: the job used the second node.
+    actors = _state(head, "actors", "class_name=MetaWorker")
+    assert len({a["node_id"] for a in actors}) == 2, [(a["node_id"], a["state"]) for a in actors]
+
+    tracking = TrackingConfig(uri=url)
+    version = registry.model_version("models:/open-topology@champion", tracking)
     assert version.tags["method"] == "open" and version.tags["envs"] == "breakout"
-    assert (tmp_path / "out" / "meta_params.safetensors").is_file()
-    # A warm start's lineage on the registered version and on the MLflow run
-    run_tags = MlflowClient(store).get_run(version.run_id).data.tags
-    for tags in (version.tags, run_tags):
-        assert tags["init_from"] == "published:breakout" and tags["init_resolved"].endswith("breakout_OPEN.npy")
+    client = MlflowClient(url)
+    run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # stored by the server, not the job
+    assert run.data.tags["init_from"] == "published:breakout"
+    iterations = client.get_metric_history(version.run_id, "fitness_mean")
+    assert sorted(m.step for m in iterations) == [1, 2]
+    assert any(artifact_root.rglob("meta_params.safetensors"))  # in the server's artifact folder
+
+    # Another process, with an empty download cache, pulls the champion through the server.
+    home = tmp_path / "home"
+    home.mkdir()
+    pulled = tmp_path / "pulled.safetensors"
+    metaopt = str(Path(sys.executable).parent / "metaopt")
+    done = subprocess.run([metaopt, "pull", "models:/open-topology@champion", "--out", str(pulled)],
+                          env={**os.environ, "HOME": str(home), "MLFLOW_TRACKING_URI": url},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert pulled.read_bytes() == (tmp_path / "out" / "meta_params.safetensors").read_bytes()
 
 
-def test_ray_job_submit_tune_baselines_writes_the_tuned_file(head, tmp_path):
+def test_tune_baselines_job_writes_the_tuned_file_where_it_is_told(head, mlflow_server, tmp_path):
     address, env = head
+    url, _ = mlflow_server
     # No tuned_file: the default (configs/tuned/, relative) would land in the job's temporary
     # copy of the repo, so the job writes it into its --out instead.
     tuned = tmp_path / "out" / "tuned_baselines.yaml"
     _submit(address, env, "ray_jobs/tune_baselines.py", "--config", "configs/tune/baselines_tiny.yaml",
-            "--out", str(tmp_path / "out"), "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns.db",
-            "--set", "optimizers=[adam]")
+            "--out", str(tmp_path / "out"), "--set", f"tracking.uri={url}", "--set", "optimizers=[adam]")
+    from mlflow import MlflowClient
+
     from metaopt.config import load_train_config
 
     assert load_train_config(env="breakout", optimizer="adam:tuned", tuned_file=tuned).optimizer.learning_rate in (1e-3, 1e-2)
     assert len((tmp_path / "out" / "trials.csv").read_text().splitlines()) == 3  # header + 2 learning rates
+    # The sweep's parent run (the tuned file among its artifacts, held by the server) and one
+    # child run per trial.
+    client = MlflowClient(url)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [sweep] = client.search_runs(experiments, filter_string="tags.`metaopt.sweep_kind` = 'tune-baselines'")
+    assert sweep.info.status == "FINISHED" and sweep.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert {a.path for a in client.list_artifacts(sweep.info.run_id)} >= {"tuned_baselines.yaml", "trials.csv"}
+    trials = client.search_runs(experiments, filter_string=f"tags.`mlflow.parentRunId` = '{sweep.info.run_id}'")
+    assert sorted(t.data.params["learning_rate"] for t in trials) == ["0.001", "0.01"]
+
+
+def test_evaluation_plan_job_records_its_cells_as_child_runs_on_the_server(head, mlflow_server, tmp_path):
+    address, env = head
+    url, _ = mlflow_server
+    out = tmp_path / "eval"
+    _submit(address, env, "ray_jobs/evaluate.py", "--plan", "configs/eval/tiny.yaml", "--out", str(out),
+            "--set", f"tracking.uri={url}", "--set", "envs=[breakout]", "--set", "resources.cpus_per_cell=1")
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    client = MlflowClient(url)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    parent = client.search_runs(experiments, filter_string=f"tags.`metaopt.plan` = '{out}'")[0]
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(experiments, filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {c.data.params["label"] for c in children} == {"adam", "rmsprop", "open-breakout"}
+    for child in children:
+        local = json.loads((out / "cells" / child.data.params["label"] / "breakout" / "results.json").read_text())
+        served = download_artifacts(run_id=child.info.run_id, artifact_path="results.json", tracking_uri=url,
+                                    dst_path=str(tmp_path / child.info.run_id))
+        assert json.loads(Path(served).read_text())["final_return"] == local["final_return"]
+    assert (out / "summary.json").is_file()
 
 
 def test_ray_job_submit_without_the_token_is_refused(head):
