@@ -526,7 +526,25 @@ def _check_env_list(v: list[str]) -> list[str]:
     return v
 
 
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "hdfs", "file")
+
+
+def _check_storage(v: str) -> str:
+    if "://" in v:
+        scheme, rest = v.split("://", 1)
+        if scheme not in STORAGE_SCHEMES:
+            raise ValueError(f"scheme {scheme!r} is not one pyarrow stores Tune experiments on; use "
+                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a folder")
+        if not rest.strip("/"):
+            raise ValueError(f"{v!r} names no bucket; give e.g. s3://BUCKET/tune")
+    return v
+
+
 FolderName = Annotated[str, AfterValidator(_check_sweep_name)]  # names an output folder
+# Where Ray Tune keeps a sweep: a folder, or an object-store URI (s3://BUCKET/PREFIX) so that a
+# cluster's nodes need no shared file system. Credentials and AWS_ENDPOINT_URL (MinIO) come
+# from the environment.
+StorageLocation = Annotated[str, AfterValidator(_check_storage)]
 EnvList = Annotated[list[str], Field(min_length=1), AfterValidator(_check_env_list)]
 
 
@@ -545,6 +563,7 @@ class BaselineSweepConfig(_Strict):
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
     tuned_file: str | None = None  # None: configs/tuned/baselines.yaml
+    storage: StorageLocation | None = None  # None: the --out folder
 
     def check_runs(self) -> None:
         """Every trial's run validates (reads the envs' config files); the loader calls it."""
@@ -587,6 +606,7 @@ class SensitivitySweepConfig(_Strict):
     baselines_csv: str | None = None  # a baseline sweep's trials.csv: adds its spread to the figure
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
+    storage: StorageLocation | None = None  # None: the --out folder
 
     @field_validator("grid")
     @classmethod

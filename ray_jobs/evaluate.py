@@ -2,10 +2,11 @@
 
 With --plan: an evaluation plan (configs/eval/*.yaml), each optimizer x env cell a Ray task on
 the cluster (a GPU each where the cluster has them), every cell an MLflow child run, results
-in --out (an absolute path on shared storage: the job's working folder is temporary):
+in --out (an absolute path on the head, where the driver writes every cell; the job's working
+folder is temporary):
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
-        python ray_jobs/evaluate.py --plan configs/eval/minatar_1e7.yaml --out /shared/eval/minatar_1e7
+        python ray_jobs/evaluate.py --plan configs/eval/minatar_1e7.yaml --out /home/metaopt/data/eval/minatar_1e7
 
 Without: one env, several optimizers on the same seeds in this process (`metaopt compare`):
 

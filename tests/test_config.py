@@ -171,3 +171,14 @@ def test_validation_reads_no_files(monkeypatch):
     assert MetaTrainConfig.model_validate(meta.dump()).dump() == meta.dump()
     for model, cfg in ((EvalPlanConfig, plan), (BaselineSweepConfig, baselines), (SensitivitySweepConfig, sensitivity)):
         assert model.model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+@pytest.mark.parametrize("storage, fix", [
+    ("http://bucket/tune", "scheme 'http' is not one pyarrow stores Tune experiments on"),
+    ("s3://", "names no bucket"),
+])
+def test_sweep_storage_must_be_a_folder_or_an_object_store_uri(storage, fix):
+    with pytest.raises(ConfigError, match=f"storage.*{fix}"):
+        load_sweep_config(CONFIG_DIR / "tune" / "baselines_tiny.yaml", BaselineSweepConfig, {"storage": storage})
+    ok = load_sweep_config(CONFIG_DIR / "tune" / "baselines_tiny.yaml", BaselineSweepConfig, {"storage": "s3://b/tune"})
+    assert ok.storage == "s3://b/tune"

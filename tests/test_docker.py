@@ -89,3 +89,31 @@ def test_compose_binds_every_port_to_loopback_and_authenticates_ray():
             if made:
                 shutil.rmtree(secrets)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_cluster_file_is_what_rays_launcher_accepts_and_needs_no_shared_disk():
+    """docker/cluster.yaml through the launcher's own config preparation and schema; the image
+    comes from a registry, secrets from git-ignored files, storage from the object store."""
+    import copy
+
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((PROJECT / "docker/cluster.yaml").read_text())
+    prepared = prepare_config(copy.deepcopy(raw))
+    validate_config(prepared)
+    assert prepared["available_node_types"]["local.cluster.node"]["max_workers"] == len(raw["provider"]["worker_ips"])
+    image = raw["docker"]["image"]
+    registry = image.split("/")[0]
+    assert "/" in image and ("." in registry or ":" in registry), f"{image} is a local tag; name a registry"
+    assert raw["docker"]["pull_before_run"] is True
+    assert "docker/secrets/" in (PROJECT / ".gitignore").read_text().splitlines()
+    assert all(src.startswith("./docker/secrets/") for src in raw["file_mounts"].values())
+    commands = " ".join(raw["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in commands and "--host 127.0.0.1" in commands
+    assert "--artifacts-destination \"$MLFLOW_ARTIFACTS_DESTINATION\"" in commands
+    # Every variable the commands read is in the documented env file (and no secret is filled in).
+    documented = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", (PROJECT / "docker/metaopt.env.example").read_text(),
+                                 re.M))  # commented out: optional
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", commands)) - {"RAY_HEAD_IP", "HOME"}
+    assert used <= set(documented), used - set(documented)
+    assert documented["AWS_SECRET_ACCESS_KEY"] == "" and documented["RAY_AUTH_MODE"] == "token"

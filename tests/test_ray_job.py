@@ -1,10 +1,13 @@
-"""The deployed topology as processes on loopback (docker/compose.yaml without Docker):
-PostgreSQL, an `mlflow server` on it that serves the artifacts, a Ray head with token auth and
-a second Ray node with its own CPU. Jobs go in through `ray job submit` and record over HTTP:
-a meta-training registers its optimizer and sets `@champion` with actors on both nodes, another
-process pulls `models:/NAME@champion` through the server, a Tune baseline sweep writes its tuned
-file into the folder it is given, and an evaluation plan's cells become MLflow child runs whose
-artifacts the server holds."""
+"""The deployed topology as processes on loopback (docker/compose.yaml and docker/cluster.yaml
+without Docker): PostgreSQL, an S3 server (moto, standing in for S3 or MinIO), an `mlflow
+server` on PostgreSQL that keeps the artifacts in the bucket, a Ray head with token auth and a
+second Ray node with its own CPU, both with the bucket's endpoint and keys in their environment
+(as cluster.yaml sets them). Jobs go in through `ray job submit` and record over HTTP: a
+meta-training registers its optimizer and sets `@champion` with actors on both nodes, another
+process pulls `models:/NAME@champion` through the server, a Tune baseline sweep keeps its
+experiment in the bucket (and resumes from it) and writes its tuned file into the folder it is
+given and into MLflow, and an evaluation plan's cells become MLflow child runs whose artifacts
+the server holds."""
 
 from __future__ import annotations
 
@@ -70,16 +73,52 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+BUCKET = "metaopt"
+
+
 @pytest.fixture(scope="module")
-def mlflow_server(postgres):
-    """`mlflow server` on PostgreSQL, serving artifacts from its own folder; its URL."""
+def s3():
+    """A local S3 server (moto) with one bucket; the environment that points clients at it
+    (boto3 and pyarrow both read AWS_ENDPOINT_URL) and a boto3 client."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "metaopt-test",
+           "AWS_SECRET_ACCESS_KEY": "metaopt-test", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
+        deadline = time.time() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert server.poll() is None and time.time() < deadline, "moto_server did not start"
+                time.sleep(0.5)
+        yield env, client
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _keys(client, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, s3):
+    """`mlflow server` on PostgreSQL, serving artifacts it keeps in the bucket; its URL."""
     art = Path(tempfile.mkdtemp(prefix="mlart", dir="/tmp"))
     port = free_port()
     log = (art.parent / f"{art.name}.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", postgres, "--serve-artifacts", "--artifacts-destination", str(art)],
-        stdout=log, stderr=subprocess.STDOUT,
+         "--backend-store-uri", postgres, "--serve-artifacts", "--artifacts-destination", f"s3://{BUCKET}/mlflow"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **s3[0]},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -95,7 +134,7 @@ def mlflow_server(postgres):
                 assert server.poll() is None, Path(log.name).read_text()[-3000:]
                 assert time.time() < deadline, Path(log.name).read_text()[-3000:]
                 time.sleep(1)
-        yield url, art
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -105,14 +144,15 @@ def mlflow_server(postgres):
 
 
 @pytest.fixture(scope="module")
-def head():
+def head(s3):
     """A Ray head on 127.0.0.1 with token auth and one CPU, and a second node (another raylet
-    with one CPU of its own) joined to it; the dashboard (job server) address and the env."""
+    with one CPU of its own) joined to it, both with the bucket's endpoint and keys; the
+    dashboard (job server) address and the env."""
     # Short: Ray's unix sockets live under it (107-character limit); pytest's paths are long.
     tmp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            # the job's `python` is this environment's, whatever PATH the test runner had
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **s3[0]}
     env.pop("RAY_ADDRESS", None)
     dashboard, gcs = free_port(), free_port()
     # Free ports, not the defaults: a local Ray of another test process (ray.init) may hold
@@ -185,9 +225,10 @@ def test_two_nodes_joined(head):
     assert len(nodes) == 2 and sorted(n["is_head_node"] for n in nodes) == [False, True]
 
 
-def test_meta_training_job_records_over_http_and_another_process_pulls_the_champion(head, mlflow_server, tmp_path):
+def test_meta_training_job_records_over_http_and_another_process_pulls_the_champion(head, mlflow_server, s3,
+                                                                                     tmp_path):
     address, env = head
-    url, artifact_root = mlflow_server
+    url = mlflow_server
     _submit(address, env, "ray_jobs/meta_train.py", "--config", "configs/meta/open_breakout_smoke.yaml",
             "--out", str(tmp_path / "out"), "--iterations", "2", "--set", f"tracking.uri={url}",
             "--set", "tracking.model_name=open-topology", "--set", "distributed.workers=2",
@@ -210,7 +251,7 @@ def test_meta_training_job_records_over_http_and_another_process_pulls_the_champ
     assert run.data.tags["init_from"] == "published:breakout"
     iterations = client.get_metric_history(version.run_id, "fitness_mean")
     assert sorted(m.step for m in iterations) == [1, 2]
-    assert any(artifact_root.rglob("meta_params.safetensors"))  # in the server's artifact folder
+    assert any(k.endswith("/meta_params.safetensors") for k in _keys(s3[1], "mlflow/"))  # in the bucket
 
     # Another process, with an empty download cache, pulls the champion through the server.
     home = tmp_path / "home"
@@ -224,14 +265,24 @@ def test_meta_training_job_records_over_http_and_another_process_pulls_the_champ
     assert pulled.read_bytes() == (tmp_path / "out" / "meta_params.safetensors").read_bytes()
 
 
-def test_tune_baselines_job_writes_the_tuned_file_where_it_is_told(head, mlflow_server, tmp_path):
+def test_tune_baselines_job_keeps_its_experiment_in_the_bucket_and_the_tuned_file_where_told(head, mlflow_server, s3,
+                                                                                              tmp_path):
     address, env = head
-    url, _ = mlflow_server
+    url = mlflow_server
     # No tuned_file: the default (configs/tuned/, relative) would land in the job's temporary
     # copy of the repo, so the job writes it into its --out instead.
     tuned = tmp_path / "out" / "tuned_baselines.yaml"
-    _submit(address, env, "ray_jobs/tune_baselines.py", "--config", "configs/tune/baselines_tiny.yaml",
-            "--out", str(tmp_path / "out"), "--set", f"tracking.uri={url}", "--set", "optimizers=[adam]")
+    args = ("ray_jobs/tune_baselines.py", "--config", "configs/tune/baselines_tiny.yaml", "--out", str(tmp_path / "out"),
+            "--set", f"tracking.uri={url}", "--set", "optimizers=[adam]", "--set", f"storage=s3://{BUCKET}/tune")
+    _submit(address, env, *args)
+    # Tune's experiment (state and trial folders) is in the bucket, not in --out
+    experiment = _keys(s3[1], "tune/baselines-tiny/")
+    assert any("experiment_state" in k for k in experiment), experiment
+    assert sum(k.endswith("/progress.csv") for k in experiment) == 2
+    assert not (tmp_path / "out" / "baselines-tiny").exists()
+    # The same command again restores the experiment from the bucket: nothing runs twice.
+    again = _submit(address, env, *args)
+    assert f"resuming s3://{BUCKET}/tune/baselines-tiny: 2 of 2 trials already finished" in again.stdout + again.stderr
     from mlflow import MlflowClient
 
     from metaopt.config import load_train_config
@@ -251,7 +302,7 @@ def test_tune_baselines_job_writes_the_tuned_file_where_it_is_told(head, mlflow_
 
 def test_evaluation_plan_job_records_its_cells_as_child_runs_on_the_server(head, mlflow_server, tmp_path):
     address, env = head
-    url, _ = mlflow_server
+    url = mlflow_server
     out = tmp_path / "eval"
     _submit(address, env, "ray_jobs/evaluate.py", "--plan", "configs/eval/tiny.yaml", "--out", str(out),
             "--set", f"tracking.uri={url}", "--set", "envs=[breakout]", "--set", "resources.cpus_per_cell=1")

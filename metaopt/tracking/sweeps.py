@@ -38,7 +38,7 @@ def record_sweep(
     tracking: TrackingConfig,
     *,
     kind: str,
-    experiment_path: Path,
+    experiment: str,
     config: dict[str, Any],
     summary: dict[str, float],
     trials: Sequence[dict[str, Any]],
@@ -50,7 +50,7 @@ def record_sweep(
     Args:
       tracking: the store and experiment.
       kind: the sweep's kind, e.g. "tune-baselines" (a tag and the run name's prefix).
-      experiment_path: the sweep's Ray Tune folder; it identifies the parent run.
+      experiment: the sweep's Ray Tune folder (absolute) or URI; it identifies the parent run.
       config: the sweep's config as plain data (logged as parameters).
       summary: metric name -> value for the parent run.
       trials: dicts with trial_id, name, status, params (dict), metrics (dict of final
@@ -62,7 +62,7 @@ def record_sweep(
     """
     client = client_for(tracking)
     exp = experiment_id(client, tracking)
-    key = str(experiment_path.resolve())
+    key = experiment
     found = client.search_runs([exp], filter_string=f"tags.`{SWEEP_TAG}` = '{key}'", max_results=1)
     if found:
         parent = found[0].info.run_id
@@ -70,7 +70,7 @@ def record_sweep(
     else:
         parent = client.create_run(exp, tags={
             SWEEP_TAG: key, "metaopt.sweep_kind": kind, "code_version": code_version(),
-            "mlflow.runName": f"{kind}:{experiment_path.name}",
+            "mlflow.runName": f"{kind}:{experiment.rstrip('/').rsplit('/', 1)[-1]}",
         }).info.run_id
         log_params(client, parent, flat_params(config))
     children = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10_000)

@@ -21,7 +21,7 @@ from ray import tune
 
 from metaopt.config import BaselineSweepConfig, read_yaml
 from metaopt.plotting import pyplot
-from metaopt.tuning.sweep import COMPLETED, GroupedASHA, fit, history, spread
+from metaopt.tuning.sweep import COMPLETED, GroupedASHA, experiment_root, fit, history, spread
 
 REPORTED = ("episode_return", "env_steps")
 
@@ -120,14 +120,14 @@ def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
     return best
 
 
-def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experiment: Path) -> None:
+def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experiment: str) -> None:
     """Merge into the tuned-baselines file: entries of other envs and optimizers stay.
 
     Args:
       path: the tuned-baselines YAML (created with its folder if missing).
       best: from `best_per_group`.
       sweep: the sweep (seeds, budget and grid are recorded).
-      experiment: the sweep's Tune folder, recorded as `sweep`.
+      experiment: the sweep's Tune folder or URI, recorded as `sweep`.
     """
     data = read_yaml(path) if path.is_file() else {}
     today = dt.date.today().isoformat()
@@ -150,12 +150,14 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
     path.write_text(header + yaml.safe_dump(data, sort_keys=True))
 
 
-def _shown(path: Path) -> str:
-    """Relative to the working folder when inside it (the tuned file is committed)."""
+def _shown(location: str) -> str:
+    """Relative to the working folder when inside it (the tuned file is committed); URIs as given."""
+    if "://" in location:
+        return location
     try:
-        return str(path.absolute().relative_to(Path.cwd()))
+        return str(Path(location).absolute().relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        return location
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -243,14 +245,15 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
          "learning_rate": tune.grid_search(lrs)},
         out=out, name=sweep.name, config_dump=sweep.model_dump(mode="json"), resources=sweep.resources,
         total_trials=len(sweep.envs) * len(sweep.optimizers) * len(lrs), describe=_describe,
-        metric="episode_return", scheduler=scheduler, fresh=fresh,
+        metric="episode_return", scheduler=scheduler, fresh=fresh, storage=sweep.storage,
     )
     rows = _rows(trials)
     best = best_per_group(rows)
     csv_path, plot_path = out / "trials.csv", out / "lr_sweep.png"
     write_csv(csv_path, rows)
     plot_sweep(plot_path, rows, best)
-    write_tuned_file(sweep.tuned_path, best, sweep, out / sweep.name)
+    experiment = f"{experiment_root(out, sweep.storage)}/{sweep.name}"
+    write_tuned_file(sweep.tuned_path, best, sweep, experiment)
     summary = {f"{env}.{opt}.best_learning_rate": r["learning_rate"] for env, d in best.items() for opt, r in d.items()}
     summary.update({f"{env}.{opt}.best_final_return": r["final_return"] for env, d in best.items() for opt, r in d.items()})
     for env in sweep.envs:
@@ -264,7 +267,7 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
         "history": [(h["env_steps"], {"episode_return": h["episode_return"]}) for h in history(r["path"], REPORTED)
                     if "env_steps" in h and "episode_return" in h],
     } for r in rows]
-    parent = record_sweep(sweep.tracking, kind="tune-baselines", experiment_path=out / sweep.name,
+    parent = record_sweep(sweep.tracking, kind="tune-baselines", experiment=experiment,
                           config=sweep.model_dump(mode="json"), summary=summary, trials=finished,
                           artifacts=[csv_path, plot_path, sweep.tuned_path])
     return BaselineSweepResult(rows, best, out, parent)

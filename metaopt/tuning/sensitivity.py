@@ -22,7 +22,7 @@ from ray import tune
 
 from metaopt.config import SensitivitySweepConfig, meta_config_at
 from metaopt.plotting import pyplot
-from metaopt.tuning.sweep import COMPLETED, fit, history, spread
+from metaopt.tuning.sweep import COMPLETED, experiment_root, fit, history, spread
 
 SEED_KEY = "meta_seed"
 
@@ -210,7 +210,7 @@ def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fre
     trials = fit(
         tune.with_parameters(sensitivity_trial, base_json=json.dumps(base_raw)), space,
         out=out, name=sweep.name, config_dump=sweep.model_dump(mode="json"), resources=sweep.resources,
-        total_trials=total, describe=_describe, fresh=fresh,
+        total_trials=total, describe=_describe, fresh=fresh, storage=sweep.storage,
     )
     rows = sorted(({**t["config"], "trial_id": t["trial_id"], "status": t["status"], "path": t["path"],
                     "final_return": t["metrics"].get("final_return", float("nan")),
@@ -242,7 +242,8 @@ def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fre
                     for h in history(r["path"], columns) if "iteration" in h],
     } for r in rows]
     summary = {"spread": total_spread, **{f"spread.{k}": v for k, v in spreads.items()}}
-    parent = record_sweep(sweep.tracking, kind="tune-sensitivity", experiment_path=out / sweep.name,
+    parent = record_sweep(sweep.tracking, kind="tune-sensitivity",
+                          experiment=f"{experiment_root(out, sweep.storage)}/{sweep.name}",
                           config=sweep.model_dump(mode="json"), summary=summary, trials=finished,
                           artifacts=[csv_path, heatmap_path, shift_path])
     return SensitivitySweepResult(rows, cells, total_spread, out, parent)

@@ -1,16 +1,18 @@
 """What every metaopt sweep shares: starting or resuming a Ray Tune experiment, progress on
 the terminal, per-group early stopping, and reading the trials back as plain rows.
 
-An output folder holds one sweep: `OUT/NAME/` is Tune's experiment (trial folders, state),
-`OUT/NAME.sweep.yaml` the resolved config it was started with. Running the same command
-again restores the experiment (`Tuner.restore`): finished trials are kept, unfinished ones
-run again (from their own checkpoints where they write them); a different config in the
-same folder is refused rather than mixed in.
+A storage location holds one sweep: `ROOT/NAME/` is Tune's experiment (trial folders, state),
+`ROOT/NAME.sweep.yaml` the resolved config it was started with. ROOT is the output folder, or
+the sweep's `storage`: an object-store URI (s3://BUCKET/PREFIX, gs://...) through pyarrow, so
+a cluster needs no shared file system (credentials and AWS_ENDPOINT_URL come from the
+environment, as for any pyarrow or boto3 client). Running the same command again restores the
+experiment (`Tuner.restore`): finished trials are kept, unfinished ones run again (from their
+own checkpoints where they write them); a different config in the same place is refused
+rather than mixed in.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -199,6 +201,7 @@ def fit(
     metric: str | None = None,
     scheduler: TrialScheduler | None = None,
     fresh: bool = False,
+    storage: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the sweep; returns one row per trial: its config, status, last
     reported metrics, Tune id and folder.
@@ -214,27 +217,30 @@ def fit(
       describe: trial config -> its description in progress lines.
       metric: the metric the scheduler compares; None: no metric.
       scheduler: a Tune scheduler; None: FIFO.
-      fresh: delete an existing experiment in `out` first.
+      fresh: delete an existing experiment in the storage location first.
+      storage: where Tune keeps the experiment: a folder or an object-store URI; None: `out`.
 
     Returns:
-      Rows with trial_id, status, config, metrics and path; raises SweepInterrupted if any trial is
-      unfinished.
+      Rows with trial_id, status, config, metrics and path (a folder, or a URI with object
+      storage); raises SweepInterrupted if any trial is unfinished.
     """
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    experiment, stamp = out / name, out / f"{name}.sweep.yaml"
+    root = experiment_root(out, storage)
+    experiment, stamp = f"{root}/{name}", f"{root}/{name}.sweep.yaml"
     if fresh:
-        shutil.rmtree(experiment, ignore_errors=True)
-        stamp.unlink(missing_ok=True)
+        _delete(experiment)
+        _delete(stamp)
     trainable = tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
-    if tune.Tuner.can_restore(str(experiment)):
-        if stamp.is_file() and yaml.safe_load(stamp.read_text()) != config_dump:
+    if tune.Tuner.can_restore(experiment):
+        started_with = _read_text(stamp)
+        if started_with is not None and yaml.safe_load(started_with) != config_dump:
             raise ConfigError(f"{experiment} holds a sweep of another config ({stamp}); use another --out or --fresh")
         already = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in _trials(experiment))
         say(f"resuming {experiment}: {already} of {total_trials} trials already finished")
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
     else:
-        stamp.write_text(yaml.safe_dump(config_dump, sort_keys=False))
+        _write_text(stamp, yaml.safe_dump(config_dump, sort_keys=False))
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -244,7 +250,7 @@ def fit(
                 reuse_actors=False,  # reused, a trial's get_trial_dir() was another trial's (Ray 2.60)
             ),
             run_config=tune.RunConfig(
-                name=name, storage_path=str(out), verbose=0,
+                name=name, storage_path=root, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=resources.max_failures),
                 callbacks=[TrialProgress(total_trials, describe)],
             ),
@@ -255,7 +261,7 @@ def fit(
         metrics = dict(trial.last_result or {})
         rows.append({
             "trial_id": trial.trial_id, "status": trial_status(trial.status, metrics),
-            "config": dict(trial.config), "metrics": metrics, "path": trial.path,
+            "config": dict(trial.config), "metrics": metrics, "path": _trial_location(trial),
         })
     unfinished = sum(r["status"] == UNFINISHED for r in rows)
     if unfinished:
@@ -264,27 +270,88 @@ def fit(
     return rows
 
 
-def _trials(experiment: Path) -> list[Trial]:
-    return list(tune.ExperimentAnalysis(str(experiment)).trials)
+def _trials(experiment: str) -> list[Trial]:
+    return list(tune.ExperimentAnalysis(experiment).trials)
+
+
+def experiment_root(out: Path, storage: str | None) -> str:
+    """Where a sweep's experiment and config stamp live.
+
+    Args:
+      out: the sweep's output folder.
+      storage: a folder or an object-store URI (s3://BUCKET/PREFIX); None: `out`.
+
+    Returns:
+      An absolute folder or a URI, without a trailing slash.
+    """
+    if storage is None:
+        return str(out)
+    return storage.rstrip("/") if "://" in storage else str(Path(storage).resolve())
+
+
+def _filesystem(location: str):
+    """(pyarrow file system, path in it) for a folder, a file or a URI."""
+    import pyarrow.fs
+
+    if "://" in location:
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def _read_text(location: str) -> str | None:
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def _write_text(location: str, text: str) -> None:
+    fs, path = _filesystem(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def _delete(location: str) -> None:
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    kind = fs.get_file_info(path).type
+    if kind == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(path)
+    elif kind == pyarrow.fs.FileType.File:
+        fs.delete_file(path)
+
+
+def _trial_location(trial: Trial) -> str | None:
+    """A trial's folder: a local path, or a URI where the storage is remote."""
+    path = trial.path
+    if path is None:
+        return None
+    fs = trial.storage.storage_filesystem
+    return path if fs.type_name == "local" else f"{fs.type_name}://{path}"
 
 
 def history(path: str | None, columns: Sequence[str]) -> list[dict[str, float]]:
     """A trial's reports (Tune's progress.csv), the given columns only.
 
     Args:
-      path: the trial's folder; None: no folder.
+      path: the trial's folder (or its URI on object storage); None: no folder.
       columns: the columns to keep.
 
     Returns:
       One dict per report (empty cells left out); empty without a progress.csv.
     """
     import csv
+    import io
 
-    file = Path(path) / "progress.csv" if path else None
-    if file is None or not file.is_file():
+    text = _read_text(f"{path}/progress.csv") if path else None
+    if text is None:
         return []
-    with file.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(text)))
     return [{c: float(r[c]) for c in columns if r.get(c) not in (None, "")} for r in rows]
 
 
