@@ -77,7 +77,7 @@ def random_optim4rl(hidden, seed=0):
 
 
 @needs_kernels
-@pytest.mark.parametrize("hidden", o4.KERNEL_SIZES)
+@pytest.mark.parametrize("hidden", [sizes[0] for sizes in kernels.INSTANCES["optim4rl"]])
 def test_optim4rl_kernel_matches_jax(hidden):
     n = 4096 + 48
     g = jax.random.normal(jax.random.key(1), (n,)) * 0.3
@@ -201,7 +201,7 @@ def test_open_kernel_keeps_a_nan_gradient_nan():
 def test_kernels_are_lowered_for_cpu_only():
     meta = op.init_meta_params(jax.random.key(0))
     update = jax.jit(lambda m: run_open(m, True, steps=1)[1])
-    assert "metaopt_open_h8_m16" in update.lower(meta).as_text()
+    assert kernels.handler("open", (8, 16)) in update.lower(meta).as_text()
     assert "metaopt_" not in jax.jit(lambda m: run_open(m, False, steps=1)[1]).lower(meta).as_text()
     # A GPU lowering of the same function takes the JAX branch (no GPU needed to lower).
     exported = jax.export.export(update, platforms=["cuda"])(meta)
@@ -218,3 +218,16 @@ def test_cpu_kernel_off_in_config_uses_jax():
     params = {"w": jnp.ones((4, 4))}
     text = jax.jit(lambda p: opt.update(p, opt.init(p), p)[0]).lower(params).as_text()
     assert "metaopt_" not in text
+
+
+def test_handler_names_come_from_one_table():
+    """The names XLA looks up are made by `kernels.handler` from INSTANCES, which the build also
+    passes to the C++ sources: every compiled symbol is there, under that name."""
+    assert kernels.handler("open", (8, 16)) == "metaopt_open_8_16"
+    assert kernels.handler("open", (4, 4)) is None and kernels.handler("optim4rl", (32,)) is None
+    assert len(set(kernels.HANDLERS)) == sum(len(v) for v in kernels.INSTANCES.values())
+    if can_build:
+        import ctypes
+
+        lib = ctypes.cdll.LoadLibrary(str(kernels.build()))
+        assert all(hasattr(lib, name) for name in kernels.HANDLERS)

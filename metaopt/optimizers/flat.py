@@ -1,11 +1,10 @@
 """Flat vectors of an agent's parameters, so per-parameter networks run as a few large
 matrix products instead of one small network per leaf.
 
-`FlatLayout.networks()` gives one vector per network (actor, critic). OPEN runs on those
-rather than on one agent-wide vector: each pass streams only its network's data, and the
-critic's passes can start while the actor's backward pass still runs (figures:
-benchmarks/README.md). Each vector is zero-padded to a multiple of LANES: XLA:CPU compiles
-an elementwise pass over an odd length to scalar code, not vector code.
+`FlatLayout.networks()` gives one vector per network (actor, critic); OPEN runs on those
+(its per-tensor statistics and layer proportions are per network), Optim4RL on one
+agent-wide vector. Each vector is zero-padded to a multiple of LANES, the block the CPU
+kernels (optimizers/kernels/) process at a time.
 
 The layout is static (shapes and tree paths only), so it is built at trace time from the
 params (or their shapes) and costs nothing at run time. It knows, for every element, which
@@ -29,42 +28,22 @@ import numpy as np
 
 AGENT_NETWORKS = ("actor", "critic")
 LANES = 16
-THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
 def standard_normal(key: jax.Array, n: int, offset: int = 0) -> jax.Array:
-    """`jax.random.normal(key, (offset + n,))[offset:]`, bit for bit, for threefry keys
-    (element i's draw depends on i alone, so every network of an agent draws its own part
-    of one agent-wide draw): the same threefry2x32
-    hash of the same counters, written out so that it compiles to one elementwise pass.
-    XLA:CPU runs jax's own threefry as a rolled loop of small passes, which cost as much
-    as a layer of OPEN's network. Other keys (or non-partitionable threefry) go to jax.
+    """Draws `offset` to `offset + n` of `jax.random.normal(key, (offset + n,))`: element i's
+    draw depends on i alone, so every network of an agent draws its own part of one
+    agent-wide draw.
 
     Args:
-      key: a PRNG key; typed threefry2x32 keys (partitionable) take the written-out path.
+      key: a PRNG key.
       n: number of draws.
       offset: index of the first draw in the whole sequence.
 
     Returns:
       (n,) float32 standard normals.
     """
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if not (typed and str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.jax_threefry_partitionable):
-        return jax.random.normal(key, (offset + n,), jnp.float32)[offset:]
-    k1, k2 = jax.random.key_data(key)
-    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
-    x0 = jnp.zeros((n,), jnp.uint32) + ks[0]
-    x1 = jnp.arange(offset, offset + n, dtype=jnp.uint32) + ks[1]
-    for i in range(5):
-        for r in THREEFRY_ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
-    # jax.random.uniform on (-1, 1) from the top 23 bits, then sqrt(2) erfinv, as jax does.
-    unit = jax.lax.bitcast_convert_type(((x0 ^ x1) >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
-    lo = np.nextafter(np.float32(-1), np.float32(0))
-    return np.float32(np.sqrt(2)) * jax.lax.erf_inv(jnp.maximum(lo, unit * (np.float32(1) - lo) + lo))
+    return jax.random.normal(key, (offset + n,), jnp.float32)[offset:]
 
 
 def padded(size: int) -> int:

@@ -4,15 +4,14 @@ The network is the published one (flax GRUCell -> Dense -> LayerNorm -> relu -> 
 LayerNorm -> relu -> Dense(3)) and its parameters use the published tree, so `ravel_pytree`
 of ours is the published flat vector and the published `.npy` files load as they are.
 
-Speed: the published code runs one small network per parameter leaf. Here each network of
-the agent (actor, critic) is one flat vector (see flat.py) and OPEN runs feature-major,
-(features, N): the GRU's input and hidden products are (3H, in) x (in, N) matrix products
-over every parameter of that network, the MLP after it runs row by row (N-long rows) in one
-fused elementwise pass with the update, and the per-tensor normalisation is a row reduction
-per leaf. Only the zero-mean shift joins the two networks. On CPU, by default, each
-network's step (momenta to step, `network_step`) runs as one compiled kernel instead
-(kernels/open.cc, the same function to float32 rounding), since XLA's passes write every
-intermediate to memory and the kernel keeps them in registers (figures: benchmarks/README.md).
+The published code runs one small network per parameter leaf. Here each network of the
+agent (actor, critic) is one flat vector (see flat.py) and OPEN runs feature-major,
+(features, N): every layer is one matrix product over all N parameters of that network,
+LayerNorm normalises over the feature axis, and the per-tensor input normalisation is a
+reduction per leaf. Only the zero-mean shift joins the two networks. This JAX network is the
+reference: GPUs and gradients run it. On CPU, by default, each network's step (momenta to
+step, `network_step`) runs as one compiled kernel instead (kernels/open.cc, the same function
+to float32 rounding; tests/test_kernels.py holds it to this one).
 """
 
 from __future__ import annotations
@@ -31,10 +30,7 @@ from metaopt.optimizers.flat import FlatLayout
 
 NUM_FEATURES = 19
 NUM_OUTPUTS = 3
-NUM_NORMALISED = 15  # features 0-14; 15-18 (proportions, dormancy) go in raw
-# GRU inputs taken as outer products: the two progress scalars and dormancy (the layer
-# proportion, constant per element, goes into the GRU's matrix product, see cells.gru_step).
-RANK_ONE = (15, 17, 18)
+NUM_NORMALISED = 15  # features 0-14; 15-18 (progress, layer proportion, dormancy) go in raw
 BETAS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 SIZES = {False: (8, 16), True: (16, 32)}  # larger -> (gru, mlp hidden)
 STEP_SCALE = 0.001
@@ -186,12 +182,11 @@ def apply_feature_major(meta_params: dict, carry: jax.Array, features: jax.Array
     Returns:
       (new carry (H, N), outputs (3, N)).
     """
-    new_carry = cells.gru_step(meta_params["gru_params"], carry, features, RANK_ONE)
+    new_carry = cells.gru_step(meta_params["gru_params"], carry, features)
     mlp = meta_params["params"]
-    x = [new_carry[k] for k in range(new_carry.shape[0])]
-    x = [jax.nn.relu(r) for r in cells.dense_layer_norm_rows(mlp["layers_0"], mlp["layers_1"], x, LN_EPS)]
-    x = [jax.nn.relu(r) for r in cells.dense_layer_norm_rows(mlp["layers_3"], mlp["layers_4"], x, LN_EPS)]
-    return new_carry, jnp.stack(cells.dense_rows(mlp["layers_6"], x))
+    x = jax.nn.relu(cells.layer_norm(mlp["layers_1"], cells.dense(mlp["layers_0"], new_carry), LN_EPS))
+    x = jax.nn.relu(cells.layer_norm(mlp["layers_4"], cells.dense(mlp["layers_3"], x), LN_EPS))
+    return new_carry, cells.dense(mlp["layers_6"], x)
 
 
 def network_apply(meta_params: dict, carry: jax.Array, features: jax.Array):
@@ -326,12 +321,12 @@ def network_step(layout: FlatLayout):
 
 
 def _packed(meta_params: dict) -> jax.Array:
-    """The network as one vector in kernels/open.cc's order: GRU (gates r, z pre-halved, as
-    cells.gru_step), then each dense layer as (out, in) with LayerNorm's centring folded in
-    as cells.dense_layer_norm_rows does."""
-    w_in, b_in, w_h = cells.gru_matrices(meta_params["gru_params"])
+    """The network as one vector in kernels/open.cc's order: the GRU as `kernels.kernel_gru`
+    gives it, then each dense layer as (out, in), LayerNorm's centring folded in
+    (`kernels.centred`)."""
+    w_in, b_in, w_h = kernels.kernel_gru(meta_params["gru_params"])
     mlp = meta_params["params"]
-    l0, l3 = cells.centred(mlp["layers_0"]), cells.centred(mlp["layers_3"])
+    l0, l3 = kernels.centred(mlp["layers_0"]), kernels.centred(mlp["layers_3"])
     parts = [w_in, b_in, w_h, meta_params["gru_params"]["hn"]["bias"]]
     parts += [l0["kernel"].T, l0["bias"], mlp["layers_1"]["scale"], mlp["layers_1"]["bias"]]
     parts += [l3["kernel"].T, l3["bias"], mlp["layers_4"]["scale"], mlp["layers_4"]["bias"]]
@@ -346,14 +341,16 @@ def _kernel_step(layout: FlatLayout):
         gru, hidden = carry.shape[-2], meta_params["params"]["layers_0"]["bias"].shape[-1]
         shapes = (carry, momenta, g)
         call = jax.ffi.ffi_call(
-            f"metaopt_open_h{gru}_m{hidden}",
+            kernels.handler("open", (gru, hidden)),
             tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in shapes),
             vmap_method="broadcast_all",
             input_output_aliases={1: 0, 2: 1},  # carry and momenta are updated in place
         )
         layer = jnp.asarray(layout.layer_proportion())
         return tuple(call(_packed(meta_params), carry, momenta, p, g, layer, dormancy, noise, progress,
-                          starts=starts, size=np.int64(layout.size)))
+                          starts=starts, size=np.int64(layout.size), betas=np.asarray(BETAS, np.float32),
+                          log_eps=np.float32(LOG_EPS), norm_eps=np.float32(NORM_EPS),
+                          layer_norm_eps=np.float32(LN_EPS), step_scale=np.float32(STEP_SCALE)))
 
     return step
 
@@ -375,7 +372,7 @@ def open_optimizer(meta_params: dict, cpu_kernel: bool = True) -> optax.Gradient
     """
     gru_size = meta_params["gru_params"]["hn"]["bias"].shape[-1]
     mlp_size = meta_params["params"]["layers_0"]["bias"].shape[-1]
-    use_kernel = cpu_kernel and (gru_size, mlp_size) in SIZES.values() and kernels.wanted()
+    use_kernel = cpu_kernel and kernels.handler("open", (gru_size, mlp_size)) is not None and kernels.wanted()
 
     def init_fn(params):
         networks = FlatLayout(params).networks()

@@ -8,10 +8,9 @@ So a step always goes against the gradient's sign; the networks learn its size. 
 gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
 time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
 training needs exactly that). Runs feature-major over one flat vector of the whole agent
-(not per-network vectors as OPEN uses: for Optim4RL those were slower, see
-benchmarks/README.md). On CPU the step runs as a compiled kernel (kernels/optim4rl.cc) by
-default; gradients and every other platform use the JAX network below, which the kernel
-matches to float32 rounding.
+(not per-network vectors as OPEN uses; benchmarks/README.md compares the two). The JAX
+network below is the reference: GPUs and gradients run it. On CPU the step runs as a
+compiled kernel (kernels/optim4rl.cc) by default, which matches it to float32 rounding.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from metaopt.optimizers import cells, kernels
@@ -94,9 +94,7 @@ def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
 
     def one_rnn(rnn, h, inp):
         h = cells.gru_step(rnn["gru"], h, inp)
-        # Dense(1) as a sum of scaled rows: it fuses into the update's elementwise pass,
-        # where a (1, H) x (H, N) product is a separate, slower call.
-        return h, rnn["out"]["bias"][0] + sum(rnn["out"]["kernel"][k, 0] * h[k] for k in range(h.shape[0]))
+        return h, cells.dense(rnn["out"], h)[0]
 
     return jax.vmap(one_rnn)(_stacked(meta_params), carry, x)
 
@@ -117,12 +115,12 @@ def direction(meta_params: dict, carry: jax.Array, g: jax.Array):
 
 
 def _packed(meta_params: dict) -> jax.Array:
-    """Both RNNs as one vector in kernels/optim4rl.cc's order, gates r and z pre-halved as in
-    cells.gru_step: per RNN w_in, b_in (3H each), w_h (3H, H), b_hn, head kernel (H), head bias."""
+    """Both RNNs as one vector in kernels/optim4rl.cc's order, the GRUs as `kernels.kernel_gru`
+    gives them: per RNN w_in, b_in (3H each), w_h (3H, H), b_hn, head kernel (H), head bias."""
     parts = []
     for name in RNNS:
         gru, out = meta_params[name]["gru"], meta_params[name]["out"]
-        w_in, b_in, w_h = cells.gru_matrices(gru)
+        w_in, b_in, w_h = kernels.kernel_gru(gru)
         parts += [w_in[:, 0], b_in, w_h.ravel(), gru["hn"]["bias"], out["kernel"][:, 0], out["bias"]]
     return jnp.concatenate(parts)
 
@@ -130,15 +128,14 @@ def _packed(meta_params: dict) -> jax.Array:
 def _kernel_direction(meta_params: dict, carry: jax.Array, g: jax.Array):
     hidden = carry.shape[-2]
     call = jax.ffi.ffi_call(
-        f"metaopt_optim4rl_h{hidden}",
+        kernels.handler("optim4rl", (hidden,)),
         (jax.ShapeDtypeStruct(carry.shape, jnp.float32), jax.ShapeDtypeStruct(g.shape, jnp.float32)),
         vmap_method="broadcast_all",
         input_output_aliases={1: 0},  # the hidden states are updated in place
     )
-    return tuple(call(_packed(meta_params), carry, g))
+    return tuple(call(_packed(meta_params), carry, g, v_eps=np.float32(V_EPS)))
 
 
-KERNEL_SIZES = (8, 16)  # hidden sizes kernels/optim4rl.cc is compiled for
 _fast_direction = kernels.dispatch(_kernel_direction, direction)
 
 
@@ -155,7 +152,8 @@ def optim4rl_optimizer(meta_params: dict, learning_rate: float, cpu_kernel: bool
       An optax transformation whose state is an Optim4RLState.
     """
     hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
-    step = _fast_direction if cpu_kernel and hidden in KERNEL_SIZES and kernels.wanted() else direction
+    use_kernel = cpu_kernel and kernels.handler("optim4rl", (hidden,)) is not None and kernels.wanted()
+    step = _fast_direction if use_kernel else direction
 
     def init_fn(params):
         return Optim4RLState(jnp.zeros((2, hidden, FlatLayout(params).width), jnp.float32))

@@ -1,10 +1,12 @@
 // OPEN's step for every parameter of one network at once, mirroring open.network_step:
 //   pass 1: the six momenta (updated in place) and each leaf's mean square of features 0-14;
 //   pass 2: the 19 input features, the GRU, the MLP with its two LayerNorms and the step
-//           out0 * 0.001 exp(0.001 out1) (+ 0.001 out2 noise), each block of 16 parameters
-//           kept in registers throughout (XLA writes every layer's rows out and back).
-// Weights packed by open._packed. Partial sums are combined in chunk order, so results do
-// not depend on how chunks were spread over threads.
+//           out0 * s exp(s out1) (+ s out2 noise), s = step_scale, each block of 16
+//           parameters kept in registers throughout (XLA writes every layer's rows out and back).
+// Weights packed by open._packed; the constants (betas, epsilons, step scale) come from
+// open.py as attributes of the call, the handler names and sizes from the build
+// (kernels/__init__.py: METAOPT_OPEN_HANDLERS). Partial sums are combined in chunk order, so
+// results do not depend on how chunks were spread over threads.
 #include <cmath>
 #include <vector>
 
@@ -13,22 +15,23 @@
 namespace metaopt {
 namespace {
 
-constexpr int kFeatures = 19, kNormalised = 15, kOutputs = 3;
+// The published feature layout (open.compute_features): 0-14 from the parameter, the six
+// momenta and the gradient, normalised per tensor; then the four below.
+constexpr int kFeatures = 19, kNormalised = 15, kOutputs = 3, kMomenta = 6;
 constexpr int kTrainingProgress = 15, kLayerProportion = 16, kEpochProgress = 17, kDormancy = 18;
-constexpr float kLogEps = 1e-13f, kNormEps = 1e-5f, kLayerNormEps = 1e-6f, kStepScale = 0.001f;
-constexpr float kBetas[6] = {0.1f, 0.5f, 0.9f, 0.99f, 0.999f, 0.9999f};
 
 // Features 0-14 before normalisation: p, sign(m) x6, log|m| x6, sign(g), log|g|.
-inline void raw_features(const float* p, const float* mom, const float* g, int64_t n, int64_t i, vf* x) {
+inline void raw_features(const float* p, const float* mom, const float* g, int64_t n, int64_t i, float log_eps,
+                         vf* x) {
   x[0] = load(p + i);
-  for (int k = 0; k < 6; ++k) {
+  for (int k = 0; k < kMomenta; ++k) {
     vf m = load(mom + k * n + i);
     x[1 + k] = sign(m);
-    x[7 + k] = log(abs(m) + kLogEps);
+    x[7 + k] = log(abs(m) + log_eps);
   }
   vf gi = load(g + i);
   x[13] = sign(gi);
-  x[14] = log(abs(gi) + kLogEps);
+  x[14] = log(abs(gi) + log_eps);
 }
 
 template <int H, int M>
@@ -48,7 +51,8 @@ struct Weights {
 
 // Dense(K -> M) then LayerNorm (centring already in the weights) then relu.
 template <int K, int M>
-inline void dense_norm_relu(const float* w, const float* b, const float* scale, const float* bias, const vf* in, vf* out) {
+inline void dense_norm_relu(const float* w, const float* b, const float* scale, const float* bias, float eps, const vf* in,
+                            vf* out) {
   vf sum_sq = splat(0.f);
   for (int m = 0; m < M; ++m) {
     vf y = splat(b[m]);
@@ -56,7 +60,7 @@ inline void dense_norm_relu(const float* w, const float* b, const float* scale, 
     out[m] = y;
     sum_sq += y * y;
   }
-  vf inv = rsqrt(sum_sq * (1.0f / M) + kLayerNormEps);
+  vf inv = rsqrt(sum_sq * (1.0f / M) + eps);
   for (int m = 0; m < M; ++m) out[m] = relu(out[m] * inv * scale[m] + bias[m]);
 }
 
@@ -65,15 +69,17 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
                 ffi::Buffer<ffi::F32> old_momenta, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> grad,
                 ffi::Buffer<ffi::F32> layer_proportion, ffi::Buffer<ffi::F32> dormancy,
                 ffi::Buffer<ffi::F32> noise, ffi::Buffer<ffi::F32> progress, ffi::Span<const int64_t> starts,
-                int64_t size, ffi::ResultBuffer<ffi::F32> new_carry, ffi::ResultBuffer<ffi::F32> new_momenta,
+                int64_t size, ffi::Span<const float> betas, float log_eps, float norm_eps, float layer_norm_eps,
+                float step_scale, ffi::ResultBuffer<ffi::F32> new_carry, ffi::ResultBuffer<ffi::F32> new_momenta,
                 ffi::ResultBuffer<ffi::F32> step) {
   const int64_t n = grad.dimensions().back(), batch = n ? grad.element_count() / n : 0;
   const int64_t leaves = starts.size();
   if (n % kLanes) return ffi::Error::InvalidArgument("open kernel: the length must be a multiple of 16");
+  if (betas.size() != kMomenta) return ffi::Error::InvalidArgument("open kernel: betas must hold 6 values");
   if (leaves == 0 || starts[0] != 0 || starts[leaves - 1] >= size || size > n)
     return ffi::Error::InvalidArgument("open kernel: leaf starts do not fit the size");
   if (weights.element_count() != batch * Weights<H, M>::kSize || carry.element_count() != batch * H * n ||
-      old_momenta.element_count() != batch * 6 * n || progress.element_count() != batch * 2)
+      old_momenta.element_count() != batch * kMomenta * n || progress.element_count() != batch * 2)
     return ffi::Error::InvalidArgument("open kernel: an input's size does not match the network");
   const bool noisy = noise.element_count() > 0;
   if (noisy && noise.element_count() != batch * n) return ffi::Error::InvalidArgument("open kernel: noise size");
@@ -85,8 +91,8 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
   std::vector<float> partial(batch * per_row * leaves * kNormalised, 0.f);
   parallel_for(pool, batch * per_row, [&](int64_t c) {
     const int64_t b = c / per_row, lo = (c % per_row) * kChunk, hi = std::min(n, lo + kChunk);
-    const float* m_in = old_momenta.typed_data() + b * 6 * n;
-    float* m_out = new_momenta->typed_data() + b * 6 * n;
+    const float* m_in = old_momenta.typed_data() + b * kMomenta * n;
+    float* m_out = new_momenta->typed_data() + b * kMomenta * n;
     const float* p = params.typed_data() + b * n;
     const float* g = grad.typed_data() + b * n;
     float* sums = partial.data() + c * leaves * kNormalised;
@@ -100,11 +106,11 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
     };
     for (int64_t i = lo; i < hi; i += kLanes) {
       vf gi = load(g + i);
-      for (int k = 0; k < 6; ++k)
-        store(m_out + k * n + i, kBetas[k] * load(m_in + k * n + i) + (1.0f - kBetas[k]) * gi);
+      for (int k = 0; k < kMomenta; ++k)
+        store(m_out + k * n + i, betas[k] * load(m_in + k * n + i) + (1.0f - betas[k]) * gi);
       if (i >= size) continue;  // padding: no statistics
       vf x[kNormalised];
-      raw_features(p, m_out, g, n, i, x);
+      raw_features(p, m_out, g, n, i, log_eps, x);
       while (leaf + 1 < leaves && starts[leaf + 1] <= i) { flush(); ++leaf; }
       if (leaf_end(leaf) >= i + kLanes) {
         for (int f = 0; f < kNormalised; ++f) acc[f] += x[f] * x[f];
@@ -125,7 +131,7 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
         double total = 0;
         for (int64_t c = 0; c < per_row; ++c) total += partial[((b * per_row + c) * leaves + l) * kNormalised + f];
         const float mean = static_cast<float>(total / static_cast<double>(leaf_end(l) - starts[l]));
-        leaf_scale[(b * leaves + l) * kNormalised + f] = 1.0f / std::sqrt(kNormEps + mean);
+        leaf_scale[(b * leaves + l) * kNormalised + f] = 1.0f / std::sqrt(norm_eps + mean);
       }
 
   // Pass 2: features, network, step.
@@ -135,7 +141,7 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
     const float* h_in = carry.typed_data() + b * H * n;
     const float* p = params.typed_data() + b * n;
     const float* g = grad.typed_data() + b * n;
-    const float* mom = new_momenta->typed_data() + b * 6 * n;
+    const float* mom = new_momenta->typed_data() + b * kMomenta * n;
     const float* scale = leaf_scale.data() + b * leaves * kNormalised;
     const float* layer = layer_proportion.typed_data() + b * n;
     const float* dorm = dormancy.typed_data() + b * n;
@@ -164,7 +170,7 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
         }
       }
       vf x[kFeatures];
-      raw_features(p, mom, g, n, i, x);
+      raw_features(p, mom, g, n, i, log_eps, x);
       for (int f = 0; f < kNormalised; ++f) x[f] *= s[f];
       x[kLayerProportion] = load(layer + i);
       x[kDormancy] = load(dorm + i);
@@ -195,15 +201,15 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
       for (int u = 0; u < H; ++u) store(h_out + u * n + i, hidden[u]);
 
       vf y0[M], y1[M];
-      dense_norm_relu<H, M>(w.w0, w.b0, w.s1, w.c1, hidden, y0);
-      dense_norm_relu<M, M>(w.w3, w.b3, w.s4, w.c4, y0, y1);
+      dense_norm_relu<H, M>(w.w0, w.b0, w.s1, w.c1, layer_norm_eps, hidden, y0);
+      dense_norm_relu<M, M>(w.w3, w.b3, w.s4, w.c4, layer_norm_eps, y0, y1);
       vf o[kOutputs];
       for (int j = 0; j < kOutputs; ++j) {
         o[j] = splat(w.b6[j]);
         for (int m = 0; m < M; ++m) o[j] += w.w6[j * M + m] * y1[m];
       }
-      vf result = o[0] * kStepScale * exp(kStepScale * o[1]);
-      if (noisy) result += kStepScale * o[2] * load(eps + i);
+      vf result = o[0] * step_scale * exp(step_scale * o[1]);
+      if (noisy) result += step_scale * o[2] * load(eps + i);
       store(out + i, result);
     }
   });
@@ -227,9 +233,19 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
       .Arg<xla::ffi::Buffer<xla::ffi::F32>>()     \
       .Attr<xla::ffi::Span<const int64_t>>("starts") \
       .Attr<int64_t>("size")                      \
+      .Attr<xla::ffi::Span<const float>>("betas") \
+      .Attr<float>("log_eps")                     \
+      .Attr<float>("norm_eps")                    \
+      .Attr<float>("layer_norm_eps")              \
+      .Attr<float>("step_scale")                  \
       .Ret<xla::ffi::Buffer<xla::ffi::F32>>()     \
       .Ret<xla::ffi::Buffer<xla::ffi::F32>>()     \
       .Ret<xla::ffi::Buffer<xla::ffi::F32>>()
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(metaopt_open_h8_m16, (metaopt::Step<8, 16>), METAOPT_OPEN_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(metaopt_open_h16_m32, (metaopt::Step<16, 32>), METAOPT_OPEN_BINDING);
+// One handler per network size, named and sized by the build (kernels/__init__.py).
+#ifndef METAOPT_OPEN_HANDLERS
+#error "compile through metaopt.optimizers.kernels.build(): it defines METAOPT_OPEN_HANDLERS"
+#endif
+#define METAOPT_DEFINE_OPEN(name, H, M) \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, (metaopt::Step<H, M>), METAOPT_OPEN_BINDING);
+METAOPT_OPEN_HANDLERS(METAOPT_DEFINE_OPEN)

@@ -1,7 +1,9 @@
 // Optim4RL's step for every parameter at once: both GRUs (on g and g^2), their Dense(1)
-// heads and the direction sign(g) exp(o1) / sqrt(exp(o2) + 1e-8), in one pass that keeps
+// heads and the direction sign(g) exp(o1) / sqrt(exp(o2) + v_eps), in one pass that keeps
 // each block of 16 parameters in registers (XLA writes the (3H, N) hidden product out and
-// reads it back). Mirrors optim4rl.network_apply; weights packed by optim4rl._packed.
+// reads it back). Mirrors optim4rl.direction; weights packed by optim4rl._packed, v_eps an
+// attribute of the call, the handler names and sizes from the build (kernels/__init__.py:
+// METAOPT_OPTIM4RL_HANDLERS).
 #include "vecmath.h"
 
 namespace metaopt {
@@ -37,7 +39,7 @@ inline vf gru_head(const float* w, vf x, const float* h_in, float* h_out, int64_
 
 template <int H>
 ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> carry,
-                ffi::Buffer<ffi::F32> grad, ffi::ResultBuffer<ffi::F32> new_carry,
+                ffi::Buffer<ffi::F32> grad, float v_eps, ffi::ResultBuffer<ffi::F32> new_carry,
                 ffi::ResultBuffer<ffi::F32> direction) {
   auto dims = grad.dimensions();
   const int64_t n = dims.back(), batch = n ? grad.element_count() / n : 0;
@@ -56,23 +58,29 @@ ffi::Error Step(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> weights, ffi::Buffer
       vf x = load(g + i);
       vf o1 = gru_head<H>(w, x, h_in + i, h_out + i, n);
       vf o2 = gru_head<H>(w + kRnnSize<H>, x * x, h_in + H * n + i, h_out + H * n + i, n);
-      store(d + i, sign(x) * exp(o1) * rsqrt(exp(o2) + 1e-8f));
+      store(d + i, sign(x) * exp(o1) * rsqrt(exp(o2) + v_eps));
     }
   });
   return ffi::Error::Success();
 }
 
-#define METAOPT_OPTIM4RL_BINDING                                                                      \
-  xla::ffi::Ffi::Bind()                                                                                  \
-      .Ctx<xla::ffi::ThreadPool>()                                                                        \
-      .Arg<xla::ffi::Buffer<xla::ffi::F32>>()                                                                  \
-      .Arg<xla::ffi::Buffer<xla::ffi::F32>>()                                                                  \
-      .Arg<xla::ffi::Buffer<xla::ffi::F32>>()                                                                  \
-      .Ret<xla::ffi::Buffer<xla::ffi::F32>>()                                                                  \
+#define METAOPT_OPTIM4RL_BINDING          \
+  xla::ffi::Ffi::Bind()                     \
+      .Ctx<xla::ffi::ThreadPool>()          \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() \
+      .Attr<float>("v_eps")                 \
+      .Ret<xla::ffi::Buffer<xla::ffi::F32>>() \
       .Ret<xla::ffi::Buffer<xla::ffi::F32>>()
 
 }  // namespace
 }  // namespace metaopt
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(metaopt_optim4rl_h8, metaopt::Step<8>, METAOPT_OPTIM4RL_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(metaopt_optim4rl_h16, metaopt::Step<16>, METAOPT_OPTIM4RL_BINDING);
+// One handler per hidden size, named and sized by the build (kernels/__init__.py).
+#ifndef METAOPT_OPTIM4RL_HANDLERS
+#error "compile through metaopt.optimizers.kernels.build(): it defines METAOPT_OPTIM4RL_HANDLERS"
+#endif
+#define METAOPT_DEFINE_OPTIM4RL(name, H) \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, metaopt::Step<H>, METAOPT_OPTIM4RL_BINDING);
+METAOPT_OPTIM4RL_HANDLERS(METAOPT_DEFINE_OPTIM4RL)
