@@ -117,3 +117,14 @@ def test_cluster_file_is_what_rays_launcher_accepts_and_needs_no_shared_disk():
     used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", commands)) - {"RAY_HEAD_IP", "HOME"}
     assert used <= set(documented), used - set(documented)
     assert documented["AWS_SECRET_ACCESS_KEY"] == "" and documented["RAY_AUTH_MODE"] == "token"
+    # Every command that starts Ray or MLflow reads the env file in its own shell; the head
+    # offers no GPU; the head's autoscaler reaches the workers with a key.
+    starts = [c for c in raw["head_start_ray_commands"] + raw["worker_start_ray_commands"] if "start" in c or "server" in c]
+    assert all(c.startswith("set -a && . ~/metaopt.env && set +a && ") for c in starts if c != "ray stop")
+    assert "--num-gpus=0" in commands and "--gpus all" in raw["docker"]["worker_run_options"]
+    assert "--gpus all" not in raw["docker"]["run_options"] and raw["auth"].get("ssh_private_key")
+    # file_mounts land under the container's HOME, which Ray reads from the image, and the
+    # launcher's login shells keep the venv on PATH.
+    gpu_image = (PROJECT / "docker/Dockerfile.gpu").read_text()
+    assert "HOME=/home/metaopt" in gpu_image and "/etc/profile.d/" in gpu_image
+    assert all(dest.startswith("~/") for dest in raw["file_mounts"])
