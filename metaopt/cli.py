@@ -263,6 +263,9 @@ def _tune(args) -> int:
         if not Path(args.out).is_absolute():
             raise ConfigError(f"--out {args.out}: under `ray job submit` a relative folder is the job's temporary copy "
                               "of the repo; give an absolute path on storage the nodes share")
+        if sweep.storage is not None and "://" not in sweep.storage and not Path(sweep.storage).is_absolute():
+            raise ConfigError(f"storage: {sweep.storage} is relative: under `ray job submit` that is the job's temporary "
+                              "copy of the repo; give s3://BUCKET/PREFIX or an absolute folder")
         job_copy = Path.cwd().resolve()  # the job's working folder, where the default configs/tuned/ is too
         if kind == "baselines" and (not sweep.tuned_path.is_absolute() or job_copy in sweep.tuned_path.resolve().parents):
             sweep = sweep.model_copy(update={"tuned_file": str(Path(args.out) / "tuned_baselines.yaml")})

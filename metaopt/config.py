@@ -526,7 +526,7 @@ def _check_env_list(v: list[str]) -> list[str]:
     return v
 
 
-STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "hdfs", "file")
+STORAGE_SCHEMES = ("s3", "gs", "gcs")  # object stores whose URIs are bucket/key paths (pyarrow)
 
 
 def _check_storage(v: str) -> str:
@@ -537,6 +537,8 @@ def _check_storage(v: str) -> str:
                              f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a folder")
         if not rest.strip("/"):
             raise ValueError(f"{v!r} names no bucket; give e.g. s3://BUCKET/tune")
+        if "?" in rest:
+            raise ValueError(f"{v!r} carries query options; set them in the environment instead (AWS_ENDPOINT_URL, ...)")
     return v
 
 

@@ -176,6 +176,8 @@ def test_validation_reads_no_files(monkeypatch):
 @pytest.mark.parametrize("storage, fix", [
     ("http://bucket/tune", "scheme 'http' is not one pyarrow stores Tune experiments on"),
     ("s3://", "names no bucket"),
+    ("hdfs://namenode/tune", "scheme 'hdfs'"),
+    ("s3://b/tune?endpoint_override=127.0.0.1:9000", "set them in the environment"),
 ])
 def test_sweep_storage_must_be_a_folder_or_an_object_store_uri(storage, fix):
     with pytest.raises(ConfigError, match=f"storage.*{fix}"):
