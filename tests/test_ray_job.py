@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from metaopt.config import TrackingConfig
-from tests.helpers import PROJECT, free_port
+from tests.helpers import PROJECT, free_port, free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -154,12 +154,15 @@ def head(s3):
            # the job's `python` is this environment's, whatever PATH the test runner had
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **s3[0]}
     env.pop("RAY_ADDRESS", None)
-    dashboard, gcs = free_port(), free_port()
     # Free ports, not the defaults: a local Ray of another test process (ray.init) may hold
-    # the default agent port 52365, and this node's agent would not start.
+    # the default agent port 52365, and this node's agent would not start. All chosen at once,
+    # so the two nodes never get the same one (a node's agent binds after `ray start` returns).
+    ports = iter(free_ports(8))
+    dashboard, gcs = next(ports), next(ports)
+
     def node_ports() -> list[str]:
-        return [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+        return [f"--dashboard-agent-listen-port={next(ports)}", f"--metrics-export-port={next(ports)}",
+                f"--runtime-env-agent-port={next(ports)}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                 "--disable-usage-stats"]
 
     started = subprocess.run(
