@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the nodes share); finished cells there are not run again")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any plan field, e.g. --set seeds=4 (repeatable)")
+    ev.add_argument("--only", action="append", default=[], metavar="LABEL/ENV",
+                    help="run only the cells matching this shell-style pattern, e.g. 'adam/*' or "
+                    "'open-*/freeway' (repeatable); the summary covers every finished cell of the plan")
     rp = sub.add_parser("report", help="a Markdown report with figures from evaluation plans' result folders")
     rp.add_argument("results", nargs="+", help="folders written by `metaopt evaluate`")
     rp.add_argument("--sweep", action="append", default=[], metavar="DIR",
@@ -218,7 +221,7 @@ def _meta_train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from metaopt.evaluation.plan import load_plan, resolve_cells, submitted_by_ray_job
+    from metaopt.evaluation.plan import load_plan, resolve_cells, select_cells, submitted_by_ray_job
 
     plan = load_plan(args.plan, _parse_set(args.set))
     out = Path(args.out)
@@ -231,10 +234,11 @@ def _evaluate(args) -> int:
     keep_driver_on_cpu()  # the cells train on the workers; the driver only reads files and statistics
     code_version()  # asks git now: a fork after JAX has started threads would warn
     cells = resolve_cells(plan)  # every config, tuned rate, model and file checked before any cell runs
+    select_cells(cells, args.only)  # and every --only pattern
     from metaopt import console
     from metaopt.evaluation.plan import run_plan
 
-    summary = run_plan(plan, cells, out, log=console.log_line)
+    summary = run_plan(plan, cells, out, log=console.log_line, only=args.only)
     console.show_plan_summary(summary, out)
     return 0
 

@@ -24,9 +24,10 @@ TWO = ["optimizers=[adam, {label: open-breakout, optimizer: open, meta_params: '
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _evaluate(out, uri, *sets):
+def _evaluate(out, uri, *sets, only=()):
     cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
-           "--set", f"tracking.uri={uri}", *[a for s in sets for a in ("--set", s)]]
+           "--set", f"tracking.uri={uri}", *[a for s in sets for a in ("--set", s)],
+           *[a for p in only for a in ("--only", p)]]
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -35,10 +36,10 @@ def _evaluate(out, uri, *sets):
 @pytest.fixture(scope="module")
 def plan_run(tmp_path_factory):
     """The tiny plan with Adam and the Breakout OPEN (its RMSProp left out, to keep it short):
-    the Breakout column first, then both games in the same folder."""
+    the Breakout column first (`--only '*/breakout'`), then the rest in the same folder."""
     root = tmp_path_factory.mktemp("plan")
     out, uri = root / "out", f"sqlite:///{root}/mlruns.db"
-    first = _evaluate(out, uri, "envs=[breakout]", *TWO)
+    first = _evaluate(out, uri, *TWO, only=["*/breakout"])
     before = {p.relative_to(out): p.read_bytes() for p in (out / "cells").rglob("*") if p.is_file()}
     second = _evaluate(out, uri, *TWO)
     return {"out": out, "uri": uri, "first": first, "second": second, "before": before}
@@ -47,7 +48,7 @@ def plan_run(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_resumed_plan_runs_only_the_missing_cells(plan_run):
-    assert "2 cells, 0 already finished, 2 to run" in plan_run["first"]
+    assert "4 cells, 0 already finished, 2 to run (--only: 2 of 4 unfinished)" in plan_run["first"]
     assert "4 cells, 2 already finished, 2 to run" in plan_run["second"]
     out = plan_run["out"]
     for path, data in plan_run["before"].items():
@@ -125,6 +126,28 @@ def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("only, expected", [
+    (["adamw/*"], "--only adamw/*: matches no cell; cells are LABEL/ENV with labels adam, rmsprop, open-breakout"),
+    (["adam/*", "*/pong"], "--only */pong: matches no cell"),
+])
+def test_only_pattern_matching_no_cell_stops_before_any_cell(only, expected, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["evaluate", "--plan", TINY_PLAN, "--out", str(out), "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db"]
+    assert main([*args, *[a for p in only for a in ("--only", p)]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_only_selects_cells_in_plan_order(tmp_path):
+    from metaopt.evaluation.plan import load_plan, resolve_cells, select_cells
+
+    cells = resolve_cells(load_plan(TINY_PLAN, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"}))
+    assert [f"{c.label}/{c.env}" for c in select_cells(cells, ["*/asterix", "adam/*"])] == \
+        ["adam/breakout", "adam/asterix", "rmsprop/asterix", "open-breakout/asterix"]
+    assert select_cells(cells, []) == cells
 
 
 @pytest.mark.parametrize("path", sorted((PROJECT / "configs" / "eval").glob("*.yaml")), ids=lambda p: p.stem)

@@ -11,6 +11,7 @@ on where it stopped when the same command runs again.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -165,6 +166,32 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     return cells
 
 
+def select_cells(cells: list[Cell], patterns: list[str]) -> list[Cell]:
+    """The cells whose "LABEL/ENV" matches one of the shell-style patterns (e.g. "adam/*",
+    "open-*/freeway"), in plan order: a part of a plan to run first. The plan itself, its
+    summary and its normaliser stay whole.
+
+    Raises:
+      ConfigError: a pattern that matches no cell, naming the cells there are.
+
+    Args:
+      cells: from `resolve_cells(plan)`.
+      patterns: the patterns; empty: every cell.
+
+    Returns:
+      The selected cells.
+    """
+    if not patterns:
+        return cells
+    names = [f"{c.label}/{c.env}" for c in cells]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            labels, envs = dict.fromkeys(c.label for c in cells), dict.fromkeys(c.env for c in cells)
+            raise ConfigError(f"--only {pattern}: matches no cell; cells are LABEL/ENV with labels "
+                              f"{', '.join(labels)} and envs {', '.join(envs)} (e.g. --only 'adam/*')")
+    return [c for c, name in zip(cells, names) if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+
+
 def is_finished(cell: Cell, out: Path) -> bool:
     """Whether the cell's folder holds its marker file with the cell's current config hash.
 
@@ -255,7 +282,8 @@ def _gpus_per_cell(plan: EvalPlanConfig) -> float:
 
 
 def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: LogFn = print,
-             address: str | None = None, stop_after: int | None = None) -> dict[str, Any]:
+             address: str | None = None, stop_after: int | None = None,
+             only: list[str] | None = None) -> dict[str, Any]:
     """Run the plan's unfinished cells as Ray tasks, record every cell in MLflow, write the
     summary (summary.json, table, figures) and return it.
 
@@ -266,6 +294,8 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
       log: where progress lines go.
       address: a Ray cluster to join; None: $RAY_ADDRESS or an embedded local Ray.
       stop_after: finish after this many newly run cells (tests: an interrupted plan).
+      only: run only the unfinished cells matching these "LABEL/ENV" patterns (`select_cells`);
+        the summary still covers every finished cell of the plan.
 
     Returns:
       The summary from `plan_stats.summarise(out)`.
@@ -283,10 +313,11 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
     (out / PROVENANCE_FILE).write_text(json.dumps(history, indent=2))
     tracker = PlanTracker(plan, out)
     done = [c for c in cells if is_finished(c, out)]
-    todo = [c for c in cells if not is_finished(c, out)]
+    todo = [c for c in select_cells(cells, only or []) if not is_finished(c, out)]
     if stop_after is not None:
         todo = todo[:stop_after]
-    log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run")
+    selected = f" (--only: {len(todo)} of {len(cells) - len(done)} unfinished)" if only else ""
+    log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run{selected}")
     for cell in done:
         tracker.record_cell(cell, cell.folder(out))
     try:
