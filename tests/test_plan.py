@@ -104,6 +104,7 @@ def test_report_from_the_plan_folder(plan_run, tmp_path):
     for label in ("adam", "open-breakout"):
         assert f"| {label} |" in text
     assert "2 seeds per cell" in text and "1,024 env steps per run" in text
+    assert "- Learning rate of adam: 0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml)" in text
     assert "metaopt evaluate --plan configs/eval/tiny.yaml" in text  # the command that made it
     assert "## 2. Does OPEN reproduce on Ant?\n\nNot run. Command: `metaopt evaluate --plan" in text
     assert (tmp_path / "report" / "figures" / "tiny" / "generalisation.png").read_bytes()[:8] == PNG
@@ -126,6 +127,28 @@ def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing ran, nothing was written
+
+
+def test_baseline_learning_rates_say_where_each_rate_came_from(tmp_path):
+    from metaopt.evaluation.plan_stats import baseline_learning_rates
+
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("breakout:\n  adam: {learning_rate: 0.002, total_timesteps: 1000000, seeds: 3,\n"
+                     "    grid: [0.001, 0.002, 0.004], at_grid_edge: false}\n")
+
+    def cell(source, name, lr):
+        return {"source": source, "config": {"optimizer": {"name": name, "learning_rate": lr}}}
+
+    cells = {"adam:tuned": {"breakout": cell("adam:tuned", "adam", 0.002), "asterix": cell("adam:tuned", "adam", 0.003)},
+             "rmsprop": {"breakout": cell("rmsprop", "rmsprop", 0.005), "asterix": cell("rmsprop", "rmsprop", 0.005)},
+             "adam-slow": {"breakout": cell("adam", "adam", 0.001)},
+             "open": {"breakout": cell("published:breakout", "open", 0.001)}}
+    lines = baseline_learning_rates(cells, str(tuned))
+    assert set(lines) == {"adam:tuned", "rmsprop", "adam-slow"}  # learned optimizers have no tuned rate
+    assert lines["adam:tuned"] == (f"0.002 on breakout (swept at 1,000,000 steps over 3 rates with 3 seeds); "
+                                   f"0.003 on asterix (sweep record not found): tuned, from {tuned}")
+    assert lines["rmsprop"] == "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here"
+    assert lines["adam-slow"] == "0.001 on every env run: set in the plan, not tuned here"
 
 
 @pytest.mark.parametrize("only, expected", [

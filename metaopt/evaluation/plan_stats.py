@@ -146,6 +146,7 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "hardware": _hardware(cells),
+        "learning_rates": baseline_learning_rates(cells, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
         "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
                       "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env",
@@ -157,6 +158,51 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
     plot_generalisation(out / "generalisation.png", summary)
     plot_curves(out / "curves.png", summary, cells)
     return summary
+
+
+BASELINES = ("adam", "rmsprop")
+
+
+def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], tuned_file: str | None) -> dict[str, str]:
+    """For each hand-designed optimizer of the plan, the learning rate its cells ran with and
+    where that rate came from: a sweep's tuned-baselines file (with the sweep's budget and
+    seeds, when the file is readable here) or the PPO config as given.
+
+    Args:
+      cells: from `load_cells`.
+      tuned_file: the plan's tuned_file (None: configs/tuned/baselines.yaml).
+
+    Returns:
+      label -> one line, e.g. "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here".
+    """
+    from metaopt.config import TUNED_BASELINES_FILE, load_train_config, read_yaml
+
+    path = Path(tuned_file) if tuned_file else TUNED_BASELINES_FILE
+    tuned = read_yaml(path) if path.is_file() else {}
+    lines = {}
+    for label, by_env in cells.items():
+        first = next(iter(by_env.values()))
+        name = first["config"].get("optimizer", {}).get("name")
+        if name not in BASELINES:
+            continue
+        rates = {env: c["config"]["optimizer"]["learning_rate"] for env, c in by_env.items()}
+        if str(first["source"]).endswith(":tuned"):
+            parts = []
+            for env, lr in rates.items():
+                entry = (tuned.get(env) or {}).get(name) or {}
+                how = (f"swept at {entry['total_timesteps']:,} steps over {len(entry.get('grid', []))} rates with "
+                       f"{entry.get('seeds')} seeds{', at the grid edge' if entry.get('at_grid_edge') else ''}"
+                       if entry.get("learning_rate") == lr and "total_timesteps" in entry else "sweep record not found")
+                parts.append(f"{lr:.3g} on {env} ({how})")
+            lines[label] = f"{'; '.join(parts)}: tuned, from {path}"
+        else:
+            given = all(lr == load_train_config(env=env, optimizer=name).optimizer.learning_rate
+                        for env, lr in rates.items())
+            where = "the PPO config's rate (configs/ppo/ENV.yaml)" if given else "set in the plan"
+            values = (f"{next(iter(rates.values())):.3g} on every env run" if len(set(rates.values())) == 1
+                      else "; ".join(f"{lr:.3g} on {env}" for env, lr in rates.items()))
+            lines[label] = f"{values}: {where}, not tuned here"
+    return lines
 
 
 def _mean(x, axis=-1):

@@ -121,6 +121,8 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
         f"- Hardware: {summary['hardware']}. Code: {', '.join(commits) or 'unknown'}.",
         f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'} (results in `{folder}`).",
     ]
+    for label, how in (summary.get("learning_rates") or {}).items():
+        lines.append(f"- Learning rate of {label}: {how}.")
     if summary["missing"]:
         lines.append(f"- Not run yet: {', '.join(summary['missing'])} (the same command runs only these).")
     lines += ["", (folder / "table.md").read_text().rstrip() if (folder / "table.md").is_file() else "", ""]
