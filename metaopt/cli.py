@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="+", help="folders written by `metaopt evaluate`")
     rp.add_argument("--sweep", action="append", default=[], metavar="DIR",
                     help="a `tune-sensitivity` output folder (its sweep folder) for the sensitivity section (repeatable)")
+    rp.add_argument("--baselines", action="append", default=[], metavar="DIR",
+                    help="a `tune-baselines` output folder (trials.csv, lr_sweep.png): how the baselines' learning "
+                    "rates were chosen (repeatable)")
     rp.add_argument("--out", required=True, help="report folder (README.md and figures)")
     dr = sub.add_parser("doctor", help="check JAX and its devices, the CPU kernels, Ray and MLflow (exit 1 if "
                         "something needed is unusable)")
@@ -246,10 +249,14 @@ def _evaluate(args) -> int:
 def _report(args) -> int:
     from metaopt.evaluation.study_report import write_report
 
+    for folder in args.baselines:
+        if not (Path(folder) / "trials.csv").is_file():
+            raise ConfigError(f"--baselines: {folder} holds no trials.csv; give folders written by `metaopt tune-baselines`")
     for folder in args.results:
         if not (Path(folder) / "plan.yaml").is_file():
             raise ConfigError(f"results: {folder} holds no plan.yaml; give folders written by `metaopt evaluate`")
-    path = write_report([Path(f) for f in args.results], Path(args.out), sweeps=[Path(s) for s in args.sweep])
+    path = write_report([Path(f) for f in args.results], Path(args.out), sweeps=[Path(s) for s in args.sweep],
+                        baselines=[Path(b) for b in args.baselines])
     print(f"wrote {path}")
     return 0
 

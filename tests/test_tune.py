@@ -89,6 +89,51 @@ def test_baseline_sweep_picks_best_and_writes_tuned_file_csv_plot_and_mlflow(bas
     assert {"trials.csv", "lr_sweep.png", "tuned.yaml"} <= artifacts
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_report_shows_the_sweep_and_the_chosen_rate(baseline_sweep, tmp_path, capsys):
+    from metaopt.evaluation.study_report import write_report
+
+    out = baseline_sweep["out"]
+    rows = read_csv(out / "trials.csv")
+    text = write_report([], tmp_path, baselines=[out]).read_text()
+    assert "## 1. Main comparison: OPEN, Optim4RL, Adam and RMSProp\n\nNot run." in text
+    table = [line for line in text.splitlines() if line.startswith(f"| {out.name} | breakout |")]
+    assert len(table) == 4
+    for optimizer in ("adam", "rmsprop"):
+        best = max((r for r in rows if r["optimizer"] == optimizer), key=lambda r: float(r["final_return"]))
+        chosen = [line for line in table if f"| {optimizer} | **" in line]
+        assert len(chosen) == 1 and f"**{float(best['learning_rate']):.3g}**" in chosen[0]
+        assert f"{float(best['final_return']):.2f} ± " in chosen[0] and chosen[0].endswith("| completed |")
+    assert (tmp_path / "figures" / f"baselines-{out.name}" / "lr_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(out), "--baselines", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert f"--baselines: {tmp_path} holds no trials.csv" in capsys.readouterr().err
+
+
+def test_trials_file_round_trip_best_and_spread(tmp_path):
+    from metaopt.tuning.sensitivity import baseline_spreads
+    from metaopt.tuning.trials import best_per_group, read_trials, write_trials
+
+    def row(i, env, optimizer, lr, status, ret):
+        return {"trial_id": f"t{i}", "env": env, "optimizer": optimizer, "learning_rate": lr, "status": status,
+                "final_return": ret, "final_return_se": 0.5, "last_episode_return": ret, "env_steps": 1000,
+                "env_steps_per_second": 10.0, "seconds": 1.0}
+
+    rows = [row(0, "breakout", "adam", 0.01, "completed", 8.0), row(1, "breakout", "adam", 0.001, "completed", 2.0),
+            row(2, "breakout", "adam", 0.003, "stopped early", float("nan")),
+            row(3, "asterix", "adam", 0.001, "completed", 4.0), row(4, "asterix", "adam", 0.01, "completed", 6.0),
+            row(5, "breakout", "rmsprop", 0.001, "completed", 3.0)]
+    write_trials(tmp_path / "trials.csv", rows)
+    back = read_trials(tmp_path / "trials.csv")
+    assert [r["learning_rate"] for r in back if r["env"] == "breakout" and r["optimizer"] == "adam"] == [0.001, 0.003, 0.01]
+    assert math.isnan(next(r for r in back if r["trial_id"] == "t2")["final_return"])
+    best = best_per_group(back)
+    assert best["breakout"]["adam"]["trial_id"] == "t0" and best["breakout"]["adam"]["at_grid_edge"]
+    assert best["breakout"]["rmsprop"]["final_return"] == 3.0
+    # mean over envs of best / worst: breakout 8 / 2, asterix 6 / 4; RMSProp has one point, no spread
+    assert baseline_spreads(tmp_path / "trials.csv", ["breakout", "asterix"]) == {"adam (learning rate)": (4.0 + 1.5) / 2}
+
+
 @pytest.mark.parametrize("command, config, sets, expected", [
     ("tune-baselines", BASELINES_TINY, ["envs=[pong]"], "envs: unknown env 'pong'"),
     ("tune-baselines", BASELINES_TINY, ["learning_rates.points=0"], "learning_rates.points"),

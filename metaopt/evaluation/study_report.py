@@ -16,6 +16,7 @@ from typing import Any
 
 from metaopt.evaluation.plan import PLAN_FILE
 from metaopt.evaluation.plan_stats import fmt, summarise
+from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
 
@@ -43,7 +44,7 @@ ANCHORS = tuple((env, opt, int(steps), value, source) for source, rows in (
 ) for env, opt, steps, value in rows)
 
 
-def write_report(results: list[Path], out: Path, sweeps: list[Path] = ()) -> Path:
+def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = ()) -> Path:
     """Summarise each plan folder again (from its files), copy the figures and write
     out/README.md.
 
@@ -51,6 +52,8 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = ()) -> Pat
       results: folders written by `metaopt evaluate`.
       out: the report folder.
       sweeps: `tune-sensitivity` output folders.
+      baselines: `tune-baselines` output folders (trials.csv, lr_sweep.png): how the baselines'
+        learning rates were chosen, in the main comparison's section.
 
     Returns:
       The report's path.
@@ -81,9 +84,10 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = ()) -> Pat
         chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
         if not chosen:
             lines += [f"Not run. Command: `{command}`, then `metaopt report RESULT_FOLDER ... --out DIR`.", ""]
-            continue
         for folder, summary in chosen:
             lines += _plan_part(folder, summary, out, key)
+        if key == "main":
+            lines += _baseline_sweeps(baselines, out)
     lines += _anchors([s for _, s in summaries])
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
@@ -168,6 +172,31 @@ def _sweep_section(sweeps: list[Path], out: Path, command: str) -> list[str]:
                       f"worst {float(worst['final_return']):.4g} at {show(worst)}.", ""]
         lines += [" ".join(_copy_figures(sweep, sweep.name, out, ("heatmap.png", "tuning_shift.png"))), ""]
     return lines
+
+
+def _baseline_sweeps(folders: list[Path], out: Path) -> list[str]:
+    """Each learning-rate sweep's trials: rate, final return (mean ± s.e. over the tuning
+    seeds), status; the chosen rate in bold."""
+    found = [f for f in folders if (f / "trials.csv").is_file()]
+    if not found:
+        return []
+    lines = ["### Learning-rate sweeps of the baselines", "",
+             "Final return: mean ± s.e. over the sweep's tuning seeds (not the seeds reported above); in bold the",
+             "rate chosen (the best completed trial), which `adam:tuned` / `rmsprop:tuned` read from the tuned file.", "",
+             "| sweep | env | optimizer | learning rate | final return | env steps | status |",
+             "|---|---|---|---|---|---|---|"]
+    figures = []
+    for folder in found:
+        rows = read_trials(folder / "trials.csv")
+        best = best_per_group(rows)
+        for r in rows:
+            chosen = best.get(r["env"], {}).get(r["optimizer"], {}).get("trial_id") == r["trial_id"]
+            rate = f"**{r['learning_rate']:.3g}**" if chosen else f"{r['learning_rate']:.3g}"
+            value = f"{r['final_return']:.2f} ± {r['final_return_se']:.2f}" if r["status"] == COMPLETED else "—"
+            lines.append(f"| {folder.name} | {r['env']} | {r['optimizer']} | {rate} | {value} | {r['env_steps']:,} | "
+                         f"{r['status']} |")
+        figures += _copy_figures(folder, f"baselines-{folder.name}", out, ("lr_sweep.png",))
+    return [*lines, "", " ".join(figures), ""]
 
 
 def _anchors(summaries: list[dict[str, Any]]) -> list[str]:

@@ -9,7 +9,6 @@ among completed trials goes into the tuned-baselines file that `adam:tuned` /
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from ray import tune
 
 from metaopt.config import BaselineSweepConfig, read_yaml
 from metaopt.plotting import pyplot
-from metaopt.tuning.sweep import COMPLETED, GroupedASHA, experiment_root, fit, history, spread
+from metaopt.tuning.sweep import GroupedASHA, experiment_root, fit, history, spread
+from metaopt.tuning.trials import COMPLETED, best_per_group, write_trials
 
 REPORTED = ("episode_return", "env_steps")
 
@@ -76,10 +76,6 @@ class BaselineSweepResult:
     parent_run_id: str
 
 
-CSV_FIELDS = ("trial_id", "env", "optimizer", "learning_rate", "status", "final_return", "final_return_se",
-              "last_episode_return", "env_steps", "env_steps_per_second", "seconds")
-
-
 def _rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for t in trials:
@@ -93,31 +89,6 @@ def _rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "path": t["path"], "seed_returns": [v for k, v in sorted(m.items()) if k.startswith("final_return_seed")],
         })
     return sorted(rows, key=lambda r: (r["env"], r["optimizer"], r["learning_rate"]))
-
-
-def best_per_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The completed trial with the highest final return, per env and optimizer (ties: the
-    smaller learning rate).
-
-    Args:
-      rows: trial rows as in trials.csv, sorted by learning rate within each group.
-
-    Returns:
-      env -> optimizer -> the best row, with `at_grid_edge` added.
-    """
-    best: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in rows:
-        if r["status"] != COMPLETED or not np.isfinite(r["final_return"]):
-            continue
-        held = best.setdefault(r["env"], {}).get(r["optimizer"])
-        if held is None or r["final_return"] > held["final_return"]:
-            best[r["env"]][r["optimizer"]] = r
-    for env, per_opt in best.items():
-        for optimizer, r in per_opt.items():
-            # The best at an end of the grid may lie beyond it: widen the grid that way.
-            grid = [g["learning_rate"] for g in rows if g["env"] == env and g["optimizer"] == optimizer]
-            per_opt[optimizer] = {**r, "at_grid_edge": r["learning_rate"] in (min(grid), max(grid))}
-    return best
 
 
 def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experiment: str) -> None:
@@ -158,19 +129,6 @@ def _shown(location: str) -> str:
         return str(Path(location).absolute().relative_to(Path.cwd()))
     except ValueError:
         return location
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """trials.csv: one row per trial with CSV_FIELDS (other keys left out).
-
-    Args:
-      path: the CSV file to write.
-      rows: trial rows.
-    """
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
@@ -250,7 +208,7 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
     rows = _rows(trials)
     best = best_per_group(rows)
     csv_path, plot_path = out / "trials.csv", out / "lr_sweep.png"
-    write_csv(csv_path, rows)
+    write_trials(csv_path, rows)
     plot_sweep(plot_path, rows, best)
     experiment = f"{experiment_root(out, sweep.storage)}/{sweep.name}"
     write_tuned_file(sweep.tuned_path, best, sweep, experiment)

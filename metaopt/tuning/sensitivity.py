@@ -23,6 +23,7 @@ from ray import tune
 from metaopt.config import SensitivitySweepConfig, meta_config_at
 from metaopt.plotting import pyplot
 from metaopt.tuning.sweep import COMPLETED, experiment_root, fit, history, spread
+from metaopt.tuning.trials import read_trials
 
 SEED_KEY = "meta_seed"
 
@@ -130,11 +131,10 @@ def baseline_spreads(csv_path: str | Path, envs: list[str]) -> dict[str, float]:
     Returns:
       "OPTIMIZER (learning rate)" -> mean spread; optimizers without a finite spread are left out.
     """
-    with Path(csv_path).open() as f:
-        rows = [r for r in csv.DictReader(f) if r["env"] in envs and r["status"] == COMPLETED]
+    rows = [r for r in read_trials(csv_path) if r["env"] in envs and r["status"] == COMPLETED]
     out = {}
     for optimizer in sorted({r["optimizer"] for r in rows}):
-        per_env = [spread([float(r["final_return"]) for r in rows if r["optimizer"] == optimizer and r["env"] == env])
+        per_env = [spread([r["final_return"] for r in rows if r["optimizer"] == optimizer and r["env"] == env])
                    for env in envs]
         per_env = [s for s in per_env if not np.isnan(s)]
         if per_env:

@@ -26,8 +26,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from metaopt.config import ConfigError, SweepResources
-
-COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+from metaopt.tuning.trials import COMPLETED, FAILED, STOPPED, UNFINISHED
 
 
 def say(line: str) -> None:
