@@ -139,11 +139,13 @@ def test_baseline_learning_rates_say_where_each_rate_came_from(tmp_path):
     def cell(source, name, lr):
         return {"source": source, "config": {"optimizer": {"name": name, "learning_rate": lr}}}
 
-    cells = {"adam:tuned": {"breakout": cell("adam:tuned", "adam", 0.002), "asterix": cell("adam:tuned", "adam", 0.003)},
+    # the asterix cell ran as plain adam at the rate the sweep later chose: it counts as tuned
+    cells = {"adam:tuned": {"breakout": cell("adam:tuned", "adam", 0.002), "asterix": cell("adam", "adam", 0.003)},
              "rmsprop": {"breakout": cell("rmsprop", "rmsprop", 0.005), "asterix": cell("rmsprop", "rmsprop", 0.005)},
              "adam-slow": {"breakout": cell("adam", "adam", 0.001)},
              "open": {"breakout": cell("published:breakout", "open", 0.001)}}
-    lines = baseline_learning_rates(cells, str(tuned))
+    sources = {"adam:tuned": "adam:tuned", "rmsprop": "rmsprop", "adam-slow": "adam", "open": "open"}
+    lines = baseline_learning_rates(cells, sources, str(tuned))
     assert set(lines) == {"adam:tuned", "rmsprop", "adam-slow"}  # learned optimizers have no tuned rate
     assert lines["adam:tuned"] == (f"0.002 on breakout (swept at 1,000,000 steps over 3 rates with 3 seeds); "
                                    f"0.003 on asterix (sweep record not found): tuned, from {tuned}")

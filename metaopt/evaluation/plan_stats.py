@@ -146,7 +146,7 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "hardware": _hardware(cells),
-        "learning_rates": baseline_learning_rates(cells, plan.get("tuned_file")),
+        "learning_rates": baseline_learning_rates(cells, dict(zip(labels, _sources(plan))), plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
         "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
                       "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env",
@@ -163,13 +163,20 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
 BASELINES = ("adam", "rmsprop")
 
 
-def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], tuned_file: str | None) -> dict[str, str]:
+def _sources(plan: dict[str, Any]) -> list[str]:
+    return [o if isinstance(o, str) else o["optimizer"] for o in plan["optimizers"]]
+
+
+def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], sources: dict[str, str],
+                            tuned_file: str | None) -> dict[str, str]:
     """For each hand-designed optimizer of the plan, the learning rate its cells ran with and
     where that rate came from: a sweep's tuned-baselines file (with the sweep's budget and
     seeds, when the file is readable here) or the PPO config as given.
 
     Args:
       cells: from `load_cells`.
+      sources: label -> the plan's optimizer for it ("adam", "adam:tuned", ...); a finished cell
+        counts as the plan's current entry (its config matches it).
       tuned_file: the plan's tuned_file (None: configs/tuned/baselines.yaml).
 
     Returns:
@@ -186,7 +193,7 @@ def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], tuned_f
         if name not in BASELINES:
             continue
         rates = {env: c["config"]["optimizer"]["learning_rate"] for env, c in by_env.items()}
-        if str(first["source"]).endswith(":tuned"):
+        if str(sources.get(label, first["source"])).endswith(":tuned"):
             parts = []
             for env, lr in rates.items():
                 entry = (tuned.get(env) or {}).get(name) or {}
