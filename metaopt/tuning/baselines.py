@@ -158,6 +158,9 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], best: dict) -> None:
                 b = best[env][optimizer]
                 ax.scatter([b["learning_rate"]], [b["final_return"]], s=180, marker="*", color=line[0].get_color(), zorder=3)
         ax.set_xscale("log")
+        grid = sorted({r["learning_rate"] for r in rows if r["env"] == env})
+        ax.set_xticks(grid, [f"{lr:.3g}" for lr in grid])  # the grid's own rates, not log-axis minor labels
+        ax.minorticks_off()
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final return")
         ax.set_title(env)
