@@ -175,6 +175,26 @@ def test_only_selects_cells_in_plan_order(tmp_path):
     assert select_cells(cells, []) == cells
 
 
+def test_cell_hash_counts_meta_params_by_content_not_path(tmp_path):
+    import shutil
+
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+
+    cells = resolve_cells(load_plan(TINY_PLAN, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"}))
+    cell = next(c for c in cells if c.label == "open-breakout" and c.env == "breakout")
+    moved = tmp_path / "elsewhere" / "weights.npy"  # another checkout, or a job's working folder
+    moved.parent.mkdir()
+    shutil.copyfile(cell.config.optimizer.meta_params, moved)
+
+    def at(path):
+        cfg = cell.config.model_copy(update={"optimizer": cell.config.optimizer.model_copy(update={"meta_params": str(path)})})
+        return type(cell)(cell.label, cell.env, cfg, cell.trained_on, cell.source)
+
+    assert at(moved).config_hash == cell.config_hash
+    moved.write_bytes(moved.read_bytes()[:-8] + bytes(8))  # other weights: run again
+    assert at(moved).config_hash != cell.config_hash
+
+
 @pytest.mark.parametrize("path", sorted((PROJECT / "configs" / "eval").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
     from metaopt.config import ConfigError, load_train_config

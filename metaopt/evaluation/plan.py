@@ -65,9 +65,15 @@ class Cell:
 
     @property
     def config_hash(self) -> str:
-        """The first 16 hex digits of the SHA-256 of the cell's TrainConfig (JSON, sorted keys)."""
-        text = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The first 16 hex digits of the SHA-256 of the cell's TrainConfig (JSON, sorted keys),
+        with a meta-parameter file counted by its content, not its path: a finished cell stays
+        finished when the checkout moves or a job's working folder changes, and is run again
+        when the weights change."""
+        data = self.config.model_dump(mode="json")
+        path = data["optimizer"].get("meta_params")
+        if path:
+            data["optimizer"]["meta_params"] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def folder(self, out: Path) -> Path:
         """Where the cell's files go: OUT/cells/LABEL/ENV (LABEL made a folder name).
