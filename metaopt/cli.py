@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="+", help="folders written by `metaopt evaluate`")
     rp.add_argument("--sweep", action="append", default=[], metavar="DIR",
                     help="a `tune-sensitivity` output folder (its sweep folder) for the sensitivity section (repeatable)")
-    rp.add_argument("--baselines", action="append", default=[], metavar="DIR",
-                    help="a `tune-baselines` output folder (trials.csv, lr_sweep.png): how the baselines' learning "
-                    "rates were chosen (repeatable)")
+    rp.add_argument("--baselines", action="extend", nargs="+", default=[], metavar="DIR",
+                    help="`tune-baselines` output folders (trials.csv, lr_sweep.png): how the baselines' learning "
+                    "rates were chosen")
     rp.add_argument("--out", required=True, help="report folder (README.md and figures)")
     dr = sub.add_parser("doctor", help="check JAX and its devices, the CPU kernels, Ray and MLflow (exit 1 if "
                         "something needed is unusable)")
