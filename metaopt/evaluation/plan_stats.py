@@ -99,7 +99,8 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
     """
     out = Path(out)
     plan = yaml.safe_load((out / PLAN_FILE).read_text())
-    labels = [o if isinstance(o, str) else (o.get("label") or o["optimizer"]) for o in plan["optimizers"]]
+    sources = _sources(plan)
+    labels = list(sources)
     envs, reference = plan["envs"], plan.get("normalise_by")
     cells = load_cells(out)
     ref_iqm: dict[str, float] = {}
@@ -146,7 +147,7 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "hardware": _hardware(cells),
-        "learning_rates": baseline_learning_rates(cells, dict(zip(labels, _sources(plan))), plan.get("tuned_file")),
+        "learning_rates": baseline_learning_rates(cells, sources, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
         "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
                       "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env",
@@ -163,8 +164,10 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
 BASELINES = ("adam", "rmsprop")
 
 
-def _sources(plan: dict[str, Any]) -> list[str]:
-    return [o if isinstance(o, str) else o["optimizer"] for o in plan["optimizers"]]
+def _sources(plan: dict[str, Any]) -> dict[str, str]:
+    """label -> the plan's optimizer for it ("adam", "adam:tuned", "open", ...), in plan order."""
+    return {o if isinstance(o, str) else (o.get("label") or o["optimizer"]): o if isinstance(o, str) else o["optimizer"]
+            for o in plan["optimizers"]}
 
 
 def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], sources: dict[str, str],
