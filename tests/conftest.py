@@ -4,6 +4,11 @@ JAX's persistent compilation cache is on for the suite (and, through the environ
 the subprocesses, Ray workers and Tune trials it starts): many tests compile the same tiny
 programs in separate processes, and a cache hit replaces a compile. A cache entry is keyed
 by the program, the flags and the JAX version, so it never changes a result.
+
+XLA's backend (LLVM) optimisation level is 0 for the suite unless XLA_FLAGS already sets it:
+the tests' budgets are tiny, so compiling dominates their time, and level 0 compiles the same
+programs faster (benchmarks/README.md, "Test suite wall time"). No test asserts a number that
+depends on it: they compare runs made under the same flags, or bounds.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")  # the small programs repeat most
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 # `train` and `compare` record their runs: into a store of this test process (and its
 # subprocesses), never the user's default store. Tests of tracking name their own stores.
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db")

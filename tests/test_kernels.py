@@ -157,8 +157,10 @@ def test_open_kernel_matches_jax(larger):
     (p_ref, s_ref), u_ref = jax.jit(lambda m: run_open(m, False))(meta)
     for got, want in zip(jax.tree.leaves(u_fast), jax.tree.leaves(u_ref)):
         np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.abs(want).max()))
+    # The GRU carry of these tripled meta-parameters amplifies float32 rounding over the steps:
+    # the JAX reference alone moves by up to ~3e-5 (scaled as below) between XLA's optimisation levels 0 and 3.
     for got, want in zip(s_fast.carry + s_fast.momenta, s_ref.carry + s_ref.momenta):
-        np.testing.assert_allclose(got, want, atol=1e-5 * max(float(jnp.abs(want).max()), 1.0))
+        np.testing.assert_allclose(got, want, atol=5e-5 * max(float(jnp.abs(want).max()), 1.0))
     assert float(jnp.abs(u_ref["actor"]["dense_0"]["kernel"]).max()) > 1e-4  # a real update
 
 
