@@ -241,7 +241,12 @@ def _evaluate(args) -> int:
     from metaopt import console
     from metaopt.evaluation.plan import run_plan
 
-    summary = run_plan(plan, cells, out, log=console.log_line, only=args.only)
+    try:
+        summary = run_plan(plan, cells, out, log=console.log_line, only=args.only)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished cells and the running cells' partial runs are in {out}; "
+              "the same command goes on from there", file=sys.stderr)
+        return 130
     console.show_plan_summary(summary, out)
     return 0
 

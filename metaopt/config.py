@@ -722,6 +722,8 @@ class EvalPlanConfig(_Strict):
     tuned_file: str | None = None  # for adam:tuned / rmsprop:tuned; None: configs/tuned/baselines.yaml
     normalise_by: str | None = "adam:tuned"  # a label of `optimizers`; None: raw returns only
     resources: EvalResources = EvalResources()
+    # Every this many seconds the driver prints a line per running cell and saves their partial runs.
+    progress_every_s: PositiveFloat = 60.0
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-eval")
 
     @field_validator("optimizers", mode="before")

@@ -7,12 +7,13 @@ format version). Nested dicts are stored under "/"-joined key paths.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import load, save, save_file
 
 SEP = "/"
 
@@ -126,3 +127,88 @@ def load_tree(path: str | Path) -> tuple[dict, dict[str, str]]:
     """
     flat, metadata = load_flat(path)
     return unflatten_tree(flat), metadata
+
+
+def flat_to_bytes(flat: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """`save_flat`'s format as bytes, for files that travel between processes before they land.
+
+    Args:
+      flat: name -> array.
+      metadata: string metadata (values made strings).
+
+    Returns:
+      The safetensors bytes.
+    """
+    flat = {k: np.asarray(v, order="C") for k, v in flat.items()}
+    return save(flat, metadata={k: str(v) for k, v in metadata.items()})
+
+
+def flat_from_bytes(data: bytes, source: str = "data") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The inverse of `flat_to_bytes` (ValueError if the bytes are not safetensors).
+
+    Args:
+      data: safetensors bytes.
+      source: where they came from, for the error message.
+
+    Returns:
+      (name -> numpy array, metadata).
+    """
+    try:
+        return load(data), metadata_from_bytes(data, source)
+    except (SafetensorError, ValueError) as exc:
+        raise ValueError(f"{source}: not readable safetensors ({exc})") from None
+
+
+def metadata_from_bytes(data: bytes, source: str = "data") -> dict[str, str]:
+    """The string metadata of safetensors bytes, read from the header alone.
+
+    Args:
+      data: safetensors bytes (or at least their header).
+      source: where they came from, for the error message.
+
+    Returns:
+      The metadata; ValueError if the header is not safetensors'.
+    """
+    if len(data) < 8:
+        raise ValueError(f"{source}: too short for safetensors")
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source}: not a safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{source}: not a safetensors header")
+    return dict(header.get("__metadata__") or {})
+
+
+def save_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically (temp file + rename).
+
+    Args:
+      path: the file to write (its folder is created).
+      data: the contents.
+
+    Returns:
+      `path` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's string metadata, reading its header alone.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The metadata; ValueError if the file is not safetensors.
+    """
+    with Path(path).open("rb") as f:
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        return metadata_from_bytes(head + f.read(min(size, 100_000_000)), str(path))

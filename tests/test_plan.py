@@ -5,8 +5,10 @@ sqlite MLflow store (tiny plan, real PPO runs), resumed after a part of it ran, 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,43 @@ def test_resumed_plan_runs_only_the_missing_cells(plan_run):
     for path, data in plan_run["before"].items():
         assert (out / path).read_bytes() == data  # the finished cells were not run again
     assert len(list((out / "cells").glob("*/*/cell.json"))) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
+    """The driver saves a running cell's partial run; stopped (Ctrl-C) and started again, the
+    plan goes on from that update, and the cell's returns are those of an uninterrupted run."""
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.plan_stats import partial_runs
+    from metaopt.evaluation.runs import run_training
+    from metaopt.serialization import metadata_from_bytes
+
+    longer = {"total_timesteps": 128 * 600, "progress_every_s": 1}  # 600 tiny updates, 25 chunks
+    sets = [f"{k}={v}" for k, v in longer.items()]
+    out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"
+    folder, only = out / "cells" / "adam" / "breakout", ["adam/breakout"]
+    cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
+           "--set", f"tracking.uri={uri}", *[a for s in sets for a in ("--set", s)], "--only", only[0]]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while not (folder / "partial.safetensors").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    first = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, first[-3000:]
+    assert not (folder / "cell.json").exists(), "the cell finished before the plan was stopped: make it longer"
+    stopped_at = int(metadata_from_bytes((folder / "partial.safetensors").read_bytes())["updates_done"])
+    assert 0 < stopped_at < 600
+    assert partial_runs(out, ["adam", "rmsprop"], ["breakout"]) == {"adam / breakout": f"update {stopped_at} of 600"}
+
+    second = _evaluate(out, uri, *sets, only=only)
+    assert f"adam / breakout: resuming at update {stopped_at} (partial.safetensors)" in second
+    assert (folder / "cell.json").is_file() and not (folder / "partial.safetensors").exists()
+    assert json.loads((folder / "device.json").read_text())["resumed_at_update"] == stopped_at
+    cell = next(c for c in resolve_cells(load_plan(TINY_PLAN, longer)) if c.key == "adam / breakout")
+    uninterrupted = run_training(cell.config).final_returns()
+    np.testing.assert_array_equal(json.loads((folder / "results.json").read_text())["final_return"], uninterrupted)
 
 
 @pytest.mark.slow

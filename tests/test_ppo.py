@@ -12,6 +12,7 @@ from metaopt.config import EnvConfig, load_train_config
 from metaopt.envs import make_env
 from metaopt.evaluation.runs import chunk_size, run_training
 from metaopt.optimizers import build_optimizer
+from tests.helpers import TINY
 
 LEARN_STEPS = 200_000  # 24 updates of the published 64x128 batch: ~10 s a seed on 2 cores
 LEARN_SEEDS = 3
@@ -94,3 +95,32 @@ def test_actor_and_critic_init_keys(tiny_breakout_cfg, shared):
         same = np.array_equal(actor[layer]["kernel"], critic[layer]["kernel"])
         assert same == shared
     assert actor["dense_2"]["kernel"].shape != critic["dense_2"]["kernel"].shape
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "open"])
+def test_run_resumed_from_a_partial_run_equals_one_that_never_stopped(optimizer):
+    """A run saved after a chunk and resumed in a new call (as a plan cell after its driver or
+    worker stopped) computes bit for bit the numbers of the uninterrupted run; OPEN's state
+    carries GRU hidden states and the PRNG keys of its noise."""
+    extra = {"optimizer.meta_params": "published:breakout"} if optimizer == "open" else {}
+    cfg = load_train_config(env="breakout", optimizer=optimizer,
+                            overrides={**TINY, "ppo.total_timesteps": 8 * 16 * 6, **extra})
+    saved: dict[int, bytes] = {}
+    whole = run_training(cfg, checkpoint=lambda p: saved.setdefault(p.updates_done, p.to_bytes({"note": "x"})))
+    n, k = cfg.ppo.num_updates, chunk_size(cfg.ppo.num_updates)
+    assert n == 6 and sorted(saved) == list(range(k, n, k))  # after every chunk but the last
+    resumed = run_training(cfg, resume=saved[4])
+    assert resumed.resumed_at == 4 and whole.resumed_at == 0
+    for name in whole.metrics:
+        np.testing.assert_array_equal(resumed.metrics[name], whole.metrics[name], err_msg=name)
+    assert resumed.run_seconds > 0 and resumed.env_steps == whole.env_steps
+
+
+def test_a_partial_run_of_another_config_is_refused(tiny_breakout_cfg):
+    saved: list[bytes] = []
+    run_training(tiny_breakout_cfg, checkpoint=lambda p: saved.append(p.to_bytes()))
+    other = tiny_breakout_cfg.model_copy(update={"seed": tiny_breakout_cfg.seed + 1})
+    with pytest.raises(ValueError, match="is not of this run"):
+        run_training(other, resume=saved[0])
+    with pytest.raises(ValueError, match="not readable safetensors|not a safetensors header"):
+        run_training(tiny_breakout_cfg, resume=b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")

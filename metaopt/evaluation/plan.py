@@ -2,7 +2,10 @@
 scratch (its seeds vmapped) as one Ray task, on any node, with a GPU where the cluster has
 them. The driver writes each finished cell to OUT/cells/LABEL/ENV/ and records it as an MLflow
 child run of the plan's run; a finished cell is never run again, so an interrupted plan goes
-on where it stopped when the same command runs again.
+on where it stopped when the same command runs again. A running cell also saves its agents'
+state after each compiled chunk (OUT/cells/LABEL/ENV/partial.safetensors, written by the driver
+every `progress_every_s`): a stopped plan resumes its unfinished cells from there, with the numbers
+of an uninterrupted run, and so does a Ray retry of a cell whose worker died.
 
     resolve_cells(plan)       -> the cells' TrainConfigs (reads configs, tuned file, registry)
     run_plan(plan, cells, out) -> runs what is not finished, records it, writes the summary
@@ -40,6 +43,7 @@ from metaopt.config import (
 
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"  # written last: its presence (with the same config hash) marks a finished cell
+PARTIAL_FILE = "partial.safetensors"  # an unfinished cell's latest chunk (runs.PartialRun), removed when it finishes
 PLAN_FILE = "plan.yaml"
 SUMMARY_FILE = "summary.json"
 DEVICE_FILE = "device.json"  # where a cell ran: platform, device kind, node, seconds
@@ -218,7 +222,7 @@ def is_finished(cell: Cell, out: Path) -> bool:
 
 
 def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
-               progress=None) -> dict[str, bytes]:
+               progress=None, config_hash: str = "", partial_every_s: float = 0.0) -> dict[str, bytes]:
     """The work of one cell, on whichever node Ray picks: train the agents, return the files
     (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
 
@@ -228,7 +232,12 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
       meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
         with the task, so no node needs the driver's files.
       key: the cell's name in progress reports.
-      progress: a `CellProgress` actor to report each compiled chunk to (None: silent).
+      progress: a `CellProgress` actor to report each compiled chunk to and to keep the cell's
+        partial run with: the cell starts from the partial run it holds for `key`, if any, and
+        hands it a new one after each chunk (None: silent, from the start).
+      config_hash: the cell's `Cell.config_hash`, stored with its partial runs.
+      partial_every_s: hand over a partial run at most this often (the driver saves them at
+        this period anyway; serialising the state costs a device-to-host copy).
 
     Returns:
       File name -> contents: results.json, curves.csv, returns.png and device.json.
@@ -250,10 +259,20 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
             ret = float(np.nanmean(metrics["episode_return"][:, -1]))
         progress.report.remote(key, done, total, ret)
 
-    result = run_training(cfg, optimizer=optimizer, label=label, progress=report if progress is not None else None)
+    handed = [time.perf_counter()]
+
+    def keep(partial) -> None:
+        if time.perf_counter() - handed[0] >= partial_every_s:
+            progress.keep_partial.remote(key, partial.to_bytes({"config_hash": config_hash}))
+            handed[0] = time.perf_counter()
+
+    resume = None if progress is None else ray_get(progress.partial.remote(key))
+    result = run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
+                          resume=resume, checkpoint=None if progress is None else keep)
     device = jax.devices()[0]
     where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
-             "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds}
+             "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+             "resumed_at_update": result.resumed_at}
     with tempfile.TemporaryDirectory() as tmp:
         write_run(Path(tmp), [result], comparison=False)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
@@ -337,16 +356,79 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
     return summary
 
 
-PROGRESS_EVERY_S = 60.0
+def ray_get(ref):
+    """`ray.get`, imported where a cell runs (the module imports no Ray at the top)."""
+    import ray
+
+    return ray.get(ref)
+
+
+def read_partial(cell: Cell, out: Path) -> tuple[bytes | None, str]:
+    """The cell's saved partial run, if it belongs to the cell's current config.
+
+    Args:
+      cell: the cell.
+      out: the plan's folder.
+
+    Returns:
+      (its bytes or None, a note for the log: "" when there is no file).
+    """
+    from metaopt.serialization import metadata_from_bytes
+
+    path = cell.folder(out) / PARTIAL_FILE
+    if not path.is_file():
+        return None, ""
+    data = path.read_bytes()
+    try:
+        meta = metadata_from_bytes(data, str(path))
+    except ValueError as exc:
+        return None, f"{cell.key}: {exc}; starting the cell over"
+    if meta.get("config_hash") != cell.config_hash:
+        return None, f"{cell.key}: {PARTIAL_FILE} is of another config; starting the cell over"
+    return data, f"{cell.key}: resuming at update {meta.get('updates_done')} ({PARTIAL_FILE})"
 
 
 class CellProgress:
     """A Ray actor the running cells report to: per cell its first and latest report, so the
-    driver can print progress lines with an ETA."""
+    driver can print progress lines with an ETA, and its latest partial run, which the driver
+    saves and a retried cell resumes from."""
 
     def __init__(self):
         self.first: dict[str, tuple[float, int]] = {}
         self.last: dict[str, tuple[float, int, int, float]] = {}
+        self.partials: dict[str, bytes] = {}
+        self.unsaved: set[str] = set()
+
+    def keep_partial(self, key: str, data: bytes) -> None:
+        """Hold a cell's latest partial run (from the cell, or from the driver's file).
+
+        Args:
+          key: the cell's name.
+          data: `PartialRun.to_bytes()`.
+        """
+        self.partials[key] = data
+        self.unsaved.add(key)
+
+    def partial(self, key: str) -> bytes | None:
+        """The latest partial run of a cell.
+
+        Args:
+          key: the cell's name.
+
+        Returns:
+          Its bytes; None when the cell has none.
+        """
+        return self.partials.get(key)
+
+    def take_unsaved(self) -> dict[str, bytes]:
+        """The partial runs that arrived since the last call, for the driver to save.
+
+        Returns:
+          Cell name -> bytes.
+        """
+        out = {key: self.partials[key] for key in sorted(self.unsaved)}
+        self.unsaved.clear()
+        return out
 
     def report(self, key: str, done: int, total: int, ret: float) -> None:
         """Record a cell's progress (called by the cells, as a Ray actor method).
@@ -404,21 +486,48 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
         meta = None
         if cell.config.optimizer.name in LEARNED_OPTIMIZERS:
             meta = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
-        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, meta, cell.key, progress)
+        partial, note = read_partial(cell, out)
+        if note:
+            log(note)
+        if partial is not None:
+            ray.get(progress.keep_partial.remote(cell.key, partial))
+        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, meta, cell.key, progress, cell.config_hash,
+                          plan.progress_every_s)
         pending[ref] = (cell, time.perf_counter())
+    running = {cell.key: cell for cell, _ in pending.values()}
+
+    def save_partials() -> None:  # only of cells still running: a finished cell's folder is final
+        for key, data in ray.get(progress.take_unsaved.remote()).items():
+            if key in running:
+                _save_partial(running[key], out, data)
+
     finished = 0
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
-        if not ready:  # a line for each running cell, every PROGRESS_EVERY_S
-            for line in ray.get(progress.lines.remote()):
-                log(line)
-            continue
-        ref = ready[0]
-        cell, started = pending.pop(ref)
-        files = ray.get(ref)
-        _write_cell(cell, out, files)
-        tracker.record_cell(cell, cell.folder(out))
-        finished += 1
-        finals = json.loads(files["results.json"])["final_return"]
-        log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
-            f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=plan.progress_every_s)
+            if not ready:  # a line for each running cell and their partial runs saved, every progress_every_s
+                save_partials()
+                for line in ray.get(progress.lines.remote()):
+                    log(line)
+                continue
+            ref = ready[0]
+            cell, started = pending.pop(ref)
+            files = ray.get(ref)
+            del running[cell.key]
+            _write_cell(cell, out, files)
+            tracker.record_cell(cell, cell.folder(out))
+            finished += 1
+            finals = json.loads(files["results.json"])["final_return"]
+            log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
+                f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")
+    finally:  # stopped or failed: keep the newest partial runs the cells handed over
+        try:
+            save_partials()
+        except Exception:  # noqa: BLE001 - Ray already gone: the files of the last minute stand
+            pass
+
+
+def _save_partial(cell: Cell, out: Path, data: bytes) -> None:
+    from metaopt.serialization import save_bytes
+
+    save_bytes(cell.folder(out) / PARTIAL_FILE, data)

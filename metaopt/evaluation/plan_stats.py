@@ -18,8 +18,18 @@ import numpy as np
 import yaml
 
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan import CELL_FILE, CELLS_DIR, DEVICE_FILE, PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
+from metaopt.evaluation.plan import (
+    CELL_FILE,
+    CELLS_DIR,
+    DEVICE_FILE,
+    PARTIAL_FILE,
+    PLAN_FILE,
+    PROVENANCE_FILE,
+    SUMMARY_FILE,
+    folder_name,
+)
 from metaopt.plotting import pyplot
+from metaopt.serialization import read_metadata
 
 
 def _finite(values) -> np.ndarray:
@@ -48,6 +58,27 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
             "largest_drop": largest_drops(marker.parent / "curves.csv"),
         }
     return cells
+
+
+def partial_runs(out: Path, labels: list[str], envs: list[str]) -> dict[str, str]:
+    """The unfinished cells that saved a partial run, and how far they got.
+
+    Args:
+      out: the plan's folder.
+      labels: the plan's optimizer labels.
+      envs: the plan's envs.
+
+    Returns:
+      "LABEL / ENV" -> "update N of M", in plan order.
+    """
+    found = {}
+    for label in labels:
+        for env in envs:
+            path = Path(out) / CELLS_DIR / folder_name(label) / env / PARTIAL_FILE
+            if path.is_file() and not (path.parent / CELL_FILE).is_file():
+                meta = read_metadata(path)
+                found[f"{label} / {env}"] = f"update {meta.get('updates_done')} of {meta.get('num_updates')}"
+    return found
 
 
 def largest_drops(curves: Path) -> np.ndarray:
@@ -146,6 +177,7 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "normalise_by": reference, "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
+        "in_progress": partial_runs(out, labels, envs),
         "hardware": _hardware(cells),
         "learning_rates": baseline_learning_rates(cells, sources, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],

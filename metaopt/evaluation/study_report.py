@@ -129,6 +129,9 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
         lines.append(f"- Learning rate of {label}: {how}.")
     if summary["missing"]:
         lines.append(f"- Not run yet: {', '.join(summary['missing'])} (the same command runs only these).")
+    if summary.get("in_progress"):
+        lines.append("- Partly run (a partial run saved, resumed by the same command): "
+                     + ", ".join(f"{key} at {where}" for key, where in summary["in_progress"].items()) + ".")
     lines += ["", (folder / "table.md").read_text().rstrip() if (folder / "table.md").is_file() else "", ""]
     if section == "l2":
         lines += _collapse_table(summary)
