@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metaopt.config import TrainConfig
-from metaopt.evaluation.report import TABLE_HEADER, mean_stderr, table_rows
+from metaopt.evaluation.report import TABLE_HEADER, latest_return, table_rows
 from metaopt.evaluation.runs import ProgressFn, RunResult
 
 # Logs and pipes get one unwrapped line per update, whatever width rich would guess.
@@ -27,8 +27,8 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _latest_return(metrics: dict[str, np.ndarray]) -> str:
-    mean, _ = mean_stderr(metrics["episode_return"][:, -1])
-    return "-" if np.isnan(mean) else f"{float(mean):.2f}"
+    ret = latest_return(metrics["episode_return"])
+    return "-" if np.isnan(ret) else f"{ret:.2f}"
 
 
 @contextmanager

@@ -82,3 +82,13 @@ def test_normalise_and_performance_profile():
     assert np.isnan(nan_scores).all()  # a ratio to a non-positive reference says nothing
     profile = stats.performance_profile({"a": [0.5, 1.5], "b": [2.5, 3.5]}, np.array([0.0, 1.0, 3.0, 4.0]))
     assert profile == pytest.approx([1.0, 0.75, 0.25, 0.0])
+
+
+def test_latest_return_is_the_last_update_with_a_finished_episode():
+    from metaopt.evaluation.report import latest_return
+
+    nan = np.nan
+    r = np.array([[1.0, 4.0, nan, nan], [3.0, nan, nan, nan]])  # Freeway-like: most updates finish none
+    assert latest_return(r) == 4.0  # update 1: only seed 0 finished one
+    assert latest_return(np.array([[2.0, 5.0], [4.0, 7.0]])) == 6.0
+    assert np.isnan(latest_return(np.full((2, 3), nan)))

@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +243,7 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     """
     import jax
 
-    from metaopt.evaluation.report import write_run
+    from metaopt.evaluation.report import latest_return, write_run
     from metaopt.evaluation.runs import run_training
     from metaopt.optimizers import build_optimizer
 
@@ -254,10 +253,7 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.ppo, meta_params)
 
     def report(done: int, total: int, metrics: dict) -> None:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ret = float(np.nanmean(metrics["episode_return"][:, -1]))
-        progress.report.remote(key, done, total, ret)
+        progress.report.remote(key, done, total, latest_return(metrics["episode_return"]))
 
     handed = [time.perf_counter()]
 

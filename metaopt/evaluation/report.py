@@ -17,6 +17,21 @@ from metaopt.plotting import pyplot
 CURVE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "dormant_actor", "dormant_critic")
 
 
+def latest_return(episode_return: np.ndarray) -> float:
+    """The mean over seeds of the last update in which an episode finished: progress lines stay
+    informative on envs whose episodes outlast an update (Freeway: 2500 steps).
+
+    Args:
+      episode_return: (seeds, updates), NaN where a seed finished no episode in the update.
+
+    Returns:
+      That mean; NaN when no episode finished in any of the updates.
+    """
+    mean, _ = mean_stderr(np.asarray(episode_return, np.float64))
+    finite = mean[np.isfinite(mean)]
+    return float(finite[-1]) if finite.size else float("nan")
+
+
 def mean_stderr(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """NaN-aware mean and standard error (NaN: no episode finished in that update).
 
