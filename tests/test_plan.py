@@ -66,7 +66,7 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     from metaopt.evaluation.plan import load_plan, resolve_cells
     from metaopt.evaluation.plan_stats import partial_runs
     from metaopt.evaluation.runs import run_training
-    from metaopt.serialization import metadata_from_bytes
+    from metaopt.serialization import flat_from_bytes, flat_to_bytes, metadata_from_bytes, save_bytes
 
     longer = {"total_timesteps": 128 * 600, "progress_every_s": 1}  # 600 tiny updates, 25 chunks
     sets = [f"{k}={v}" for k, v in longer.items()]
@@ -86,12 +86,20 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     assert 0 < stopped_at < 600
     assert partial_runs(out, ["adam", "rmsprop"], ["breakout"]) == {"adam / breakout": f"update {stopped_at} of 600"}
 
-    second = _evaluate(out, uri, *sets, only=only)
+    # Beside it, a partial run with the right config hash but another run's state (as after a
+    # code change of the state's layout): that cell starts over instead of failing.
+    cells = {c.key: c for c in resolve_cells(load_plan(TINY_PLAN, longer))}
+    flat, meta = flat_from_bytes((folder / "partial.safetensors").read_bytes())
+    misfit = out / "cells" / "adam" / "asterix" / "partial.safetensors"
+    save_bytes(misfit, flat_to_bytes(flat, {**meta, "config_hash": cells["adam / asterix"].config_hash}))
+
+    second = _evaluate(out, uri, *sets, only=[*only, "adam/asterix"])
     assert f"adam / breakout: resuming at update {stopped_at} (partial.safetensors)" in second
+    assert "adam / asterix: the saved partial run does not fit this code" in second
     assert (folder / "cell.json").is_file() and not (folder / "partial.safetensors").exists()
     assert json.loads((folder / "device.json").read_text())["resumed_at_update"] == stopped_at
-    cell = next(c for c in resolve_cells(load_plan(TINY_PLAN, longer)) if c.key == "adam / breakout")
-    uninterrupted = run_training(cell.config).final_returns()
+    assert json.loads((misfit.parent / "device.json").read_text())["resumed_at_update"] == 0 and not misfit.exists()
+    uninterrupted = run_training(cells["adam / breakout"].config).final_returns()
     np.testing.assert_array_equal(json.loads((folder / "results.json").read_text())["final_return"], uninterrupted)
 
 

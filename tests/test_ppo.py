@@ -10,7 +10,7 @@ import pytest
 from metaopt.agents import make_ppo
 from metaopt.config import EnvConfig, load_train_config
 from metaopt.envs import make_env
-from metaopt.evaluation.runs import chunk_size, run_training
+from metaopt.evaluation.runs import PartialRunMismatch, chunk_size, run_training
 from metaopt.optimizers import build_optimizer
 from tests.helpers import TINY
 
@@ -120,7 +120,7 @@ def test_a_partial_run_of_another_config_is_refused(tiny_breakout_cfg):
     saved: list[bytes] = []
     run_training(tiny_breakout_cfg, checkpoint=lambda p: saved.append(p.to_bytes()))
     other = tiny_breakout_cfg.model_copy(update={"seed": tiny_breakout_cfg.seed + 1})
-    with pytest.raises(ValueError, match="is not of this run"):
+    with pytest.raises(PartialRunMismatch, match="is not of this run"):
         run_training(other, resume=saved[0])
-    with pytest.raises(ValueError, match="not readable safetensors|not a safetensors header"):
+    with pytest.raises(PartialRunMismatch, match="not readable safetensors|not a safetensors header"):
         run_training(tiny_breakout_cfg, resume=b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")

@@ -244,7 +244,7 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     import jax
 
     from metaopt.evaluation.report import latest_return, write_run
-    from metaopt.evaluation.runs import run_training
+    from metaopt.evaluation.runs import PartialRunMismatch, run_training
     from metaopt.optimizers import build_optimizer
 
     if meta_params is not None:  # the driver's file path means nothing on another node
@@ -262,9 +262,16 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
             progress.keep_partial.remote(key, partial.to_bytes({"config_hash": config_hash}))
             handed[0] = time.perf_counter()
 
+    def train(resume: bytes | None):
+        return run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
+                            resume=resume, checkpoint=None if progress is None else keep)
+
     resume = None if progress is None else ray_get(progress.partial.remote(key))
-    result = run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
-                          resume=resume, checkpoint=None if progress is None else keep)
+    try:
+        result = train(resume)
+    except PartialRunMismatch as exc:  # same config, other state layout (another code version)
+        progress.note.remote(f"{key}: the saved partial run does not fit this code ({exc}); starting the cell over")
+        result = train(None)
     device = jax.devices()[0]
     where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
              "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
@@ -394,6 +401,24 @@ class CellProgress:
         self.last: dict[str, tuple[float, int, int, float]] = {}
         self.partials: dict[str, bytes] = {}
         self.unsaved: set[str] = set()
+        self.notes: list[str] = []
+
+    def note(self, line: str) -> None:
+        """A line for the driver's log from a cell (Ray may not forward the workers' output).
+
+        Args:
+          line: the text.
+        """
+        self.notes.append(line)
+
+    def take_notes(self) -> list[str]:
+        """The lines noted since the last call.
+
+        Returns:
+          The lines, oldest first.
+        """
+        out, self.notes = self.notes, []
+        return out
 
     def keep_partial(self, key: str, data: bytes) -> None:
         """Hold a cell's latest partial run (from the cell, or from the driver's file).
@@ -496,6 +521,8 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
         for key, data in ray.get(progress.take_unsaved.remote()).items():
             if key in running:
                 _save_partial(running[key], out, data)
+        for line in ray.get(progress.take_notes.remote()):
+            log(line)
 
     finished = 0
     try:
@@ -510,6 +537,7 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
             cell, started = pending.pop(ref)
             files = ray.get(ref)
             del running[cell.key]
+            save_partials()  # and the cell's notes
             _write_cell(cell, out, files)
             tracker.record_cell(cell, cell.folder(out))
             finished += 1

@@ -72,6 +72,10 @@ class RunResult:
             return np.nanmean(r[:, -k:], axis=1)
 
 
+class PartialRunMismatch(ValueError):
+    """A saved partial run that does not belong to the run asked to resume from it."""
+
+
 @dataclass
 class PartialRun:
     """A run stopped between chunks: what it takes to go on with the same numbers."""
@@ -111,14 +115,17 @@ class PartialRun:
         Returns:
           The partial run, its state as JAX arrays.
         """
-        flat, meta = serialization.flat_from_bytes(data, source)
-        if meta.get("format") != PARTIAL_FORMAT:
-            raise ValueError(f"{source}: not a metaopt partial run (format {meta.get('format')!r})")
-        state = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("state/")}
-        metrics = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("metrics/")}
-        return cls(fingerprint=meta["fingerprint"], updates_done=int(meta["updates_done"]),
-                   num_updates=int(meta["num_updates"]), state=arrays_to_state(state, template, source), metrics=metrics,
-                   run_seconds=float(meta["run_seconds"]))
+        try:
+            flat, meta = serialization.flat_from_bytes(data, source)
+            if meta.get("format") != PARTIAL_FORMAT:
+                raise ValueError(f"{source}: not a metaopt partial run (format {meta.get('format')!r})")
+            state = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("state/")}
+            metrics = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("metrics/")}
+            return cls(fingerprint=meta["fingerprint"], updates_done=int(meta["updates_done"]),
+                       num_updates=int(meta["num_updates"]), state=arrays_to_state(state, template, source),
+                       metrics=metrics, run_seconds=float(meta["run_seconds"]))
+        except (KeyError, ValueError) as exc:
+            raise PartialRunMismatch(str(exc)) from None
 
 
 def run_fingerprint(cfg: TrainConfig, chunk: int) -> str:
@@ -165,7 +172,7 @@ def run_training(
       label: the run's name in tables and files; None: the optimizer's name.
       progress: called after each chunk with (updates done, total, that chunk's metrics).
       resume: a `PartialRun.to_bytes()` of this same run (config and optimizer): go on from
-        its update; ValueError if it belongs to another run.
+        its update; PartialRunMismatch (a ValueError) if it belongs to another run.
       checkpoint: called after each chunk but the last with the run so far (its state is only
         valid during the call: serialise it there, e.g. `to_bytes()`).
 
@@ -191,7 +198,7 @@ def run_training(
     if resume is not None:
         partial = PartialRun.from_bytes(resume, state)
         if partial.fingerprint != fingerprint or partial.updates_done % k or not 0 < partial.updates_done < n:
-            raise ValueError(f"the partial run (update {partial.updates_done}, fingerprint {partial.fingerprint}) "
+            raise PartialRunMismatch(f"the partial run (update {partial.updates_done}, fingerprint {partial.fingerprint}) "
                              f"is not of this run ({n} updates in chunks of {k}, fingerprint {fingerprint})")
         state, start, prior_s = partial.state, partial.updates_done, partial.run_seconds
         parts.append(partial.metrics)
