@@ -420,15 +420,17 @@ class CellProgress:
         out, self.notes = self.notes, []
         return out
 
-    def keep_partial(self, key: str, data: bytes) -> None:
+    def keep_partial(self, key: str, data: bytes, on_disk: bool = False) -> None:
         """Hold a cell's latest partial run (from the cell, or from the driver's file).
 
         Args:
           key: the cell's name.
           data: `PartialRun.to_bytes()`.
+          on_disk: the driver read it from its file: nothing to save again.
         """
         self.partials[key] = data
-        self.unsaved.add(key)
+        if not on_disk:
+            self.unsaved.add(key)
 
     def partial(self, key: str) -> bytes | None:
         """The latest partial run of a cell.
@@ -511,7 +513,7 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
         if note:
             log(note)
         if partial is not None:
-            ray.get(progress.keep_partial.remote(cell.key, partial))
+            ray.get(progress.keep_partial.remote(cell.key, partial, True))
         ref = task.remote(cell.config.model_dump(mode="json"), cell.label, meta, cell.key, progress, cell.config_hash,
                           plan.progress_every_s)
         pending[ref] = (cell, time.perf_counter())
