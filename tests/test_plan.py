@@ -155,6 +155,15 @@ def test_report_from_the_plan_folder(plan_run, tmp_path):
     assert "metaopt evaluate --plan configs/eval/tiny.yaml" in text  # the command that made it
     assert "## 2. Does OPEN reproduce on Ant?\n\nNot run. Command: `metaopt evaluate --plan" in text
     assert (tmp_path / "report" / "figures" / "tiny" / "generalisation.png").read_bytes()[:8] == PNG
+    # No generalisation plan: section 3 shows the tiny plan's held-out cells as a matrix.
+    section = text.split("## 3. ")[1].split("## 4. ")[0]
+    assert "The generalisation plan is not run" in section and "Plan `tiny` (2 seeds per cell)" in section
+    rows = {line.split(" |")[0]: line for line in section.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"| optimizer (meta-trained on)", "| open-breakout (breakout)"}  # adam has no trained_on
+    summary = json.loads((plan_run["out"] / "summary.json").read_text())
+    own = summary["cells"]["open-breakout"]["breakout"]["normalised"]["value"]
+    assert f"| open-breakout (breakout) | {own:.2f} [" in rows["| open-breakout (breakout)"]
+    assert rows["| open-breakout (breakout)"].count("(held out)") == 1  # the tiny plan's second env
 
 
 @pytest.mark.parametrize("sets, expected", [

@@ -82,7 +82,9 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
             lines += _sweep_section(sweeps, out, command)
             continue
         chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
-        if not chosen:
+        if not chosen and key == "generalisation":
+            lines += _borrowed_matrices([s for _, s in summaries], command)
+        elif not chosen:
             lines += [f"Not run. Command: `{command}`, then `metaopt report RESULT_FOLDER ... --out DIR`.", ""]
         for folder, summary in chosen:
             lines += _plan_part(folder, summary, out, key)
@@ -135,11 +137,66 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
     lines += ["", (folder / "table.md").read_text().rstrip() if (folder / "table.md").is_file() else "", ""]
     if section == "l2":
         lines += _collapse_table(summary)
+    if section == "generalisation":
+        lines += [generalisation_table(summary), ""]
     names = ("aggregate.png", "profile.png", "curves.png")
-    if section == "generalisation" or any(c.get("held_out") for by_env in summary["cells"].values()
-                                          for c in by_env.values()):
+    if section == "generalisation" or _has_held_out(summary):
         names = ("generalisation.png", *names)
     lines += [" ".join(_copy_figures(folder, summary["plan"], out, names)), ""]
+    return lines
+
+
+def _has_held_out(summary: dict[str, Any]) -> bool:
+    return any(c.get("held_out") for by_env in summary["cells"].values() for c in by_env.values())
+
+
+def generalisation_table(summary: dict[str, Any]) -> str:
+    """The generalisation matrix as Markdown: a row per optimizer with the envs it was
+    meta-trained on, a column per evaluation env, each cell the normalised IQM [95% CI] with
+    held-out cells in bold.
+
+    Args:
+      summary: from `summarise`; rows only for optimizers with `trained_on`.
+
+    Returns:
+      The table, newline-terminated (a sentence instead when no optimizer has `trained_on`).
+    """
+    envs, ref = summary["envs"], summary["normalise_by"] or "the reference"
+    rows = [(label, by_env) for label, by_env in summary["cells"].items()
+            if any(c.get("trained_on") is not None for c in by_env.values())]
+    if not rows:
+        return "No optimizer of this plan names the envs it was meta-trained on (`trained_on`).\n"
+    lines = [f"| optimizer (meta-trained on) | {' | '.join(f'{env} (/{ref})' for env in envs)} |",
+             "|" + "---|" * (len(envs) + 1)]
+    for label, by_env in rows:
+        trained = sorted({env for c in by_env.values() for env in (c.get("trained_on") or [])})
+        if len({tuple(c.get("trained_on") or ()) for c in by_env.values()}) > 1:
+            trained = ["the env it is evaluated on"]  # one meta-training per env ("{env}" in the plan)
+        row = [f"{label} ({', '.join(trained)})"]
+        for env in envs:
+            cell = by_env.get(env)
+            if cell is None:
+                row.append("not run")
+                continue
+            text = fmt(cell.get("normalised"))
+            row.append(f"**{text}** (held out)" if cell.get("held_out") else text)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _borrowed_matrices(summaries: list[dict[str, Any]], command: str) -> list[str]:
+    """Section 3 without a generalisation plan: the matrix of any other plan whose optimizers
+    were evaluated off the envs they were meta-trained on."""
+    lines = [f"The generalisation plan is not run (command: `{command}`, then `metaopt report "
+             f"RESULT_FOLDER ... --out DIR`)."]
+    borrowed = [s for s in summaries if _has_held_out(s)]
+    if not borrowed:
+        return lines + ["No other plan evaluates an optimizer off the envs it was meta-trained on.", ""]
+    lines += ["Held-out cells of other plans (the same runs as there; normalised by the plan's reference on "
+              "each env; held-out cells in bold):", ""]
+    for summary in borrowed:
+        lines += [f"Plan `{summary['plan']}` ({summary['seeds']} seeds per cell):", "", generalisation_table(summary),
+                  f"![{summary['plan']} generalisation](figures/{summary['plan']}/generalisation.png)", ""]
     return lines
 
 
