@@ -56,6 +56,8 @@ def test_resumed_plan_runs_only_the_missing_cells(plan_run):
     for path, data in plan_run["before"].items():
         assert (out / path).read_bytes() == data  # the finished cells were not run again
     assert len(list((out / "cells").glob("*/*/cell.json"))) == 4
+    for folder in (out / "cells").glob("*/*"):  # readable like the folder it is in, not mkdtemp's 0700
+        assert folder.stat().st_mode & 0o777 == folder.parent.stat().st_mode & 0o777
 
 
 @pytest.mark.slow

@@ -289,6 +289,7 @@ def _write_cell(cell: Cell, out: Path, files: dict[str, bytes]) -> None:
     target = cell.folder(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{cell.env}-"))
+    staging.chmod(target.parent.stat().st_mode & 0o777)  # mkdtemp's 0700 would hide the cell from the team
     for name, data in files.items():
         (staging / name).write_bytes(data)
     (staging / CELL_FILE).write_text(json.dumps({
