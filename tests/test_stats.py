@@ -92,3 +92,22 @@ def test_latest_return_is_the_last_update_with_a_finished_episode():
     assert latest_return(r) == 4.0  # update 1: only seed 0 finished one
     assert latest_return(np.array([[2.0, 5.0], [4.0, 7.0]])) == 6.0
     assert np.isnan(latest_return(np.full((2, 3), nan)))
+
+
+def test_table_says_when_an_aggregate_covers_fewer_envs():
+    from metaopt.evaluation.plan_stats import markdown_table
+
+    def cell(v):
+        return {"raw": {"iqm": v, "iqm_ci": [v - 1, v + 1]}, "held_out": False}
+
+    def agg(envs, v):
+        return {"envs": envs, "normalised_iqm": {"value": v, "ci": [v - 0.1, v + 0.1]},
+                "probability_of_improvement": {"value": 0.5, "ci": [0.4, 0.6]}}
+
+    summary = {"envs": ["breakout", "asterix"], "normalise_by": "adam", "labels": ["adam", "open"],
+               "cells": {"adam": {"breakout": cell(10.0), "asterix": cell(20.0)}, "open": {"breakout": cell(15.0)}},
+               "aggregate": {"adam": agg(["asterix", "breakout"], 1.0), "open": agg(["breakout"], 1.5)}}
+    rows = markdown_table(summary).splitlines()
+    assert rows[2] == "| adam | 10.00 [9.00, 11.00] | 20.00 [19.00, 21.00] | 1.00 [0.90, 1.10] | 0.50 [0.40, 0.60] |"
+    assert rows[3] == ("| open | 15.00 [14.00, 16.00] | not run | 1.50 [1.40, 1.60] (1 of 2 envs) | "
+                       "0.50 [0.40, 0.60] (1 of 2 envs) |")

@@ -318,7 +318,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
             row.append(text + (" (held out)" if cell.get("held_out") else ""))
         if ref:
             agg = summary["aggregate"].get(label, {})
-            row += [fmt(agg.get("normalised_iqm")), fmt(agg.get("probability_of_improvement"))]
+            # An aggregate over fewer envs than the others is not comparable with theirs: say so.
+            part = f" ({len(agg['envs'])} of {len(envs)} envs)" if agg and len(agg["envs"]) < len(envs) else ""
+            row += [fmt(agg.get("normalised_iqm")) + part, fmt(agg.get("probability_of_improvement")) + part]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
