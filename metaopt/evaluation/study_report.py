@@ -188,7 +188,7 @@ def _borrowed_matrices(summaries: list[dict[str, Any]], command: str) -> list[st
     """Section 3 without a generalisation plan: the matrix of any other plan whose optimizers
     were evaluated off the envs they were meta-trained on."""
     lines = [f"The generalisation plan is not run (command: `{command}`, then `metaopt report "
-             f"RESULT_FOLDER ... --out DIR`)."]
+             f"RESULT_FOLDER ... --out DIR`).", ""]
     borrowed = [s for s in summaries if _has_held_out(s)]
     if not borrowed:
         return lines + ["No other plan evaluates an optimizer off the envs it was meta-trained on.", ""]
