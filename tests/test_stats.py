@@ -111,3 +111,13 @@ def test_table_says_when_an_aggregate_covers_fewer_envs():
     assert rows[2] == "| adam | 10.00 [9.00, 11.00] | 20.00 [19.00, 21.00] | 1.00 [0.90, 1.10] | 0.50 [0.40, 0.60] |"
     assert rows[3] == ("| open | 15.00 [14.00, 16.00] | not run | 1.50 [1.40, 1.60] (1 of 2 envs) | "
                        "0.50 [0.40, 0.60] (1 of 2 envs) |")
+
+
+def test_trained_on_text_names_per_env_optimizers():
+    from metaopt.evaluation.plan_stats import trained_on_text
+
+    assert trained_on_text({"breakout": {"trained_on": ["breakout"]}, "asterix": {"trained_on": ["asterix"]}}) \
+        == "the env it is evaluated on"
+    assert trained_on_text({"breakout": {"trained_on": ["freeway", "breakout"]},
+                            "asterix": {"trained_on": ["breakout", "freeway"]}}) == "breakout, freeway"
+    assert trained_on_text({"breakout": {"trained_on": None}}) is None

@@ -383,6 +383,24 @@ def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dic
     plt.close(fig)
 
 
+def trained_on_text(cells_by_env: dict[str, dict[str, Any]]) -> str | None:
+    """The envs an optimizer was meta-trained on, from its cells in a summary.
+
+    Args:
+      cells_by_env: env -> the summary's cell of one optimizer.
+
+    Returns:
+      The envs, comma-separated; "the env it is evaluated on" when each env's cell names a
+      different one (a plan's "{env}" entries); None when no cell names any.
+    """
+    named = {tuple(sorted(c["trained_on"])) for c in cells_by_env.values() if c.get("trained_on") is not None}
+    if not named:
+        return None
+    if len(named) > 1:
+        return "the env it is evaluated on"
+    return ", ".join(named.pop())
+
+
 def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     """Rows: optimizers (with the envs they were meta-trained on); columns: envs; cells:
     normalised IQM with its CI; held-out cells hatched.
@@ -417,8 +435,8 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
     rows = []
     for label in labels:
-        trained = next((c.get("trained_on") for c in summary["cells"].get(label, {}).values()), None)
-        rows.append(label if trained is None else f"{label}\n(trained: {', '.join(sorted(set(trained)))})")
+        trained = trained_on_text(summary["cells"].get(label, {}))
+        rows.append(label if trained is None else f"{label}\n(trained: {trained})")
     ax.set_xticks(range(len(envs)), envs)
     ax.set_yticks(range(len(labels)), rows, fontsize=8)
     fig.colorbar(im, ax=ax, label=f"return / {summary['normalise_by']} IQM")

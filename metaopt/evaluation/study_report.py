@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metaopt.evaluation.plan import PLAN_FILE
-from metaopt.evaluation.plan_stats import fmt, summarise
+from metaopt.evaluation.plan_stats import fmt, summarise, trained_on_text
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
@@ -162,17 +162,14 @@ def generalisation_table(summary: dict[str, Any]) -> str:
       The table, newline-terminated (a sentence instead when no optimizer has `trained_on`).
     """
     envs, ref = summary["envs"], summary["normalise_by"] or "the reference"
-    rows = [(label, by_env) for label, by_env in summary["cells"].items()
-            if any(c.get("trained_on") is not None for c in by_env.values())]
+    rows = [(label, by_env, trained_on_text(by_env)) for label, by_env in summary["cells"].items()]
+    rows = [row for row in rows if row[2] is not None]
     if not rows:
         return "No optimizer of this plan names the envs it was meta-trained on (`trained_on`).\n"
     lines = [f"| optimizer (meta-trained on) | {' | '.join(f'{env} (/{ref})' for env in envs)} |",
              "|" + "---|" * (len(envs) + 1)]
-    for label, by_env in rows:
-        trained = sorted({env for c in by_env.values() for env in (c.get("trained_on") or [])})
-        if len({tuple(c.get("trained_on") or ()) for c in by_env.values()}) > 1:
-            trained = ["the env it is evaluated on"]  # one meta-training per env ("{env}" in the plan)
-        row = [f"{label} ({', '.join(trained)})"]
+    for label, by_env, trained in rows:
+        row = [f"{label} ({trained})"]
         for env in envs:
             cell = by_env.get(env)
             if cell is None:
