@@ -325,6 +325,37 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def generalisation_table(summary: dict[str, Any]) -> str:
+    """The generalisation matrix as Markdown: a row per optimizer with the envs it was
+    meta-trained on, a column per evaluation env, each cell the normalised IQM [95% CI] with
+    held-out cells in bold.
+
+    Args:
+      summary: from `summarise`; rows only for optimizers with `trained_on`.
+
+    Returns:
+      The table, newline-terminated (a sentence instead when no optimizer has `trained_on`).
+    """
+    envs, ref = summary["envs"], summary["normalise_by"] or "the reference"
+    rows = [(label, by_env, trained_on_text(by_env)) for label, by_env in summary["cells"].items()]
+    rows = [row for row in rows if row[2] is not None]
+    if not rows:
+        return "No optimizer of this plan names the envs it was meta-trained on (`trained_on`).\n"
+    lines = [f"| optimizer (meta-trained on) | {' | '.join(f'{env} (/{ref})' for env in envs)} |",
+             "|" + "---|" * (len(envs) + 1)]
+    for label, by_env, trained in rows:
+        row = [f"{label} ({trained})"]
+        for env in envs:
+            cell = by_env.get(env)
+            if cell is None:
+                row.append("not run")
+                continue
+            text = fmt(cell.get("normalised"))
+            row.append(f"**{text}** (held out)" if cell.get("held_out") else text)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
     """Normalised IQM and mean with 95% CIs per optimizer (rliable's aggregate plot).
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metaopt.evaluation.plan import PLAN_FILE
-from metaopt.evaluation.plan_stats import fmt, summarise, trained_on_text
+from metaopt.evaluation.plan_stats import fmt, generalisation_table, summarise
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
@@ -85,7 +85,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
         if not chosen and key == "generalisation":
             lines += _borrowed_matrices([s for _, s in summaries], command)
         elif not chosen:
-            lines += [f"Not run. Command: `{command}`, then `metaopt report RESULT_FOLDER ... --out DIR`.", ""]
+            lines += [f"Not run. {_how_to_run(command)}", ""]
         for folder, summary in chosen:
             lines += _plan_part(folder, summary, out, key)
         if key == "main":
@@ -146,46 +146,18 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
     return lines
 
 
+def _how_to_run(command: str) -> str:
+    return f"Command: `{command}`, then `metaopt report RESULT_FOLDER ... --out DIR`."
+
+
 def _has_held_out(summary: dict[str, Any]) -> bool:
     return any(c.get("held_out") for by_env in summary["cells"].values() for c in by_env.values())
-
-
-def generalisation_table(summary: dict[str, Any]) -> str:
-    """The generalisation matrix as Markdown: a row per optimizer with the envs it was
-    meta-trained on, a column per evaluation env, each cell the normalised IQM [95% CI] with
-    held-out cells in bold.
-
-    Args:
-      summary: from `summarise`; rows only for optimizers with `trained_on`.
-
-    Returns:
-      The table, newline-terminated (a sentence instead when no optimizer has `trained_on`).
-    """
-    envs, ref = summary["envs"], summary["normalise_by"] or "the reference"
-    rows = [(label, by_env, trained_on_text(by_env)) for label, by_env in summary["cells"].items()]
-    rows = [row for row in rows if row[2] is not None]
-    if not rows:
-        return "No optimizer of this plan names the envs it was meta-trained on (`trained_on`).\n"
-    lines = [f"| optimizer (meta-trained on) | {' | '.join(f'{env} (/{ref})' for env in envs)} |",
-             "|" + "---|" * (len(envs) + 1)]
-    for label, by_env, trained in rows:
-        row = [f"{label} ({trained})"]
-        for env in envs:
-            cell = by_env.get(env)
-            if cell is None:
-                row.append("not run")
-                continue
-            text = fmt(cell.get("normalised"))
-            row.append(f"**{text}** (held out)" if cell.get("held_out") else text)
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _borrowed_matrices(summaries: list[dict[str, Any]], command: str) -> list[str]:
     """Section 3 without a generalisation plan: the matrix of any other plan whose optimizers
     were evaluated off the envs they were meta-trained on."""
-    lines = [f"The generalisation plan is not run (command: `{command}`, then `metaopt report "
-             f"RESULT_FOLDER ... --out DIR`).", ""]
+    lines = [f"The generalisation plan is not run. {_how_to_run(command)}", ""]
     borrowed = [s for s in summaries if _has_held_out(s)]
     if not borrowed:
         return lines + ["No other plan evaluates an optimizer off the envs it was meta-trained on.", ""]
