@@ -121,3 +121,28 @@ def test_trained_on_text_names_per_env_optimizers():
     assert trained_on_text({"breakout": {"trained_on": ["freeway", "breakout"]},
                             "asterix": {"trained_on": ["breakout", "freeway"]}}) == "breakout, freeway"
     assert trained_on_text({"breakout": {"trained_on": None}}) is None
+
+
+def test_report_names_each_command_once_without_its_only_selection():
+    from metaopt.evaluation.study_report import _commands
+
+    base = "metaopt evaluate --plan configs/eval/minatar_1e7.yaml --out docs/results/minatar_1e7"
+    provenance = [{"command": f"{base} --only adam/breakout"},
+                  {"command": f"{base} --only 'open-*/*' --only=rmsprop/asterix"},
+                  {"command": base}, {"command": ""}, {"command": f"{base} --set seeds=8"}]
+    commands, in_parts = _commands(provenance)
+    assert commands == [base, f"{base} --set seeds=8"]
+    assert in_parts
+    assert _commands([{"command": base}]) == ([base], False)
+
+
+def test_report_lists_a_partly_run_cell_once(tmp_path):
+    from metaopt.evaluation.study_report import _plan_part
+
+    summary = {"plan": "p", "envs": ["breakout"], "budget": {"breakout": 1000}, "seeds": 2, "seed": 0,
+               "hardware": "CPU", "provenance": [], "cells": {},
+               "missing": ["adam / breakout", "open / breakout"],
+               "in_progress": {"open / breakout": "update 3 of 10"}}
+    text = "\n".join(_plan_part(tmp_path, summary, tmp_path / "report", "main"))
+    assert "- Not run yet: adam / breakout (" in text
+    assert "- Partly run (a partial run saved, resumed by the same command): open / breakout at update 3" in text

@@ -9,6 +9,7 @@ the command that made it. Reads only files.
 from __future__ import annotations
 
 import csv
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -115,22 +116,48 @@ def _budgets(summary: dict[str, Any]) -> str:
     return ", ".join(f"{env} {steps:,}" for env, steps in sorted(budgets.items())) + " env steps per run"
 
 
+def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The distinct commands that made a plan's results, `--only` selections taken out.
+
+    Returns:
+        (sorted commands, whether any invocation ran only some cells).
+    """
+    commands, in_parts = set(), False
+    for entry in provenance:
+        if not entry.get("command"):
+            continue
+        words, kept = shlex.split(entry["command"]), []
+        while words:
+            word = words.pop(0)
+            if word == "--only" and words:
+                words.pop(0)
+                in_parts = True
+            elif word.startswith("--only="):
+                in_parts = True
+            else:
+                kept.append(word)
+        commands.add(shlex.join(kept))
+    return sorted(commands), in_parts
+
+
 def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -> list[str]:
     provenance = summary.get("provenance") or []
     commits = sorted({p["code_version"] for p in provenance})
-    commands = sorted({p["command"] for p in provenance if p["command"]})
+    commands, in_parts = _commands(provenance)
     lines = [
         f"### Plan `{summary['plan']}`",
         "",
         f"- Envs: {', '.join(summary['envs'])}; {_budgets(summary)}; {summary['seeds']} seeds per cell "
         f"(seeds {summary['seed']}..{summary['seed'] + summary['seeds'] - 1}).",
         f"- Hardware: {summary['hardware']}. Code: {', '.join(commits) or 'unknown'}.",
-        f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'} (results in `{folder}`).",
+        f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'}"
+        f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{folder}`).",
     ]
     for label, how in (summary.get("learning_rates") or {}).items():
         lines.append(f"- Learning rate of {label}: {how}.")
-    if summary["missing"]:
-        lines.append(f"- Not run yet: {', '.join(summary['missing'])} (the same command runs only these).")
+    not_started = [key for key in summary["missing"] if key not in (summary.get("in_progress") or {})]
+    if not_started:
+        lines.append(f"- Not run yet: {', '.join(not_started)} (the same command runs only these).")
     if summary.get("in_progress"):
         lines.append("- Partly run (a partial run saved, resumed by the same command): "
                      + ", ".join(f"{key} at {where}" for key, where in summary["in_progress"].items()) + ".")
