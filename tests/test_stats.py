@@ -146,3 +146,17 @@ def test_report_lists_a_partly_run_cell_once(tmp_path):
     text = "\n".join(_plan_part(tmp_path, summary, tmp_path / "report", "main"))
     assert "- Not run yet: adam / breakout (" in text
     assert "- Partly run (a partial run saved, resumed by the same command): open / breakout at update 3" in text
+
+
+def test_report_names_few_commits_and_summarises_many(tmp_path):
+    from metaopt.evaluation.study_report import _code_versions
+
+    runs = [{"date": f"2026-12-0{day}T00:00:00+0000", "code_version": f"0.1.0+{name}"}
+            for day, name in [(3, "ccc"), (1, "aaa"), (2, "bbb"), (1, "aaa")]]
+    assert _code_versions(runs, tmp_path) == "0.1.0+aaa, 0.1.0+bbb, 0.1.0+ccc"
+    runs += [{"date": "2026-12-04T00:00:00+0000", "code_version": "0.1.0+ddd"},
+             {"date": "2026-12-05T00:00:00+0000", "code_version": "0.1.0+aaa"}]
+    text = _code_versions(runs, tmp_path)
+    assert text.startswith("4 commits, from 0.1.0+aaa (2026-12-01) to 0.1.0+aaa (2026-12-05); ")
+    assert str(tmp_path / "provenance.json") in text
+    assert _code_versions([], tmp_path) == "unknown"

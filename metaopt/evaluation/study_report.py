@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metaopt.evaluation.plan import PLAN_FILE
+from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
 from metaopt.evaluation.plan_stats import fmt, generalisation_table, summarise
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
@@ -140,16 +140,26 @@ def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
     return sorted(commands), in_parts
 
 
+def _code_versions(provenance: list[dict[str, Any]], folder: Path) -> str:
+    """The commits a plan's results were made at: all of them when few, else the first and the
+    last by invocation date, with where the full list is."""
+    runs = sorted((p.get("date", ""), p["code_version"]) for p in provenance if p.get("code_version"))
+    commits = list(dict.fromkeys(version for _, version in runs))
+    if len(commits) <= 3:
+        return ", ".join(commits) or "unknown"
+    return (f"{len(commits)} commits, from {runs[0][1]} ({runs[0][0][:10]}) to {runs[-1][1]} ({runs[-1][0][:10]}); "
+            f"every invocation's commit and command are in `{folder / PROVENANCE_FILE}`")
+
+
 def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -> list[str]:
     provenance = summary.get("provenance") or []
-    commits = sorted({p["code_version"] for p in provenance})
     commands, in_parts = _commands(provenance)
     lines = [
         f"### Plan `{summary['plan']}`",
         "",
         f"- Envs: {', '.join(summary['envs'])}; {_budgets(summary)}; {summary['seeds']} seeds per cell "
         f"(seeds {summary['seed']}..{summary['seed'] + summary['seeds'] - 1}).",
-        f"- Hardware: {summary['hardware']}. Code: {', '.join(commits) or 'unknown'}.",
+        f"- Hardware: {summary['hardware']}. Code: {_code_versions(provenance, folder)}.",
         f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'}"
         f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{folder}`).",
     ]
