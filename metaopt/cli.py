@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--only", action="append", default=[], metavar="LABEL/ENV",
                     help="run only the cells matching this shell-style pattern, e.g. 'adam/*' or "
                     "'open-*/freeway' (repeatable); the summary covers every finished cell of the plan")
+    ev.add_argument("--report", metavar="DIR", help="then write the report (README.md and figures) to DIR, as "
+                    "`metaopt report OUT --out DIR` does")
+    ev.add_argument("--baselines", action="extend", nargs="+", default=[], metavar="DIR",
+                    help="with --report: `tune-baselines` output folders for the report's learning-rate section")
     rp = sub.add_parser("report", help="a Markdown report with figures from evaluation plans' result folders")
     rp.add_argument("results", nargs="+", help="folders written by `metaopt evaluate`")
     rp.add_argument("--sweep", action="append", default=[], metavar="DIR",
@@ -228,6 +232,9 @@ def _evaluate(args) -> int:
 
     plan = load_plan(args.plan, _parse_set(args.set))
     out = Path(args.out)
+    if args.baselines and not args.report:
+        raise ConfigError("--baselines: only used by the report; add --report DIR")
+    _check_baselines(args.baselines)
     if submitted_by_ray_job() and not out.is_absolute():
         raise ConfigError(f"--out {out}: under `ray job submit` a relative folder is the job's temporary copy of the "
                           "repo; give an absolute path on storage the nodes share (cells are also in MLflow)")
@@ -248,15 +255,24 @@ def _evaluate(args) -> int:
               "the same command goes on from there", file=sys.stderr)
         return 130
     console.show_plan_summary(summary, out)
+    if args.report:
+        from metaopt.evaluation.study_report import write_report
+
+        path = write_report([out], Path(args.report), baselines=[Path(b) for b in args.baselines])
+        print(f"wrote {path}")
     return 0
+
+
+def _check_baselines(folders: list[str]) -> None:
+    for folder in folders:
+        if not (Path(folder) / "trials.csv").is_file():
+            raise ConfigError(f"--baselines: {folder} holds no trials.csv; give folders written by `metaopt tune-baselines`")
 
 
 def _report(args) -> int:
     from metaopt.evaluation.study_report import write_report
 
-    for folder in args.baselines:
-        if not (Path(folder) / "trials.csv").is_file():
-            raise ConfigError(f"--baselines: {folder} holds no trials.csv; give folders written by `metaopt tune-baselines`")
+    _check_baselines(args.baselines)
     for folder in args.results:
         if not (Path(folder) / "plan.yaml").is_file():
             raise ConfigError(f"results: {folder} holds no plan.yaml; give folders written by `metaopt evaluate`")

@@ -284,7 +284,7 @@ def show_plan_summary(summary: dict, out: Path) -> None:
         table.add_row(*row)
     _print_table(table)
     console.print(f"wrote {out}/summary.json, table.md, aggregate.png, profile.png, generalisation.png, curves.png, "
-                  f"cells/; `metaopt report {out} --out DIR` makes the report", highlight=False)
+                  f"cells/; `metaopt report {out} --out DIR` (or evaluate's --report DIR) makes the report", highlight=False)
 
 
 def show_check(check) -> None:

@@ -129,7 +129,9 @@ def test_report_names_each_command_once_without_its_only_selection():
     base = "metaopt evaluate --plan configs/eval/minatar_1e7.yaml --out docs/results/minatar_1e7"
     provenance = [{"command": f"{base} --only adam/breakout"},
                   {"command": f"{base} --only 'open-*/*' --only=rmsprop/asterix"},
-                  {"command": base}, {"command": ""}, {"command": f"{base} --set seeds=8"}]
+                  {"command": base}, {"command": ""}, {"command": f"{base} --set seeds=8"},
+                  {"command": f"{base} --report docs/r --baselines s/a s/b --set seeds=8"},
+                  {"command": f"{base} --baselines s/a --report=docs/r"}]
     commands, in_parts = _commands(provenance)
     assert commands == [base, f"{base} --set seeds=8"]
     assert in_parts

@@ -117,7 +117,8 @@ def _budgets(summary: dict[str, Any]) -> str:
 
 
 def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
-    """The distinct commands that made a plan's results, `--only` selections taken out.
+    """The distinct commands that made a plan's results, `--only` selections and the report's
+    own options (`--report`, `--baselines`) taken out.
 
     Returns:
         (sorted commands, whether any invocation ran only some cells).
@@ -134,6 +135,13 @@ def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
                 in_parts = True
             elif word.startswith("--only="):
                 in_parts = True
+            elif word == "--report" and words:
+                words.pop(0)
+            elif word == "--baselines":
+                while words and not words[0].startswith("--"):
+                    words.pop(0)
+            elif word.startswith(("--report=", "--baselines=")):
+                pass
             else:
                 kept.append(word)
         commands.add(shlex.join(kept))
