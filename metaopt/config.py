@@ -721,6 +721,9 @@ class EvalPlanConfig(_Strict):
     ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
     tuned_file: str | None = None  # for adam:tuned / rmsprop:tuned; None: configs/tuned/baselines.yaml
     normalise_by: str | None = "adam:tuned"  # a label of `optimizers`; None: raw returns only
+    # Other plans' results folders: a finished cell there with the same config (hash) is copied
+    # here instead of being trained again (the same run; its cell.json says where it came from).
+    reuse_from: list[str] = []
     resources: EvalResources = EvalResources()
     # Every this many seconds the driver prints a line per running cell and saves their partial runs.
     progress_every_s: PositiveFloat = 60.0

@@ -147,6 +147,35 @@ def test_mlflow_children_match_the_cell_files(plan_run):
 
 @pytest.mark.slow
 @pytest.mark.ray
+def test_cells_another_plan_finished_with_the_same_config_are_copied_not_run(plan_run, tmp_path):
+    source, out, uri = plan_run["out"], tmp_path / "again", f"sqlite:///{tmp_path}/mlruns.db"
+    log = _evaluate(out, uri, f"reuse_from=[{source}]", only=["adam/*"])  # rmsprop's cells: nowhere to copy from
+    assert "4 cells taken from other plans' results (the same runs)" in log
+    assert "6 cells, 4 already finished, 0 to run" in log
+    for label in ("adam", "open-breakout"):
+        for env in ("breakout", "asterix"):
+            for name in ("results.json", "curves.csv", "device.json"):
+                assert (out / "cells" / label / env / name).read_bytes() == (source / "cells" / label / env / name).read_bytes()
+            marker = json.loads((out / "cells" / label / env / "cell.json").read_text())
+            assert marker["reused_from"] == str(source / "cells" / label / env)
+    summary = json.loads((out / "summary.json").read_text())
+    before = json.loads((source / "summary.json").read_text())
+    assert summary["cells"]["open-breakout"]["asterix"]["normalised"] == before["cells"]["open-breakout"]["asterix"]["normalised"]
+    assert set(summary["reused"]) == {"adam / breakout", "adam / asterix", "open-breakout / breakout",
+                                      "open-breakout / asterix"}
+    assert summary["missing"] == ["rmsprop / breakout", "rmsprop / asterix"]
+    client = MlflowClient(tracking_uri=uri)
+    exp = [e.experiment_id for e in client.search_experiments()]
+    (parent,) = client.search_runs(exp, filter_string=f"tags.`metaopt.plan` = '{out.resolve()}'")
+    children = client.search_runs(exp, filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 4  # the copied cells are this plan's children too
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert f"- Taken from other plans' results (the same runs, not trained again): 4 cells from `{source}`" in \
+        (tmp_path / "report" / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
 def test_report_from_the_plan_folder(plan_run, tmp_path):
     assert main(["report", str(plan_run["out"]), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "README.md").read_text()
@@ -184,6 +213,7 @@ def test_report_from_the_plan_folder(plan_run, tmp_path):
     (["normalise_by=adam:tuned"], "normalise_by"),
     (["optimizers=[adam, 'models:/no-such-model@champion']"], "no-such-model"),
     (["optimizers=[adam, {optimizer: open, meta_params: missing.safetensors}]"], "missing.safetensors"),
+    (["reuse_from=[nowhere]"], "reuse_from: nowhere holds no plan.yaml"),
 ])
 def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, capsys):
     out = tmp_path / "out"

@@ -140,6 +140,10 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     from metaopt import registry
     from metaopt.optimizers.learned import load_meta_params
 
+    for folder in plan.reuse_from:
+        if not (Path(folder) / PLAN_FILE).is_file():
+            raise ConfigError(f"reuse_from: {folder} holds no {PLAN_FILE}; give results folders written by "
+                              "`metaopt evaluate`")
     fetched: dict[str, tuple[Path, str, dict[str, Any]]] = {}
     for entry in plan.optimizers:
         if entry.optimizer.startswith("models:/") and entry.optimizer not in fetched:
@@ -283,7 +287,41 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     return files
 
 
-def _write_cell(cell: Cell, out: Path, files: dict[str, bytes]) -> None:
+def reusable_cells(cells: list[Cell], out: Path, folders: list[str]) -> dict[str, Path]:
+    """The unfinished cells that other plans' results folders hold finished with the same
+    config hash (the first folder that has one wins).
+
+    Args:
+      cells: the plan's cells.
+      out: the plan's folder.
+      folders: the plan's `reuse_from`.
+
+    Returns:
+      Cell key -> the finished cell's folder elsewhere.
+    """
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for marker in sorted(Path(folder).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
+            try:
+                found.setdefault(json.loads(marker.read_text()).get("config_hash"), marker.parent)
+            except (OSError, json.JSONDecodeError):
+                continue
+    unfinished = [c for c in cells if not is_finished(c, out)]
+    return {c.key: found[c.config_hash] for c in unfinished
+            if c.config_hash in found and found[c.config_hash].resolve() != c.folder(out).resolve()}
+
+
+def _copy_cell(cell: Cell, out: Path, source: Path) -> None:
+    files = {p.name: p.read_bytes() for p in source.iterdir()
+             if p.is_file() and p.name not in (CELL_FILE, PARTIAL_FILE)}
+    try:  # a copy of a copy names the cell's first folder
+        first = json.loads((source / CELL_FILE).read_text()).get("reused_from")
+    except (OSError, json.JSONDecodeError):
+        first = None
+    _write_cell(cell, out, files, reused_from=first or str(source))
+
+
+def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str | None = None) -> None:
     """Files first, into a fresh folder moved into place, the marker last: a crash leaves
     either a finished cell or none."""
     target = cell.folder(out)
@@ -295,7 +333,7 @@ def _write_cell(cell: Cell, out: Path, files: dict[str, bytes]) -> None:
     (staging / CELL_FILE).write_text(json.dumps({
         "label": cell.label, "env": cell.env, "config_hash": cell.config_hash, "source": cell.source,
         "trained_on": None if cell.trained_on is None else list(cell.trained_on),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"reused_from": reused_from} if reused_from else {}),
     }, indent=2))
     if target.exists():
         shutil.rmtree(target)
@@ -341,6 +379,13 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
                     "command": _command_line(sys.argv)})
     (out / PROVENANCE_FILE).write_text(json.dumps(history, indent=2))
     tracker = PlanTracker(plan, out)
+    reused = reusable_cells(cells, out, plan.reuse_from)
+    for cell in cells:
+        if cell.key in reused:
+            _copy_cell(cell, out, reused[cell.key])
+    if reused:
+        log(f"plan {plan.name}: {len(reused)} cells taken from other plans' results (the same runs): "
+            + ", ".join(f"{key} from {folder}" for key, folder in reused.items()))
     done = [c for c in cells if is_finished(c, out)]
     todo = [c for c in select_cells(cells, only or []) if not is_finished(c, out)]
     if stop_after is not None:

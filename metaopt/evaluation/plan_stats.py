@@ -43,8 +43,8 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
       out: the plan's folder.
 
     Returns:
-      The finished cells by label and env; each also carries its source, device record and per-seed
-      largest drops.
+      The finished cells by label and env; each also carries its source, device record, per-seed
+      largest drops and, for a cell copied from another plan's results, where it came from.
     """
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for marker in sorted(Path(out).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
@@ -55,7 +55,7 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
             "final_returns": _finite(result["final_return"]), "trained_on": meta.get("trained_on"),
             "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
             "device": json.loads(device.read_text()) if device.is_file() else {},
-            "largest_drop": largest_drops(marker.parent / "curves.csv"),
+            "largest_drop": largest_drops(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
         }
     return cells
 
@@ -178,6 +178,8 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "in_progress": partial_runs(out, labels, envs),
+        "reused": {f"{label} / {env}": cells[label][env]["reused_from"] for label in labels for env in envs
+                   if cells.get(label, {}).get(env, {}).get("reused_from")},
         "hardware": _hardware(cells),
         "learning_rates": baseline_learning_rates(cells, sources, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],

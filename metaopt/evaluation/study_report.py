@@ -171,6 +171,12 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
         f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'}"
         f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{folder}`).",
     ]
+    if summary.get("reused"):
+        by_folder: dict[str, list[str]] = {}
+        for key, source in summary["reused"].items():
+            by_folder.setdefault(str(Path(source).parent.parent.parent), []).append(key)
+        lines.append("- Taken from other plans' results (the same runs, not trained again): " + "; ".join(
+            f"{len(keys)} cells from `{folder}` ({', '.join(keys)})" for folder, keys in by_folder.items()) + ".")
     for label, how in (summary.get("learning_rates") or {}).items():
         lines.append(f"- Learning rate of {label}: {how}.")
     not_started = [key for key in summary["missing"] if key not in (summary.get("in_progress") or {})]
