@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,61 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     assert json.loads((misfit.parent / "device.json").read_text())["resumed_at_update"] == 0 and not misfit.exists()
     uninterrupted = run_training(cells["adam / breakout"].config).final_returns()
     np.testing.assert_array_equal(json.loads((folder / "results.json").read_text())["final_return"], uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path):
+    """A cell holds its CPUs for its whole run: it never blocks in `ray.get`, during which Ray
+    would lend them to the next cell and two cells would share the cores."""
+    import ray
+
+    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
+
+    plan = load_plan(TINY_PLAN, {"optimizers": ["adam", "rmsprop"], "envs": ["breakout"],
+                                 "resources": {"cpus_per_cell": 2}, "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db"}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_plan(plan, resolve_cells(plan), tmp_path / "out", log=lambda line: None)
+    finally:
+        ray.shutdown()
+    spans = sorted((datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["finished"]))
+                   for d in (json.loads(f.read_text()) for f in (tmp_path / "out" / "cells").glob("*/*/device.json")))
+    assert len(spans) == 2 and spans[0][0] < spans[0][1]
+    assert spans[0][1] <= spans[1][0], f"the cells ran at the same time: {spans}"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_cell_whose_worker_dies_runs_again_from_its_latest_partial_run(tmp_path):
+    """The driver runs a cell again when its Ray worker is killed, from the partial run the cell
+    handed over last, and gets the returns of an uninterrupted run."""
+    import psutil
+
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.runs import run_training
+
+    longer = {"total_timesteps": 128 * 600, "progress_every_s": 1}  # 600 tiny updates, 25 chunks
+    out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"
+    folder = out / "cells" / "adam" / "breakout"
+    cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
+           "--set", f"tracking.uri={uri}", *[a for k, v in longer.items() for a in ("--set", f"{k}={v}")],
+           "--only", "adam/breakout"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while not (folder / "partial.safetensors").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ray::train_cell" in " ".join(p.cmdline())]
+    assert len(workers) == 1, "no running cell to kill: make it longer"
+    workers[0].kill()
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log[-3000:]
+    assert "adam / breakout: WorkerCrashedError; running it again (retry 1 of 2) from its latest partial run" in log
+    resumed_at = json.loads((folder / "device.json").read_text())["resumed_at_update"]
+    assert 0 < resumed_at < 600 and not (folder / "partial.safetensors").exists()
+    cell = {c.key: c for c in resolve_cells(load_plan(TINY_PLAN, longer))}["adam / breakout"]
+    np.testing.assert_array_equal(json.loads((folder / "results.json").read_text())["final_return"],
+                                  run_training(cell.config).final_returns())
 
 
 @pytest.mark.slow

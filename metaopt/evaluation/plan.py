@@ -5,7 +5,7 @@ child run of the plan's run; a finished cell is never run again, so an interrupt
 on where it stopped when the same command runs again. A running cell also saves its agents'
 state after each compiled chunk (OUT/cells/LABEL/ENV/partial.safetensors, written by the driver
 every `progress_every_s`): a stopped plan resumes its unfinished cells from there, with the numbers
-of an uninterrupted run, and so does a Ray retry of a cell whose worker died.
+of an uninterrupted run, and so does a cell whose worker died, which the driver runs again.
 
     resolve_cells(plan)       -> the cells' TrainConfigs (reads configs, tuned file, registry)
     run_plan(plan, cells, out) -> runs what is not finished, records it, writes the summary
@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ CELL_FILE = "cell.json"  # written last: its presence (with the same config hash
 PARTIAL_FILE = "partial.safetensors"  # an unfinished cell's latest chunk (runs.PartialRun), removed when it finishes
 PLAN_FILE = "plan.yaml"
 SUMMARY_FILE = "summary.json"
-DEVICE_FILE = "device.json"  # where a cell ran: platform, device kind, node, seconds
+DEVICE_FILE = "device.json"  # where and when a cell ran: platform, device kind, node, seconds, start and end
 PROVENANCE_FILE = "provenance.json"  # every invocation: date, commit, command
 
 LogFn = Callable[[str], None]
@@ -225,7 +226,8 @@ def is_finished(cell: Cell, out: Path) -> bool:
 
 
 def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
-               progress=None, config_hash: str = "", partial_every_s: float = 0.0) -> dict[str, bytes]:
+               progress=None, config_hash: str = "", partial_every_s: float = 0.0,
+               resume: bytes | None = None) -> dict[str, bytes]:
     """The work of one cell, on whichever node Ray picks: train the agents, return the files
     (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
 
@@ -235,12 +237,14 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
       meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
         with the task, so no node needs the driver's files.
       key: the cell's name in progress reports.
-      progress: a `CellProgress` actor to report each compiled chunk to and to keep the cell's
-        partial run with: the cell starts from the partial run it holds for `key`, if any, and
-        hands it a new one after each chunk (None: silent, from the start).
+      progress: a `CellProgress` actor to report each compiled chunk to and to hand the cell's
+        partial runs to (None: silent).
       config_hash: the cell's `Cell.config_hash`, stored with its partial runs.
       partial_every_s: hand over a partial run at most this often (the driver saves them at
         this period anyway; serialising the state costs a device-to-host copy).
+      resume: a partial run of this cell to go on from (`PartialRun.to_bytes()`; None: from the
+        start). An argument, not fetched here: a task blocked in `ray.get` gives its CPUs back to
+        Ray, which then starts another cell beside it on the same cores.
 
     Returns:
       File name -> contents: results.json, curves.csv, returns.png and device.json.
@@ -270,7 +274,7 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
         return run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
                             resume=resume, checkpoint=None if progress is None else keep)
 
-    resume = None if progress is None else ray_get(progress.partial.remote(key))
+    started = _now()
     try:
         result = train(resume)
     except PartialRunMismatch as exc:  # same config, other state layout (another code version)
@@ -279,12 +283,17 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     device = jax.devices()[0]
     where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
              "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-             "resumed_at_update": result.resumed_at}
+             "resumed_at_update": result.resumed_at, "started": started, "finished": _now()}
     with tempfile.TemporaryDirectory() as tmp:
         write_run(Path(tmp), [result], comparison=False)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
     files[DEVICE_FILE] = json.dumps(where, indent=2).encode()
     return files
+
+
+def _now() -> str:
+    """The time now, UTC, ISO 8601 to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def reusable_cells(cells: list[Cell], out: Path, folders: list[str]) -> dict[str, Path]:
@@ -403,13 +412,6 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
         raise
     tracker.finish(summary=summary, artifacts=[out / SUMMARY_FILE, *sorted(out.glob("*.png")), out / "table.md"])
     return summary
-
-
-def ray_get(ref):
-    """`ray.get`, imported where a cell runs (the module imports no Ray at the top)."""
-    import ray
-
-    return ray.get(ref)
 
 
 def read_partial(cell: Cell, out: Path) -> tuple[bytes | None, str]:
@@ -539,6 +541,16 @@ def _command_line(argv: list[str]) -> str:
     return " ".join([program, *argv[1:]])
 
 
+CELL_RETRIES = 2  # a cell whose worker or node dies runs again this many times, from its latest partial run
+
+
+def _cell_failures_retried() -> tuple[type[Exception], ...]:
+    from ray import exceptions as ray_exceptions
+
+    return (ray_exceptions.WorkerCrashedError, ray_exceptions.NodeDiedError, ray_exceptions.OutOfMemoryError,
+            ray_exceptions.ObjectLostError)
+
+
 def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: LogFn, address: str | None) -> None:
     import ray
 
@@ -547,23 +559,31 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
     from metaopt.optimizers.learned import load_meta_params
 
     connect_ray(address)
+    retried_failures = _cell_failures_retried()
+    # Ray's own retries would rerun a task with its first arguments, so the driver resubmits a
+    # cell whose worker or node died itself, from the newest partial run the cell handed over.
     task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, _gpus_per_cell(plan)),
-                                          max_retries=2)
+                                          max_retries=0)
     progress = ray.remote(CellProgress).options(num_cpus=0).remote()
-    pending = {}
+    metas: dict[str, dict | None] = {}
+    pending: dict = {}  # ref -> (cell, submitted at, attempt)
+
+    def submit(cell: Cell, resume: bytes | None, attempt: int) -> None:
+        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, metas[cell.key], cell.key, progress,
+                          cell.config_hash, plan.progress_every_s, resume)
+        pending[ref] = (cell, time.perf_counter(), attempt)
+
     for cell in todo:
-        meta = None
+        metas[cell.key] = None
         if cell.config.optimizer.name in LEARNED_OPTIMIZERS:
-            meta = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
+            metas[cell.key] = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
         partial, note = read_partial(cell, out)
         if note:
             log(note)
         if partial is not None:
             ray.get(progress.keep_partial.remote(cell.key, partial, True))
-        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, meta, cell.key, progress, cell.config_hash,
-                          plan.progress_every_s)
-        pending[ref] = (cell, time.perf_counter())
-    running = {cell.key: cell for cell, _ in pending.values()}
+        submit(cell, partial, 0)
+    running = {cell.key: cell for cell, _, _ in pending.values()}
 
     def save_partials() -> None:  # only of cells still running: a finished cell's folder is final
         for key, data in ray.get(progress.take_unsaved.remote()).items():
@@ -582,8 +602,18 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
                     log(line)
                 continue
             ref = ready[0]
-            cell, started = pending.pop(ref)
-            files = ray.get(ref)
+            cell, started, attempt = pending.pop(ref)
+            try:
+                files = ray.get(ref)
+            except retried_failures as exc:
+                if attempt >= CELL_RETRIES:
+                    raise
+                save_partials()
+                newest = ray.get(progress.partial.remote(cell.key))
+                log(f"{cell.key}: {type(exc).__name__}; running it again (retry {attempt + 1} of {CELL_RETRIES}) "
+                    + ("from its latest partial run" if newest is not None else "from the start"))
+                submit(cell, newest, attempt + 1)
+                continue
             del running[cell.key]
             save_partials()  # and the cell's notes
             _write_cell(cell, out, files)
