@@ -162,3 +162,29 @@ def test_report_names_few_commits_and_summarises_many(tmp_path):
     assert text.startswith("4 commits, from 0.1.0+aaa (2026-12-01) to 0.1.0+aaa (2026-12-05); ")
     assert str(tmp_path / "provenance.json") in text
     assert _code_versions([], tmp_path) == "unknown"
+
+
+def test_generalisation_table_gives_trained_on_and_held_out_aggregates():
+    from metaopt.evaluation.plan_stats import generalisation_table
+
+    def cell(v, held):
+        return {"normalised": {"value": v, "ci": [v - 0.1, v + 0.1]}, "held_out": held,
+                "trained_on": None if held is None else ["breakout"]}
+
+    def part(envs, v):
+        return {"envs": envs, "normalised_iqm": {"value": v, "ci": [v - 0.2, v + 0.2]}}
+
+    summary = {"envs": ["breakout", "asterix", "freeway"], "normalise_by": "adam",
+               "cells": {"adam": {"breakout": cell(1.0, None)},
+                         "open": {"breakout": cell(1.5, False), "asterix": cell(0.5, True), "freeway": cell(0.7, True)},
+                         "own-only": {"breakout": cell(1.2, False)}},
+               "aggregate": {"open": {"by_training": {"trained_on": part(["breakout"], 1.5),
+                                                      "held_out": part(["asterix", "freeway"], 0.6)}},
+                             "own-only": {"by_training": {"trained_on": part(["breakout"], 1.2)}}}}
+    rows = generalisation_table(summary).splitlines()
+    assert rows[0] == ("| optimizer (meta-trained on) | breakout (/adam) | asterix (/adam) | freeway (/adam) | "
+                       "envs it was meta-trained on | held-out envs |")
+    assert rows[2] == ("| open (breakout) | 1.50 [1.40, 1.60] | **0.50 [0.40, 0.60]** (held out) | "
+                       "**0.70 [0.60, 0.80]** (held out) | 1.50 [1.30, 1.70] (1 env) | 0.60 [0.40, 0.80] (2 envs) |")
+    assert rows[3] == "| own-only (breakout) | 1.20 [1.10, 1.30] | not run | not run | 1.20 [1.00, 1.40] (1 env) | — |"
+    assert len(rows) == 4  # adam names no training envs: no row

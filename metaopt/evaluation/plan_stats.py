@@ -165,6 +165,14 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         agg: dict[str, Any] = {"envs": sorted(scores)}
         agg["normalised_iqm"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, stats.iqm, seed=seed)))
         agg["normalised_mean"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, _mean, seed=seed)))
+        # A learned optimizer's score apart on the envs it was meta-trained on and the held-out ones.
+        parts = {part: {env: scores[env] for env in scores if table[label][env]["held_out"] is held}
+                 for part, held in (("trained_on", False), ("held_out", True))}
+        if any(table[label][env]["held_out"] is not None for env in scores):
+            agg["by_training"] = {part: {"envs": sorted(subset),
+                                         "normalised_iqm": _interval(*_split(stats.stratified_bootstrap_ci(
+                                             subset, stats.iqm, seed=seed)))}
+                                  for part, subset in parts.items() if subset}
         if label != reference:
             ref_scores = {env: normalised[reference][env] for env in scores if env in normalised.get(reference, {})}
             agg["probability_of_improvement"] = _interval(*_split(
@@ -332,6 +340,9 @@ def generalisation_table(summary: dict[str, Any]) -> str:
     meta-trained on, a column per evaluation env, each cell the normalised IQM [95% CI] with
     held-out cells in bold.
 
+    The last two columns aggregate a row's cells over the envs it was meta-trained on and over
+    the held-out ones (normalised IQM, stratified bootstrap CI, the number of envs).
+
     Args:
       summary: from `summarise`; rows only for optimizers with `trained_on`.
 
@@ -343,8 +354,9 @@ def generalisation_table(summary: dict[str, Any]) -> str:
     rows = [row for row in rows if row[2] is not None]
     if not rows:
         return "No optimizer of this plan names the envs it was meta-trained on (`trained_on`).\n"
-    lines = [f"| optimizer (meta-trained on) | {' | '.join(f'{env} (/{ref})' for env in envs)} |",
-             "|" + "---|" * (len(envs) + 1)]
+    head = ["optimizer (meta-trained on)", *[f"{env} (/{ref})" for env in envs], "envs it was meta-trained on",
+            "held-out envs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, by_env, trained in rows:
         row = [f"{label} ({trained})"]
         for env in envs:
@@ -354,6 +366,11 @@ def generalisation_table(summary: dict[str, Any]) -> str:
                 continue
             text = fmt(cell.get("normalised"))
             row.append(f"**{text}** (held out)" if cell.get("held_out") else text)
+        split = summary["aggregate"].get(label, {}).get("by_training", {})
+        for part in ("trained_on", "held_out"):
+            entry = split.get(part)
+            row.append("—" if entry is None else
+                       f"{fmt(entry['normalised_iqm'])} ({len(entry['envs'])} env{'s' * (len(entry['envs']) > 1)})")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

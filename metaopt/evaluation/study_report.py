@@ -83,12 +83,12 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
             lines += _sweep_section(sweeps, out, command)
             continue
         chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
-        if not chosen and key == "generalisation":
-            lines += _borrowed_matrices([s for _, s in summaries], command)
-        elif not chosen:
+        if not chosen and key != "generalisation":
             lines += [f"Not run. {_how_to_run(command)}", ""]
         for folder, summary in chosen:
             lines += _plan_part(folder, summary, out, key)
+        if key == "generalisation":
+            lines += _borrowed_matrices([s for _, s in summaries if s["section"] != key], command, bool(chosen))
         if key == "main":
             lines += _baseline_sweeps(baselines, out)
     lines += _anchors([s for _, s in summaries])
@@ -205,15 +205,16 @@ def _has_held_out(summary: dict[str, Any]) -> bool:
     return any(c.get("held_out") for by_env in summary["cells"].values() for c in by_env.values())
 
 
-def _borrowed_matrices(summaries: list[dict[str, Any]], command: str) -> list[str]:
-    """Section 3 without a generalisation plan: the matrix of any other plan whose optimizers
-    were evaluated off the envs they were meta-trained on."""
-    lines = [f"The generalisation plan is not run. {_how_to_run(command)}", ""]
+def _borrowed_matrices(summaries: list[dict[str, Any]], command: str, plan_run: bool) -> list[str]:
+    """Section 3's matrices of the other plans whose optimizers were evaluated off the envs they
+    were meta-trained on (after the generalisation plans' own, or in their place)."""
+    lines = [] if plan_run else [f"The generalisation plan is not run. {_how_to_run(command)}", ""]
     borrowed = [s for s in summaries if _has_held_out(s)]
     if not borrowed:
-        return lines + ["No other plan evaluates an optimizer off the envs it was meta-trained on.", ""]
-    lines += ["Held-out cells of other plans (the same runs as there; normalised by the plan's reference on "
-              "each env; held-out cells in bold):", ""]
+        return lines if plan_run else lines + ["No other plan evaluates an optimizer off the envs it was meta-trained "
+                                               "on.", ""]
+    lines += [f"Held-out cells of {'the other' if plan_run else 'other'} plans (the same runs as there; normalised "
+              "by the plan's reference on each env; held-out cells in bold):", ""]
     for summary in borrowed:
         lines += [f"Plan `{summary['plan']}` ({summary['seeds']} seeds per cell):", "", generalisation_table(summary),
                   f"![{summary['plan']} generalisation](figures/{summary['plan']}/generalisation.png)", ""]
