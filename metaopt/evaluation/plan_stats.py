@@ -453,7 +453,8 @@ def trained_on_text(cells_by_env: dict[str, dict[str, Any]]) -> str | None:
 
 def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     """Rows: optimizers (with the envs they were meta-trained on); columns: envs; cells:
-    normalised IQM with its CI; held-out cells hatched.
+    normalised IQM with its CI, coloured red below the reference (1.0) and blue above it;
+    held-out cells hatched, cells not run grey.
 
     Args:
       path: the PNG to write (nothing is written without a normalised cell).
@@ -469,27 +470,34 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     if not np.isfinite(values).any():
         return
     plt = pyplot()
+    import matplotlib
+    from matplotlib.colors import TwoSlopeNorm
+
     fig, ax = plt.subplots(figsize=(1.8 * len(envs) + 3.5, 0.6 * len(labels) + 1.8), dpi=120)
-    im = ax.imshow(values, cmap="viridis", aspect="auto")
+    # Diverging around the reference (1.0): red below it, blue above it.
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=min(float(np.nanmin(values)), 0.99), vmax=max(float(np.nanmax(values)), 1.01))
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="0.85")  # cells not run: grey, not the reference's white
+    im = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
+    label_box = {"boxstyle": "round,pad=0.25", "facecolor": "black", "alpha": 0.6, "linewidth": 0}
     for i, label in enumerate(labels):
         for j, env in enumerate(envs):
             cell = summary["cells"].get(label, {}).get(env)
             if not cell or "normalised" not in cell:
-                ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="grey")
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.3")
                 continue
             lo, hi = cell["normalised"]["ci"]
             text = f"{cell['normalised']['value']:.2f}\n[{lo:.2f}, {hi:.2f}]"
             if cell.get("held_out"):
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="w", lw=0))
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.3", lw=0))
                 text += "\nheld out"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w", bbox=label_box)
     rows = []
     for label in labels:
         trained = trained_on_text(summary["cells"].get(label, {}))
         rows.append(label if trained is None else f"{label}\n(trained: {trained})")
     ax.set_xticks(range(len(envs)), envs)
     ax.set_yticks(range(len(labels)), rows, fontsize=8)
-    fig.colorbar(im, ax=ax, label=f"return / {summary['normalise_by']} IQM")
+    fig.colorbar(im, ax=ax, label=f"return / {summary['normalise_by']} IQM (1 = {summary['normalise_by']})")
     ax.set_title(f"{summary['plan']}: generalisation (IQM over {summary['seeds']} seeds, 95% CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
