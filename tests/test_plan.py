@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from metaopt.cli import main
 from metaopt.config import ENV_NAMES
 from metaopt.evaluation import stats
+from metaopt.evaluation.plan_stats import fmt, verdict
 from tests.helpers import PROJECT
 
 TINY_PLAN = "configs/eval/tiny.yaml"
@@ -280,6 +281,44 @@ def test_report_from_the_plan_folder(plan_run, tmp_path):
     assert "The generalisation plan is not run" not in section
     assert section.index("### Plan `tiny-gen`") < section.index("Held-out cells of the other plans") \
         < section.index("Plan `tiny` (2 seeds per cell)")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
+    summary = json.loads((plan_run["out"] / "summary.json").read_text())
+    agg = summary["aggregate"]["open-breakout"]
+    assert main(["report", str(plan_run["out"]), "--out", str(tmp_path / "report")]) == 0
+    answers = (tmp_path / "report" / "README.md").read_text().split("## Answers at a glance")[1].split("## 1. ")[0]
+    assert (f"     - open-breakout: normalised IQM {fmt(agg['normalised_iqm'])} over 2 envs, difference "
+            f"{fmt(agg['iqm_difference'])}, P(better) {fmt(agg['probability_of_improvement'])}: "
+            f"**{verdict(agg, 'adam')}**.") in answers
+    held = agg["by_training"]["held_out"]
+    assert held["envs"] == ["asterix"] and held["iqm_difference"]["value"] == pytest.approx(
+        held["normalised_iqm"]["value"] - stats.iqm(np.array(summary["cells"]["adam"]["asterix"]["final_returns"])
+                                                    / summary["reference_iqm"]["asterix"]))
+    assert (f"   - open-breakout (plan `tiny`, 2 seeds per cell): held-out asterix: normalised IQM "
+            f"{fmt(held['normalised_iqm'])}, difference {fmt(held['iqm_difference'])}") in answers
+    assert "2. Does OPEN reproduce on Ant? Not run." in answers
+    assert "5. Does L2 regularisation help Optim4RL? Not run." in answers
+
+    # An L2 plan: each NAME-l2 optimizer against NAME. Here NAME-l2's runs are NAME's, so the two
+    # are the same: difference 0, P(better) 0.5, within noise.
+    l2 = tmp_path / "l2"
+    shutil.copytree(plan_run["out"], l2)
+    for env in ("breakout", "asterix"):
+        shutil.copytree(l2 / "cells" / "open-breakout" / env, l2 / "cells" / "open-breakout-l2" / env)
+        marker = l2 / "cells" / "open-breakout-l2" / env / "cell.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "label": "open-breakout-l2"}))
+    plan = yaml.safe_load((l2 / "plan.yaml").read_text())
+    twin = {**next(o for o in plan["optimizers"] if o["label"] == "open-breakout"), "label": "open-breakout-l2"}
+    (l2 / "plan.yaml").write_text(yaml.safe_dump({**plan, "name": "tiny-l2", "section": "l2",
+                                                  "optimizers": [*plan["optimizers"], twin]}))
+    assert main(["report", str(l2), "--out", str(tmp_path / "with_l2")]) == 0
+    answers = (tmp_path / "with_l2" / "README.md").read_text().split("## Answers at a glance")[1].split("## 1. ")[0]
+    (line,) = [x for x in answers.splitlines() if "open-breakout-l2 against open-breakout" in x]
+    assert "on asterix, breakout: difference 0.00 [" in line and "P(better) 0.50 [" in line
+    assert "**within noise of open-breakout**" in line
 
 
 @pytest.mark.parametrize("sets, expected", [

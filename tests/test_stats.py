@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from metaopt.evaluation import stats
+from metaopt.evaluation.plan_stats import verdict
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
@@ -73,6 +74,42 @@ def test_aggregate_probability_of_improvement_averages_tasks():
     p, lo, hi = stats.aggregate_probability_of_improvement(x, y)
     assert p == pytest.approx(stats.probability_of_improvement(x["a"], y["a"]))
     assert lo < p < hi
+
+
+def test_stratified_difference_resamples_both_sides_and_covers_the_truth():
+    # Known samples: the point estimate is the difference of the pooled IQMs.
+    x = {"a": np.arange(1.0, 9.0) + 5.0, "b": np.arange(11.0, 19.0) + 5.0, "only_x": np.ones(8)}
+    y = {"a": np.arange(1.0, 9.0), "b": np.arange(11.0, 19.0)}
+    diff, lo, hi = stats.stratified_difference_ci(x, y, resamples=2000)
+    assert diff == pytest.approx(5.0)  # tasks only X ran do not count
+    assert 0.0 < lo < diff < hi
+    same, lo, hi = stats.stratified_difference_ci(y, y, resamples=2000)
+    assert same == 0.0 and lo < 0.0 < hi  # the two sides are resampled independently
+    # Coverage of the difference of pooled means over repeated draws from normals.
+    rng = np.random.default_rng(4)
+    hits = 0
+    for i in range(150):
+        a = {"t1": rng.normal(1.0, 0.3, 12), "t2": rng.normal(2.0, 0.6, 12)}
+        b = {"t1": rng.normal(0.8, 0.3, 12), "t2": rng.normal(1.6, 0.6, 12)}
+        _, lo, hi = stats.stratified_difference_ci(a, b, lambda v, axis=-1: np.mean(v, axis=axis), seed=i,
+                                                   resamples=1000)
+        hits += lo <= 0.3 <= hi
+    assert 0.85 <= hits / 150 <= 0.99
+    assert np.isnan(stats.stratified_difference_ci({"a": [1.0, 2.0]}, {"a": [3.0]})[1])  # one run: no interval
+
+
+@pytest.mark.parametrize("diff, prob, expected", [
+    ((0.2, 0.5), (0.6, 0.9), "better than adam"),
+    ((-0.5, -0.1), (0.0, 0.3), "worse than adam"),
+    ((-0.1, 0.2), (0.3, 0.7), "within noise of adam"),
+    ((0.1, 0.3), (0.3, 0.5), "unclear against adam: IQM higher, P(better) within noise of 0.5"),
+    ((0.1, 0.3), (0.1, 0.4), "mixed against adam: IQM higher, P(better) below 0.5"),
+    ((float("nan"), float("nan")), (0.1, 0.4), "not comparable with adam"),
+])
+def test_verdict_needs_both_measures_to_agree(diff, prob, expected):
+    entry = {"iqm_difference": {"value": sum(diff) / 2, "ci": list(diff)},
+             "probability_of_improvement": {"value": sum(prob) / 2, "ci": list(prob)}}
+    assert verdict(entry, "adam") == expected
 
 
 def test_normalise_and_performance_profile():

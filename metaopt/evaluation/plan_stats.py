@@ -171,12 +171,12 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         if any(table[label][env]["held_out"] is not None for env in scores):
             agg["by_training"] = {part: {"envs": sorted(subset),
                                          "normalised_iqm": _interval(*_split(stats.stratified_bootstrap_ci(
-                                             subset, stats.iqm, seed=seed)))}
+                                             subset, stats.iqm, seed=seed))),
+                                         **(_versus(subset, normalised.get(reference, {}), seed)
+                                            if label != reference else {})}
                                   for part, subset in parts.items() if subset}
         if label != reference:
-            ref_scores = {env: normalised[reference][env] for env in scores if env in normalised.get(reference, {})}
-            agg["probability_of_improvement"] = _interval(*_split(
-                stats.aggregate_probability_of_improvement(scores, ref_scores, seed=seed)))
+            agg.update(_versus(scores, normalised.get(reference, {}), seed))
         aggregate[label] = agg
     budgets = {env: cells[label][env]["config"].get("ppo", {}).get("total_timesteps")
                for label in cells for env in cells[label]}
@@ -204,6 +204,74 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
 
 
 BASELINES = ("adam", "rmsprop")
+
+
+def _versus(scores: dict[str, np.ndarray], reference: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """An optimizer's normalised runs against the reference's on the envs both ran: P(better)
+    and the difference of their aggregate IQMs, each with its stratified bootstrap CI."""
+    ref_scores = {env: reference[env] for env in scores if env in reference}
+    return {"probability_of_improvement": _interval(*_split(
+                stats.aggregate_probability_of_improvement(scores, ref_scores, seed=seed))),
+            "iqm_difference": _interval(*_split(stats.stratified_difference_ci(scores, ref_scores, seed=seed)))}
+
+
+def versus(summary: dict[str, Any], label: str, other: str, seed: int = 0) -> dict[str, Any]:
+    """Two optimizers of a plan against each other on the envs both ran (normalised by the
+    plan's reference when it has one): P(`label` better than `other`) and the difference of
+    their aggregate IQMs, with stratified bootstrap CIs, in the form `verdict` reads.
+
+    Args:
+      summary: from `summarise`.
+      label: the optimizer compared.
+      other: the one it is compared with.
+      seed: the bootstrap's seed.
+
+    Returns:
+      {"envs", "probability_of_improvement", "iqm_difference"}; envs empty when they share none.
+    """
+    def scores(name: str) -> dict[str, np.ndarray]:
+        found = {}
+        for env, cell in summary["cells"].get(name, {}).items():
+            scale = summary["reference_iqm"].get(env, 1.0) if summary.get("normalise_by") else 1.0
+            found[env] = np.array([np.nan if v is None else v for v in cell["final_returns"]], np.float64) / scale
+        return found
+
+    mine, theirs = scores(label), scores(other)
+    shared = {env: mine[env] for env in mine if env in theirs}
+    return {"envs": sorted(shared), **_versus(shared, theirs, seed)}
+
+
+def verdict(entry: dict[str, Any], reference: str) -> str:
+    """How an aggregate compares with the reference's, in words. Two measures must agree:
+    the CI of the difference of normalised IQMs (excludes 0 or not) and the CI of P(better
+    than the reference) (excludes 0.5 or not).
+
+    Args:
+      entry: an aggregate of `summarise` (or one of its `by_training` parts) with
+        `iqm_difference` and `probability_of_improvement`.
+      reference: the reference's label.
+
+    Returns:
+      "better than REF", "worse than REF", "within noise of REF", or which measure is decisive
+      and which is not; "not comparable with REF" without intervals.
+    """
+    diff, prob = entry.get("iqm_difference") or {}, entry.get("probability_of_improvement") or {}
+    intervals = [d.get("ci") for d in (diff, prob)]
+    if any(ci is None or not np.all(np.isfinite(ci)) for ci in intervals):
+        return f"not comparable with {reference}"
+    sides = [_side(ci, centre) for ci, centre in zip(intervals, (0.0, 0.5), strict=True)]
+    if sides[0] == sides[1]:
+        return {1: f"better than {reference}", -1: f"worse than {reference}", 0: f"within noise of {reference}"}[sides[0]]
+    words = [("IQM", {1: "higher", -1: "lower", 0: "within noise"}),
+             ("P(better)", {1: "above 0.5", -1: "below 0.5", 0: "within noise of 0.5"})]
+    parts = [f"{name} {text[side]}" for (name, text), side in zip(words, sides, strict=True)]
+    kind = "mixed" if sides[0] * sides[1] < 0 else "unclear"
+    return f"{kind} against {reference}: {parts[0]}, {parts[1]}"
+
+
+def _side(ci, centre: float) -> int:
+    """+1 when the interval lies wholly above `centre`, -1 wholly below, 0 when it holds it."""
+    return 1 if ci[0] > centre else -1 if ci[1] < centre else 0
 
 
 def _sources(plan: dict[str, Any]) -> dict[str, str]:

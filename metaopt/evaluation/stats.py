@@ -155,6 +155,43 @@ def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable =
     return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 
 
+def stratified_difference_ci(x: dict[str, np.ndarray], y: dict[str, np.ndarray], statistic: Callable = iqm,
+                             confidence: float = 0.95, seed: int = 0,
+                             resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """statistic(X) - statistic(Y) of two aggregates over the tasks both ran, each the statistic
+    of its runs pooled over tasks, with a stratified bootstrap CI (both resampled within each
+    task, independently): a CI that excludes 0 says the aggregates differ.
+
+    Args:
+      x: task -> one (normalised) score per run of X; only tasks in both count; NaNs are dropped.
+      y: task -> one score per run of Y.
+      statistic: vectorised statistic taking (values, axis).
+      confidence: coverage of the interval.
+      seed: seed of the resampling.
+      resamples: bootstrap resamples.
+
+    Returns:
+      (difference, low, high); NaNs where a task has no run, CI NaNs where one has a single run.
+    """
+    pairs = [(np.asarray(x[t], np.float64), np.asarray(y[t], np.float64)) for t in x if t in y]
+    pairs = [(a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in pairs]
+    if not pairs or any(a.size == 0 or b.size == 0 for a, b in pairs):
+        return float("nan"), float("nan"), float("nan")
+    point = float(statistic(np.concatenate([a for a, _ in pairs]), axis=-1)
+                  - statistic(np.concatenate([b for _, b in pairs]), axis=-1))
+    if any(a.size < 2 or b.size < 2 for a, b in pairs):
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+
+    def pooled(side: int) -> np.ndarray:
+        return np.concatenate([p[side][rng.integers(0, p[side].size, (resamples, p[side].size))] for p in pairs],
+                              axis=1)
+
+    values = statistic(pooled(0), axis=-1) - statistic(pooled(1), axis=-1)
+    alpha = (1.0 - confidence) / 2.0
+    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+
+
 def aggregate_probability_of_improvement(x: dict[str, np.ndarray], y: dict[str, np.ndarray], confidence: float = 0.95,
                                          seed: int = 0, resamples: int = 2_000) -> tuple[float, float, float]:
     """rliable's P(X > Y): the mean over tasks of the probability that a run of X beats a

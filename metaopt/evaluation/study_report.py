@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
-from metaopt.evaluation.plan_stats import fmt, generalisation_table, summarise
+from metaopt.evaluation.plan_stats import fmt, generalisation_table, summarise, verdict, versus
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
@@ -76,6 +76,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
         "env (rliable's definitions; computed with scipy, see metaopt/evaluation/stats.py). Two CIs that overlap",
         "mean the difference is within noise at this number of seeds.",
         "",
+        *_answers(summaries, sweeps),
     ]
     for number, (key, title, command) in enumerate(SECTIONS, 1):
         lines += [f"## {number}. {title}", ""]
@@ -95,6 +96,92 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -> list[str]:
+    """The study's questions answered from the plans' aggregates, a line per optimizer, each
+    with the verdict of `plan_stats.verdict` (two measures that must agree)."""
+    lines = ["## Answers at a glance", "",
+             "Each learned optimizer or baseline against the plan's reference, over the envs both ran: the",
+             "difference of their normalised IQMs and P(better), each with its 95% stratified bootstrap CI. It is",
+             "called better (worse) only when both CIs say so (the difference excludes 0 and P(better) excludes",
+             "0.5); otherwise within noise, or which measure says what.", ""]
+    for number, (key, title, _) in enumerate(SECTIONS, 1):
+        plans = [s for _, s in summaries if s["section"] == key]
+        if key == "sensitivity":
+            found = [s.name for s in sweeps if (s / "trials.csv").is_file()]
+            lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "Not run."))
+            continue
+        if key == "generalisation":
+            rows = _held_out_answers(plans + [s for _, s in summaries if s["section"] != key])
+            lines.append(f"{number}. {title} " + ("Not run." if not rows else "On the envs each optimizer was not "
+                                                   "meta-trained on:"))
+            lines += rows
+            continue
+        lines.append(f"{number}. {title}" + (" Not run." if not plans else ""))
+        for summary in plans:
+            ref = summary["normalise_by"]
+            lines.append(f"   - Plan `{summary['plan']}` ({summary['seeds']} seeds per cell, {_budgets(summary)}):")
+            for label in summary["labels"]:
+                agg = summary["aggregate"].get(label)
+                if label == ref or not agg:
+                    continue
+                lines.append(f"     - {label}: normalised IQM {fmt(agg['normalised_iqm'])} over "
+                             f"{len(agg['envs'])} envs, {_versus_text(agg)}: **{verdict(agg, ref)}**.")
+            if key == "l2":
+                lines += _l2_answers(summary)
+    return [*lines, ""]
+
+
+def _l2_answers(summary: dict[str, Any]) -> list[str]:
+    """Each `NAME-l2` optimizer against `NAME` (the same optimizer meta-trained without L2):
+    final returns and the largest drop from the peak return."""
+    lines = []
+    for label in summary["labels"]:
+        base = label.removesuffix("-l2")
+        if base == label or base not in summary["labels"]:
+            continue
+        pair = versus(summary, label, base)
+        if not pair["envs"]:
+            continue
+        drops = [f"{name} {fmt(_drop(summary, name, pair['envs']))}" for name in (label, base)]
+        lines.append(f"     - {label} against {base} on {', '.join(pair['envs'])}: {_versus_text(pair)}: "
+                     f"**{verdict(pair, base)}**; largest drop from the peak return (IQM over seeds): "
+                     f"{'; '.join(drops)}.")
+    return lines
+
+
+def _drop(summary: dict[str, Any], label: str, envs: list[str]) -> dict[str, Any] | None:
+    """The largest-drop IQM [CI] of a label's cell, when the comparison covers a single env."""
+    if len(envs) != 1:
+        return None
+    drop = (summary["cells"].get(label, {}).get(envs[0]) or {}).get("largest_drop")
+    return {"value": drop["iqm"], "ci": drop["iqm_ci"]} if drop else None
+
+
+def _held_out_answers(summaries: list[dict[str, Any]]) -> list[str]:
+    """A line per optimizer evaluated off the envs it was meta-trained on (the first plan that
+    has it), its held-out aggregate against the reference's and its own-env aggregate."""
+    lines, seen = [], set()
+    for summary in summaries:
+        ref = summary["normalise_by"]
+        for label in summary["labels"]:
+            split = (summary["aggregate"].get(label) or {}).get("by_training", {})
+            held, own = split.get("held_out"), split.get("trained_on")
+            if held is None or label in seen:
+                continue
+            seen.add(label)
+            own_text = (f"; on the envs it was meta-trained on {fmt(own['normalised_iqm'])}"
+                        if own else "")
+            lines.append(f"   - {label} (plan `{summary['plan']}`, {summary['seeds']} seeds per cell): held-out "
+                         f"{', '.join(held['envs'])}: normalised IQM {fmt(held['normalised_iqm'])}, "
+                         f"{_versus_text(held)}: **{verdict(held, ref)}**{own_text}.")
+    return lines
+
+
+def _versus_text(entry: dict[str, Any]) -> str:
+    return (f"difference {fmt(entry.get('iqm_difference'))}, "
+            f"P(better) {fmt(entry.get('probability_of_improvement'))}")
 
 
 def _copy_figures(folder: Path, plan: str, out: Path, names: tuple[str, ...]) -> list[str]:
