@@ -299,8 +299,8 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
                                                     / summary["reference_iqm"]["asterix"]))
     assert (f"   - open-breakout (plan `tiny`, 2 seeds per cell): held-out asterix: normalised IQM "
             f"{fmt(held['normalised_iqm'])}, difference {fmt(held['iqm_difference'])}") in answers
-    assert "2. Does OPEN reproduce on Ant? Not run." in answers
-    assert "5. Does L2 regularisation help Optim4RL? Not run." in answers
+    assert "2. Does OPEN reproduce on Ant? — not run." in answers
+    assert "5. Does L2 regularisation help Optim4RL? — not run." in answers
 
     # An L2 plan: each NAME-l2 optimizer against NAME. Here NAME-l2's runs are NAME's, so the two
     # are the same: difference 0, P(better) 0.5, within noise.

@@ -110,15 +110,15 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
         plans = [s for _, s in summaries if s["section"] == key]
         if key == "sensitivity":
             found = [s.name for s in sweeps if (s / "trials.csv").is_file()]
-            lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "Not run."))
+            lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "— not run."))
             continue
         if key == "generalisation":
             rows = _held_out_answers(plans + [s for _, s in summaries if s["section"] != key])
-            lines.append(f"{number}. {title} " + ("Not run." if not rows else "On the envs each optimizer was not "
+            lines.append(f"{number}. {title} " + ("— not run." if not rows else "On the envs each optimizer was not "
                                                    "meta-trained on:"))
             lines += rows
             continue
-        lines.append(f"{number}. {title}" + (" Not run." if not plans else ""))
+        lines.append(f"{number}. {title}" + (" — not run." if not plans else ""))
         for summary in plans:
             ref = summary["normalise_by"]
             lines.append(f"   - Plan `{summary['plan']}` ({summary['seeds']} seeds per cell, {_budgets(summary)}):")
