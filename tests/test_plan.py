@@ -112,6 +112,31 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
+def test_terminated_plan_saves_its_running_cell_like_ctrl_c(tmp_path):
+    """`kill` (SIGTERM, as `ray job stop` sends) stops a plan as Ctrl-C does, also one started in
+    the background by a script, where SIGINT is ignored: the partial run is kept, exit 130."""
+    sets = ["total_timesteps=76800", "progress_every_s=1"]  # 600 tiny updates
+    out, folder = tmp_path / "out", tmp_path / "out" / "cells" / "adam" / "breakout"
+    cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
+           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns.db", *[a for s in sets for a in ("--set", s)],
+           "--only", "adam/breakout"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `cmd &` in a script
+    deadline = time.time() + 600
+    while not (folder / "partial.safetensors").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # ignored
+    time.sleep(1)
+    assert proc.poll() is None
+    proc.terminate()
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, log[-3000:]
+    assert "interrupted: finished cells and the running cells' partial runs are in" in log
+    assert (folder / "partial.safetensors").is_file() and not (folder / "cell.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
 def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path):
     """A cell holds its CPUs for its whole run: it never blocks in `ray.get`, during which Ray
     would lend them to the next cell and two cells would share the cores."""

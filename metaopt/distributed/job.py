@@ -7,8 +7,11 @@ its last checkpoint in MLflow: the result is the one an uninterrupted run would 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +57,26 @@ def connect_ray(address: str | None = None) -> None:
         ray.init(address=address)
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)  # never a stray cluster
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM (`kill`, `ray job stop`) raises KeyboardInterrupt as Ctrl-C
+    does, so the caller's cleanup runs; a job started with `&` from a script ignores Ctrl-C and
+    is stopped this way. Enter it after `connect_ray`: Ray's driver installs its own SIGTERM
+    handler, which aborts the process."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_meta_job(

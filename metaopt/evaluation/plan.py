@@ -554,7 +554,7 @@ def _cell_failures_retried() -> tuple[type[Exception], ...]:
 def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: LogFn, address: str | None) -> None:
     import ray
 
-    from metaopt.distributed.job import connect_ray
+    from metaopt.distributed.job import connect_ray, terminate_as_interrupt
     from metaopt.distributed.resources import ray_options
     from metaopt.optimizers.learned import load_meta_params
 
@@ -592,41 +592,44 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
         for line in ray.get(progress.take_notes.remote()):
             log(line)
 
-    finished = 0
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=plan.progress_every_s)
-            if not ready:  # a line for each running cell and their partial runs saved, every progress_every_s
-                save_partials()
-                for line in ray.get(progress.lines.remote()):
-                    log(line)
-                continue
-            ref = ready[0]
-            cell, started, attempt = pending.pop(ref)
-            try:
-                files = ray.get(ref)
-            except retried_failures as exc:
-                if attempt >= CELL_RETRIES:
-                    raise
-                save_partials()
-                newest = ray.get(progress.partial.remote(cell.key))
-                log(f"{cell.key}: {type(exc).__name__}; running it again (retry {attempt + 1} of {CELL_RETRIES}) "
-                    + ("from its latest partial run" if newest is not None else "from the start"))
-                submit(cell, newest, attempt + 1)
-                continue
-            del running[cell.key]
-            save_partials()  # and the cell's notes
-            _write_cell(cell, out, files)
-            tracker.record_cell(cell, cell.folder(out))
-            finished += 1
-            finals = json.loads(files["results.json"])["final_return"]
-            log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
-                f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")
-    finally:  # stopped or failed: keep the newest partial runs the cells handed over
+    # Ray's driver aborts on SIGTERM (`kill`, `ray job stop`); it stops the plan as Ctrl-C does instead, so
+    # the partial runs below are saved.
+    with terminate_as_interrupt():
+        finished = 0
         try:
-            save_partials()
-        except Exception:  # noqa: BLE001 - Ray already gone: the files of the last minute stand
-            pass
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=plan.progress_every_s)
+                if not ready:  # a line for each running cell and their partial runs saved, every progress_every_s
+                    save_partials()
+                    for line in ray.get(progress.lines.remote()):
+                        log(line)
+                    continue
+                ref = ready[0]
+                cell, started, attempt = pending.pop(ref)
+                try:
+                    files = ray.get(ref)
+                except retried_failures as exc:
+                    if attempt >= CELL_RETRIES:
+                        raise
+                    save_partials()
+                    newest = ray.get(progress.partial.remote(cell.key))
+                    log(f"{cell.key}: {type(exc).__name__}; running it again (retry {attempt + 1} of {CELL_RETRIES}) "
+                        + ("from its latest partial run" if newest is not None else "from the start"))
+                    submit(cell, newest, attempt + 1)
+                    continue
+                del running[cell.key]
+                save_partials()  # and the cell's notes
+                _write_cell(cell, out, files)
+                tracker.record_cell(cell, cell.folder(out))
+                finished += 1
+                finals = json.loads(files["results.json"])["final_return"]
+                log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
+                    f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")
+        finally:  # stopped or failed: keep the newest partial runs the cells handed over
+            try:
+                save_partials()
+            except Exception:  # noqa: BLE001 - Ray already gone: the files of the last minute stand
+                pass
 
 
 def _save_partial(cell: Cell, out: Path, data: bytes) -> None:
