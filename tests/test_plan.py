@@ -69,26 +69,35 @@ def test_resumed_plan_runs_only_the_missing_cells(plan_run):
 @pytest.mark.ray
 def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     """The driver saves a running cell's partial run; stopped (Ctrl-C) and started again, the
-    plan goes on from that update, and the cell's returns are those of an uninterrupted run."""
-    from metaopt.evaluation.plan import load_plan, resolve_cells
+    plan goes on from that update, and the cell's returns are those of an uninterrupted run.
+
+    Synchronised on the driver's own event, not the clock: the interrupt is raised by the
+    driver's log call right after it saved the cell's first partial run, while the cell is
+    still running in its view (every chunk hands one over: progress_every_s is tiny)."""
+    import ray
+
+    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
     from metaopt.evaluation.plan_stats import partial_runs
     from metaopt.evaluation.runs import run_training
     from metaopt.serialization import flat_from_bytes, flat_to_bytes, metadata_from_bytes, save_bytes
 
-    longer = {"total_timesteps": 128 * 600, "progress_every_s": 1}  # 600 tiny updates, 25 chunks
+    longer = {"total_timesteps": 128 * 600, "progress_every_s": 0.01}  # 600 tiny updates, 25 chunks
     sets = [f"{k}={v}" for k, v in longer.items()]
     out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"
     folder, only = out / "cells" / "adam" / "breakout", ["adam/breakout"]
-    cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
-           "--set", f"tracking.uri={uri}", *[a for s in sets for a in ("--set", s)], "--only", only[0]]
-    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 600
-    while not (folder / "partial.safetensors").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    first = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 130, first[-3000:]
-    assert not (folder / "cell.json").exists(), "the cell finished before the plan was stopped: make it longer"
+    plan = load_plan(TINY_PLAN, {**longer, "tracking": {"uri": uri}})
+
+    def log(line: str) -> None:  # Ctrl-C, delivered at the driver's first line after a saved partial run
+        if (folder / "partial.safetensors").exists():
+            raise KeyboardInterrupt
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(plan, resolve_cells(plan), out, log=log, only=only)
+    finally:
+        ray.shutdown()
+    assert not (folder / "cell.json").exists()
     stopped_at = int(metadata_from_bytes((folder / "partial.safetensors").read_bytes())["updates_done"])
     assert 0 < stopped_at < 600
     assert partial_runs(out, ["adam", "rmsprop"], ["breakout"]) == {"adam / breakout": f"update {stopped_at} of 600"}
@@ -115,7 +124,9 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
 def test_terminated_plan_saves_its_running_cell_like_ctrl_c(tmp_path):
     """`kill` (SIGTERM, as `ray job stop` sends) stops a plan as Ctrl-C does, also one started in
     the background by a script, where SIGINT is ignored: the partial run is kept, exit 130."""
-    sets = ["total_timesteps=76800", "progress_every_s=1"]  # 600 tiny updates
+    # 2400 tiny updates in chunks of 96, a partial run handed over after each: the first partial run
+    # appears with 24 chunks still to go, and the test never lets the cell finish.
+    sets = ["total_timesteps=307200", "progress_every_s=0.01"]
     out, folder = tmp_path / "out", tmp_path / "out" / "cells" / "adam" / "breakout"
     cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
            "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns.db", *[a for s in sets for a in ("--set", s)],
@@ -161,28 +172,37 @@ def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path):
 @pytest.mark.ray
 def test_a_cell_whose_worker_dies_runs_again_from_its_latest_partial_run(tmp_path):
     """The driver runs a cell again when its Ray worker is killed, from the partial run the cell
-    handed over last, and gets the returns of an uninterrupted run."""
+    handed over last, and gets the returns of an uninterrupted run. The worker is killed by the
+    driver's first log line after a saved partial run (an event, not a race with the clock)."""
     import psutil
+    import ray
 
-    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
     from metaopt.evaluation.runs import run_training
 
-    longer = {"total_timesteps": 128 * 600, "progress_every_s": 1}  # 600 tiny updates, 25 chunks
+    longer = {"total_timesteps": 128 * 600, "progress_every_s": 0.01}  # 600 tiny updates, 25 chunks
     out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"
     folder = out / "cells" / "adam" / "breakout"
-    cmd = [str(Path(sys.executable).parent / "metaopt"), "evaluate", "--plan", TINY_PLAN, "--out", str(out),
-           "--set", f"tracking.uri={uri}", *[a for k, v in longer.items() for a in ("--set", f"{k}={v}")],
-           "--only", "adam/breakout"]
-    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 600
-    while not (folder / "partial.safetensors").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ray::train_cell" in " ".join(p.cmdline())]
-    assert len(workers) == 1, "no running cell to kill: make it longer"
-    workers[0].kill()
-    log = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, log[-3000:]
-    assert "adam / breakout: WorkerCrashedError; running it again (retry 1 of 2) from its latest partial run" in log
+    plan = load_plan(TINY_PLAN, {**longer, "tracking": {"uri": uri}})
+    lines, killed = [], []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if not killed and (folder / "partial.safetensors").exists():
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "ray::train_cell" in " ".join(p.cmdline())]
+            assert len(workers) == 1, "no running cell to kill"
+            workers[0].kill()
+            killed.append(workers[0].pid)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_plan(plan, resolve_cells(plan), out, log=log, only=["adam/breakout"])
+    finally:
+        ray.shutdown()
+    log_text = "\n".join(lines)
+    assert killed, log_text
+    assert "adam / breakout: WorkerCrashedError; running it again (retry 1 of 2) from its latest partial run" in log_text
     resumed_at = json.loads((folder / "device.json").read_text())["resumed_at_update"]
     assert 0 < resumed_at < 600 and not (folder / "partial.safetensors").exists()
     cell = {c.key: c for c in resolve_cells(load_plan(TINY_PLAN, longer))}["adam / breakout"]
