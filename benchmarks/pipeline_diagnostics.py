@@ -40,7 +40,7 @@ def terms(stages: int, every: int, inner_updates: int) -> list[dict]:
     cfg, engine = _engine(inner_updates, 1e-3)
     state = engine.init(jax.random.key(0))
     agent = jax.tree.map(lambda x: x[0], state.agents[0])
-    ppo = engine.ppo(0, state.meta_params)
+    ppo = engine.agent(0, state.meta_params)
     advance = jax.jit(lambda a: jax.lax.scan(lambda s, _: ppo.update(s), a, None, length=every)[0])
 
     def parts(meta, agent):
@@ -82,7 +82,7 @@ def fixed_stage(stage: int, meta_steps: int, every: int, horizon: int, inner_upd
     cfg, engine = _engine(inner_updates, meta_lr)
     state = engine.init(jax.random.key(0))
     meta = state.meta_params
-    ppo = engine.ppo(0, meta)
+    ppo = engine.agent(0, meta)
     agent = jax.tree.map(lambda x: x[0], state.agents[0])
     agent = jax.jit(lambda a: jax.lax.scan(lambda s, _: ppo.update(s), a, None, length=stage)[0])(agent)
     grad = jax.jit(jax.value_and_grad(lambda mp: engine.agent_meta_loss(0, mp, agent)[0]))
@@ -96,7 +96,7 @@ def fixed_stage(stage: int, meta_steps: int, every: int, horizon: int, inner_upd
 
     @jax.jit
     def later_return(mp):
-        p = engine.ppo(0, mp)
+        p = engine.agent(0, mp)
         _, m = jax.lax.scan(lambda s, _: p.update(s), agent, None, length=horizon)
         return jnp.nanmean(m["last_episode_return"][-5:])
 

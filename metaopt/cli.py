@@ -31,7 +31,7 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 def _common_overrides(args) -> dict[str, Any]:
     ov = _parse_set(args.set)
     if args.total_steps is not None:
-        ov["ppo.total_timesteps"] = _int_or_float(args.total_steps, "--total-steps")
+        ov["agent.total_timesteps"] = _int_or_float(args.total_steps, "--total-steps")
     if args.seeds is not None:
         ov["num_seeds"] = args.seeds
     if args.seed is not None:
@@ -52,7 +52,8 @@ def _int_or_float(text: str, flag: str) -> int:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", help=f"one of {', '.join(ENV_NAMES)} (uses configs/ppo/ENV.yaml)")
+    p.add_argument("--env", help=f"one of {', '.join(ENV_NAMES)} (uses configs/ppo/ENV.yaml; Catch and the gridworlds "
+                   "train A2C from configs/a2c/ENV.yaml)")
     p.add_argument("--config", help="a TrainConfig YAML file instead of the published one for --env")
     p.add_argument("--total-steps", help="env steps per seed (e.g. 200000 or 1e6)")
     p.add_argument("--seeds", type=int, help="number of seeds, trained at once (vmapped)")

@@ -15,11 +15,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 MINATAR_ENVS = ("breakout", "asterix", "space_invaders", "freeway")
 BRAX_ENVS = ("ant", "humanoid")
-ENV_NAMES = MINATAR_ENVS + BRAX_ENVS
+# Optim4RL's own small tasks (OPTIM4RL_SMALL_TASKS.md), trained with A2C as its reference does.
+GRIDWORLDS = ("small_dense_long", "small_dense_short", "big_sparse_short", "big_dense_short", "big_sparse_long",
+              "big_dense_long")
+SMALL_TASK_ENVS = ("catch",) + GRIDWORLDS
+ENV_NAMES = MINATAR_ENVS + BRAX_ENVS + SMALL_TASK_ENVS
 BRAX_BACKENDS = ("positional", "generalized", "spring", "mjx")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data; ./configs in a checkout links here
@@ -59,7 +72,25 @@ class EnvConfig(_Strict):
         return self.name in BRAX_ENVS
 
 
-class PPOConfig(_Strict):
+class _AgentBase(_Strict):
+    """What every agent's settings give: a rollout of num_steps in num_envs envs per update."""
+
+    num_envs: int
+    num_steps: int
+    total_timesteps: int
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per update: num_envs * num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates in the run: total_timesteps // batch_size."""
+        return self.total_timesteps // self.batch_size
+
+
+class PPOConfig(_AgentBase):
     """PPO's sizes and coefficients (PureJaxRL's names)."""
 
     num_envs: PositiveInt = 64
@@ -98,16 +129,6 @@ class PPOConfig(_Strict):
         """The critic's hidden widths, input side first."""
         return tuple(self.critic_hidden or [self.hidden_width] * self.hidden_layers)
 
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update: num_envs * num_steps."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """PPO updates in the run: total_timesteps // batch_size."""
-        return self.total_timesteps // self.batch_size
-
     @model_validator(mode="after")
     def _check_layers(self) -> PPOConfig:
         for field, layers in (("actor_hidden", self.actor_layers), ("critic_hidden", self.critic_layers)):
@@ -127,6 +148,38 @@ class PPOConfig(_Strict):
                 f"total_timesteps={self.total_timesteps} is below one batch "
                 f"(num_envs*num_steps={self.batch_size}); raise total_timesteps or shrink the batch"
             )
+        return self
+
+
+class A2CConfig(_AgentBase):
+    """A2C as Optim4RL's reference runs it on Catch and the gridworlds: `num_envs` envs share one
+    parameter set, each update is one `num_steps` rollout, TD(lambda) advantages without
+    normalisation (timeouts count as terminal), critic weight and entropy bonus as below."""
+
+    num_envs: PositiveInt = 64
+    num_steps: PositiveInt = 20
+    total_timesteps: PositiveInt = 500_000
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.995
+    gae_lambda: UnitInterval = 0.95
+    vf_coef: Annotated[float, Field(ge=0)] = 0.5
+    ent_coef: Annotated[float, Field(ge=0)] = 0.01
+    # The shared torso before the actor and critic heads: "mlp" flattens the observation into one
+    # Dense(hidden_width) + ReLU (Catch 256, small grids 32); "conv2x2" is the big grids' Conv(16,
+    # 2x2, SAME) + ReLU, flatten, Dense(hidden_width) + ReLU, applied as the reference applies it to
+    # channels-first observations: the kernel slides over (object channel, row) and takes the
+    # columns as input features (OPTIM4RL_SMALL_TASKS.md section 3, reproduced on purpose).
+    torso: Literal["mlp", "conv2x2"] = "mlp"
+    hidden_width: PositiveInt = 256
+    conv_features: PositiveInt = 16
+
+    update_epochs: Literal[1] = 1  # one gradient step per rollout (what learning-rate schedules count)
+    num_minibatches: Literal[1] = 1
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> A2CConfig:
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(f"total_timesteps={self.total_timesteps} is below one rollout "
+                             f"(num_envs*num_steps={self.batch_size}); raise total_timesteps")
         return self
 
 
@@ -201,14 +254,52 @@ TUNABLE_OPTIMIZERS = ("adam", "rmsprop")  # `adam:tuned`: the learning rate a sw
 TUNED_BASELINES_FILE = CONFIG_DIR / "tuned" / "baselines.yaml"
 
 
-class TrainConfig(_Strict):
-    """One PPO training run: env, PPO, optimizer and seeds (`num_seeds` agents from `seed`)."""
+class _MaybeA2C(_Strict):
+    """A model with an optional `a2c` section, left out of its dump where unset: PPO runs dump (and
+    hash: finished evaluation cells, partial runs) exactly as before A2C existed."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_a2c(self, handler):
+        data = handler(self)
+        if isinstance(data, dict) and data.get("a2c", 0) is None:
+            del data["a2c"]
+        return data
+
+
+def _check_agent(env: EnvConfig, a2c: A2CConfig | None, optimizer_name: str | None) -> None:
+    """A2C's constraints, shared by TrainConfig and TaskConfig."""
+    if a2c is None:
+        return
+    if env.is_brax:
+        raise ValueError(f"a2c: {env.name} has continuous actions and A2C here is for discrete ones; remove a2c to run PPO")
+    if optimizer_name == "open":
+        raise ValueError("optimizer: OPEN's inputs are PPO's (epochs, per-network dormancy); use PPO (remove a2c) "
+                         "or another optimizer")
+    if a2c.torso == "conv2x2" and env.name not in GRIDWORLDS[2:]:
+        raise ValueError(f"a2c.torso: conv2x2 is the big gridworlds' torso; use mlp for {env.name}")
+
+
+class TrainConfig(_MaybeA2C):
+    """One training run: env, agent (PPO, or A2C where `a2c` is set), optimizer and seeds
+    (`num_seeds` agents from `seed`)."""
 
     env: EnvConfig
     ppo: PPOConfig = PPOConfig()
+    a2c: A2CConfig | None = None  # set: the run is A2C (Optim4RL's small tasks) and `ppo` is not read
     optimizer: OptimizerConfig = AdamConfig()
     seed: Annotated[int, Field(ge=0)] = 0
     num_seeds: PositiveInt = 1
+
+    @property
+    def agent(self) -> PPOConfig | A2CConfig:
+        """The agent's settings: `a2c` where set, else `ppo` (both give num_envs, num_steps,
+        batch_size, num_updates, total_timesteps)."""
+        return self.a2c if self.a2c is not None else self.ppo
+
+    @model_validator(mode="after")
+    def _check_a2c(self) -> TrainConfig:
+        _check_agent(self.env, self.a2c, self.optimizer.name)
+        return self
 
 
 # ---------------------------------------------------------------------------- meta-training
@@ -227,12 +318,13 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-class TaskConfig(_Strict):
+class TaskConfig(_MaybeA2C):
     """One env of meta-training with its PPO settings. In YAML `env: breakout` starts from
     configs/ppo/breakout.yaml; `ppo:` and `env:` mappings given next to it override fields."""
 
     env: EnvConfig
-    ppo: PPOConfig
+    ppo: PPOConfig = PPOConfig()
+    a2c: A2CConfig | None = None  # set: the task trains A2C agents (configs/a2c/ENV.yaml), `ppo` is not read
     reference_return: PositiveFloat | None = None  # None: REFERENCE_RETURNS[env]
     # Optim4RL's step size on this task (its lr scales m / sqrt(v)); None: optimizer.learning_rate.
     # Multi-task runs mixing MinAtar and Brax need their own (published: 1e-3 small tasks, 3e-4 Brax).
@@ -260,25 +352,36 @@ class TaskConfig(_Strict):
         Returns:
           The TrainConfig (one seed).
         """
-        return TrainConfig(env=self.env, ppo=self.ppo, optimizer=optimizer, seed=seed)
+        return TrainConfig(env=self.env, ppo=self.ppo, a2c=self.a2c, optimizer=optimizer, seed=seed)
 
-    def eval_ppo(self, tracking: TrackingConfig) -> PPOConfig:
-        """This task's PPO for evaluating a trained optimizer: `tracking.eval_ppo` fields and
-        `tracking.eval_total_timesteps` over the meta-training settings.
+    @property
+    def agent(self) -> PPOConfig | A2CConfig:
+        """The agent's settings: `a2c` where set, else `ppo`."""
+        return self.a2c if self.a2c is not None else self.ppo
+
+    def eval_ppo(self, tracking: TrackingConfig) -> PPOConfig | A2CConfig:
+        """This task's agent (PPO or A2C) for evaluating a trained optimizer: `tracking.eval_ppo`
+        fields and `tracking.eval_total_timesteps` over the meta-training settings (A2C's
+        reference evaluates with 64 envs per agent where meta-training gives each agent one).
 
         Args:
           tracking: the run's tracking settings.
 
         Returns:
-          The validated PPOConfig.
+          The validated PPOConfig or A2CConfig.
         """
-        fields = {**self.ppo.model_dump(), **tracking.eval_ppo}
+        fields = {**self.agent.model_dump(), **tracking.eval_ppo}
         if tracking.eval_total_timesteps is not None:
             fields["total_timesteps"] = tracking.eval_total_timesteps
         try:
-            return PPOConfig.model_validate(fields)
+            return type(self.agent).model_validate(fields)
         except ValidationError as exc:
             raise ValueError(f"tracking.eval_ppo for {self.env.name}: {format_validation_error(exc, 'eval')}") from None
+
+    @model_validator(mode="after")
+    def _check_a2c(self) -> TaskConfig:
+        _check_agent(self.env, self.a2c, None)
+        return self
 
 
 class ESConfig(_Strict):
@@ -337,6 +440,9 @@ class PipelineConfig(_Strict):
     # Each agent's meta-loss divided by its own magnitude (stop-gradient), so tasks whose losses
     # differ by orders of magnitude (MinAtar vs Brax) weigh alike. None: on with several tasks.
     normalize_meta_loss: bool | None = None
+    # Each task's mean meta-gradient rescaled to exactly this global L2 norm (up or down) before
+    # the tasks are averaged: the reference's `max_norm` (a rescale, not a clip). None: off.
+    task_grad_rescale: PositiveFloat | None = None
     # Recompute each inner PPO update in the backward pass instead of storing it:
     # memory of one update instead of `inner_updates`, for about one more forward pass.
     rematerialize: bool = False
@@ -433,11 +539,14 @@ class MetaTrainConfig(_Strict):
             raise ValueError(f"{other}: not used by method {self.method}; remove the section")
         for task in self.tasks:
             task.eval_ppo(self.tracking)  # evaluation settings must validate before any compute
-        if len(self.tasks) > 1:
+        if self.method == "open" and any(t.a2c is not None for t in self.tasks):
+            raise ValueError("tasks[].a2c: OPEN's inputs are PPO's; meta-train OPEN on PPO tasks")
+        if len(self.tasks) > 1 and self.method == "open":
             missing = [t.env.name for t in self.tasks if t.reference is None]
             if missing:
                 raise ValueError(f"tasks: no reference return for {missing[0]}; "
                                  "set tasks[].reference_return for multi-task fitness")
+        if len(self.tasks) > 1:
             names = [t.env.name for t in self.tasks]
             if len(set(names)) != len(names):
                 raise ValueError(f"tasks: {names} repeats an env; list each env once")
@@ -584,7 +693,7 @@ class BaselineSweepConfig(_Strict):
         Returns:
           A TrainConfig with the sweep's seeds and PPO overrides (reads configs/ppo/ENV.yaml).
         """
-        overrides = {f"ppo.{k}": v for k, v in self.ppo.items()}
+        overrides = {f"agent.{k}": v for k, v in self.ppo.items()}  # the env's agent section (ppo or a2c)
         overrides.update({"optimizer.learning_rate": learning_rate, "seed": self.seed, "num_seeds": self.seeds})
         return load_train_config(env=env, optimizer=optimizer, overrides=overrides)
 
@@ -851,7 +960,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def default_config_path(env: str) -> Path:
-    """configs/ppo/ENV.yaml, the published settings of `env`.
+    """The published settings of `env`: configs/ppo/ENV.yaml, or configs/a2c/ENV.yaml for
+    Optim4RL's small tasks (Catch, the gridworlds).
 
     Args:
       env: a name of ENV_NAMES (anything else raises ConfigError).
@@ -861,7 +971,15 @@ def default_config_path(env: str) -> Path:
     """
     if env not in ENV_NAMES:
         raise ConfigError(f"env: unknown env {env!r}; choose one of {', '.join(ENV_NAMES)}")
-    return CONFIG_DIR / "ppo" / f"{env}.yaml"
+    return CONFIG_DIR / ("a2c" if env in SMALL_TASK_ENVS else "ppo") / f"{env}.yaml"
+
+
+# In an env's settings file, `optimizer_defaults: {NAME: {fields}}` gives an optimizer's settings on
+# that task where they differ from configs/optimizers/NAME.yaml (the A2C tasks' reference runs Adam
+# at 1e-3 without clipping or annealing); read when `--optimizer NAME` replaces the file's optimizer.
+OPTIMIZER_DEFAULTS_KEY = "optimizer_defaults"
+# An override `agent.X` sets X in the run's agent section, `a2c` or `ppo` (budgets given for any env).
+AGENT_ALIAS = "agent."
 
 
 def optimizer_defaults(name: str) -> dict[str, Any]:
@@ -933,7 +1051,8 @@ def load_train_config(
       config_file: a YAML file; None: configs/ppo/ENV.yaml of `env`.
       optimizer: "adam", "rmsprop", "open", "optim4rl", "adam:tuned" or "rmsprop:tuned"; None: the
         file's.
-      overrides: dotted key -> value, applied last.
+      overrides: dotted key -> value, applied last; `agent.X` sets X in the file's agent section
+        (`a2c` where the env trains A2C, else `ppo`).
       tuned_file: the tuned-baselines file for the :tuned variants; None: the shipped one.
 
     Returns:
@@ -941,8 +1060,10 @@ def load_train_config(
     """
     if config_file is None and env is None:
         raise ConfigError("env: give --env NAME or --config FILE")
-    raw = read_yaml(config_file if config_file is not None else default_config_path(env))
-    source = str(config_file) if config_file is not None else f"configs/ppo/{env}.yaml"
+    path = Path(config_file) if config_file is not None else default_config_path(env)
+    raw = read_yaml(path)
+    task_defaults = raw.pop(OPTIMIZER_DEFAULTS_KEY, None) or {}
+    source = str(config_file) if config_file is not None else str(path.relative_to(CONFIG_DIR.parent))
     if env is not None:
         default_config_path(env)  # validates the name
         set_dotted(raw, "env.name", env)
@@ -953,11 +1074,14 @@ def load_train_config(
                               f"{', '.join(f'{n}:tuned' for n in TUNABLE_OPTIMIZERS)}")
         current = raw.get("optimizer") or {}
         if current.get("name") != base or variant:
-            raw["optimizer"] = optimizer_defaults(base)
+            raw["optimizer"] = {**optimizer_defaults(base), **(task_defaults.get(base) or {})}
         if variant:
             env_name = (raw.get("env") or {}).get("name")
             raw["optimizer"]["learning_rate"] = tuned_learning_rate(env_name, base, tuned_file)
+    agent_section = "a2c" if "a2c" in raw else "ppo"
     for key, value in (overrides or {}).items():
+        if key.startswith(AGENT_ALIAS):  # agent.X: the run's own agent section (a2c or ppo)
+            key = agent_section + key[len(AGENT_ALIAS) - 1:]
         set_dotted(raw, key, value)
     _resolve_published(raw.get("optimizer"))
     cfg = build_config(raw, source)
@@ -1041,6 +1165,8 @@ def with_meta_defaults(raw: dict[str, Any]) -> dict[str, Any]:
                 base = read_yaml(default_config_path(name))
                 task = {**task, "env": _deep_merge(base.get("env", {}), env if isinstance(env, dict) else {}),
                         "ppo": _deep_merge(base.get("ppo", {}), task.get("ppo") or {})}
+                if "a2c" in base:
+                    task["a2c"] = _deep_merge(base["a2c"], task.get("a2c") or {})
         tasks.append(task)
     if "tasks" in raw:
         raw["tasks"] = tasks

@@ -60,7 +60,7 @@ def training_progress(cfg: TrainConfig, label: str) -> Iterator[ProgressFn]:
         TextColumn("return {task.fields[ret]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"{name} · compiling", total=cfg.ppo.num_updates, ret="-")
+        task = bar.add_task(f"{name} · compiling", total=cfg.agent.num_updates, ret="-")
 
         def on_chunk(done: int, total: int, metrics: dict[str, np.ndarray]) -> None:
             bar.update(task, completed=done, ret=_latest_return(metrics), description=name)
@@ -91,7 +91,7 @@ def show_runs(results: Sequence[RunResult], out: Path) -> None:
       results: the finished runs.
       out: the folder their files were written to.
     """
-    table = Table(title=f"PPO results ({out})")
+    table = Table(title=f"training results ({out})")
     for h in TABLE_HEADER:
         table.add_column(h, justify="left" if h in ("optimizer", "env") else "right")
     for row in table_rows(results):

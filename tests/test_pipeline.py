@@ -73,13 +73,13 @@ def test_meta_gradient_is_finite_and_nonzero(smoke):
 
 def test_l2_adds_its_gradient_exactly(smoke):
     cfg, engine, state = smoke
-    grad_sums = (jax.tree.map(jnp.ones_like, state.meta_params),)
+    grad_sums = tuple(jax.tree.map(jnp.ones_like, state.meta_params) for _ in engine.groups())  # one per group
     with_l2 = pipeline_engine(load_meta_config(SMOKE, {"pipeline.l2": 0.25}))
     base = engine.meta_gradient(state.meta_params, grad_sums)
     reg = with_l2.meta_gradient(state.meta_params, grad_sums)
     for b, r, m in zip(jax.tree.leaves(base), jax.tree.leaves(reg), jax.tree.leaves(state.meta_params)):
         np.testing.assert_allclose(np.asarray(r - b), 2 * 0.25 * np.asarray(m), rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(np.asarray(b), 1.0 / engine.num_agents)
+        np.testing.assert_allclose(np.asarray(b), len(engine.groups()) / engine.num_agents)
     assert float(l2_penalty(state.meta_params, 0.25)) == pytest.approx(
         0.25 * sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(state.meta_params)), rel=1e-5)
 

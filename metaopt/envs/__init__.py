@@ -1,8 +1,8 @@
-"""One factory for every environment metaopt trains on (gymnax MinAtar and Brax)."""
+"""One factory for every environment metaopt trains on (gymnax MinAtar and Catch, Brax, the gridworlds)."""
 
 from __future__ import annotations
 
-from metaopt.config import BRAX_ENVS, EnvConfig
+from metaopt.config import BRAX_ENVS, GRIDWORLDS, EnvConfig
 from metaopt.envs.core import EnvStep, VecEnv, with_normalization
 
 __all__ = ["EnvStep", "VecEnv", "default_episode_length", "make_env", "resolve_env"]
@@ -22,6 +22,10 @@ def default_episode_length(name: str) -> int:
     """
     if name in BRAX_ENVS:
         return BRAX_EPISODE_LENGTH
+    if name in GRIDWORLDS:
+        from metaopt.envs.gridworld import GRIDWORLD_SPECS
+
+        return GRIDWORLD_SPECS[name].max_steps
     from metaopt.envs.minatar import gymnax_default_params
 
     return int(gymnax_default_params(name).max_steps_in_episode)
@@ -59,6 +63,13 @@ def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
         from metaopt.envs.brax_envs import make_brax
 
         env = make_brax(cfg.name, num_envs, cfg.backend, cfg.episode_length)
+    elif cfg.name in GRIDWORLDS:
+        from metaopt.envs.gridworld import make_gridworld
+
+        if cfg.episode_length != default_episode_length(cfg.name):
+            raise ValueError(f"env.episode_length: the gridworld {cfg.name} has its own time limit "
+                             f"({default_episode_length(cfg.name)}); remove episode_length")
+        env = make_gridworld(cfg.name, num_envs)
     else:
         from metaopt.envs.minatar import make_minatar
 
@@ -68,7 +79,7 @@ def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
     )
     if cfg.reward_scale != 1.0:
         step = _scaled_rewards(step, cfg.reward_scale)
-    return VecEnv(env.name, num_envs, env.obs_dim, env.action_dim, env.discrete, reset, step)
+    return VecEnv(env.name, num_envs, env.obs_dim, env.action_dim, env.discrete, reset, step, env.obs_shape)
 
 
 def _scaled_rewards(step, scale: float):

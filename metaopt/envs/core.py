@@ -42,6 +42,7 @@ class VecEnv:
     discrete: bool
     reset: ResetFn  # key -> (obs, state)
     step: StepFn  # (key, state, action) -> (state, EnvStep)
+    obs_shape: tuple[int, ...] | None = None  # one observation's shape before flattening, where a network needs it
 
 
 # ------------------------------------------------------------------ episode statistics

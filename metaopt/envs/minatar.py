@@ -1,4 +1,10 @@
-"""MinAtar games from gymnax 1.x, batched; observations flattened to vectors."""
+"""MinAtar games and bsuite's Catch from gymnax 1.x, batched; observations flattened to vectors.
+
+Catch-bsuite has the rules of Optim4RL's reference Catch (OPTIM4RL_SMALL_TASKS.md section 1): a
+10x5 grid, the paddle moves left/stays/right, +-1 at the ninth and last step, auto-reset, the
+terminal frame never observed. Its (10, 5) observation (1.0 on the ball and the paddle) is fed
+flattened row-major: the same 50-vector the reference's network flattens from (10, 5, 1).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ GYMNAX_IDS = {
     "asterix": "Asterix-MinAtar",
     "space_invaders": "SpaceInvaders-MinAtar",
     "freeway": "Freeway-MinAtar",
+    "catch": "Catch-bsuite",
 }
 
 
@@ -65,4 +72,4 @@ def make_minatar(name: str, num_envs: int, episode_length: int | None = None) ->
         return state, flat(obs), reward.astype(jnp.float32), terminated, truncated, flat(info["final_observation"])
 
     reset_fn, step_fn = with_episode_stats(reset, step, num_envs)
-    return VecEnv(name, num_envs, obs_dim, env.num_actions, True, reset_fn, step_fn)
+    return VecEnv(name, num_envs, obs_dim, env.num_actions, True, reset_fn, step_fn, tuple(obs_shape))

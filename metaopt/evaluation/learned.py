@@ -1,4 +1,4 @@
-"""How good is a trained optimizer: fresh PPO agents trained with it on its tasks."""
+"""How good is a trained optimizer: fresh agents (PPO or A2C) trained with it on its tasks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from metaopt.optimizers import build_optimizer
 
 
 def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> list[TrainConfig]:
-    """One config per task: the task's evaluation PPO (`TaskConfig.eval_ppo`: evaluation
+    """One config per task: the task's evaluation agent (`TaskConfig.eval_ppo`: evaluation
     settings and budget over the meta-training ones), the learned optimizer with these
     meta-parameters (None: given to the optimizer builder instead), evaluation seeds.
 
@@ -27,9 +27,12 @@ def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> 
     t = cfg.tracking
     configs = []
     for task in cfg.tasks:
-        ppo = task.eval_ppo(t)
+        agent = task.eval_ppo(t)
+        section = {"a2c": agent} if task.a2c is not None else {"ppo": agent}
         optimizer = cfg.optimizer.model_copy(update={"meta_params": None if meta_params is None else str(meta_params)})
-        configs.append(TrainConfig(env=task.env, ppo=ppo, optimizer=optimizer, seed=t.eval_seed, num_seeds=t.eval_seeds))
+        if task.learning_rate is not None:  # the task's own Optim4RL step size
+            optimizer = optimizer.model_copy(update={"learning_rate": task.learning_rate})
+        configs.append(TrainConfig(env=task.env, **section, optimizer=optimizer, seed=t.eval_seed, num_seeds=t.eval_seeds))
     return configs
 
 
@@ -48,8 +51,9 @@ def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
     tree = meta_params if isinstance(meta_params, dict) else None
     values = []
     for train_cfg, task in zip(evaluation_configs(cfg, None if tree is not None else meta_params), cfg.tasks):
-        optimizer = None if tree is None else build_optimizer(train_cfg.optimizer, train_cfg.ppo, tree)
+        optimizer = None if tree is None else build_optimizer(train_cfg.optimizer, train_cfg.agent, tree)
         ret = float(np.nanmean(run_training(train_cfg, optimizer=optimizer).final_returns()))
-        values.append(ret / task.reference if len(cfg.tasks) > 1 else ret)
+        # Tasks without a reference return (the gridworlds) enter raw.
+        values.append(ret / task.reference if len(cfg.tasks) > 1 and task.reference is not None else ret)
     total = float(np.mean(values))
     return total if np.isfinite(total) else float("-inf")

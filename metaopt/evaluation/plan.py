@@ -152,10 +152,10 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     cells = []
     for env in plan.envs:  # env by env: a partly run plan has whole columns to compare
         for entry in plan.optimizers:
-            overrides: dict[str, Any] = {f"ppo.{k}": v for k, v in plan.ppo.items()}
+            overrides: dict[str, Any] = {f"agent.{k}": v for k, v in plan.ppo.items()}  # the env's agent section
             overrides.update({"seed": plan.seed, "num_seeds": plan.seeds})
             if plan.budget(env) is not None:
-                overrides["ppo.total_timesteps"] = plan.budget(env)
+                overrides["agent.total_timesteps"] = plan.budget(env)
             optimizer: str | None = entry.optimizer
             source = entry.optimizer
             if entry.optimizer in fetched:
@@ -258,7 +258,7 @@ def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key
     if meta_params is not None:  # the driver's file path means nothing on another node
         config = {**config, "optimizer": {**config["optimizer"], "meta_params": None}}
     cfg = TrainConfig.model_validate(config)
-    optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.ppo, meta_params)
+    optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.agent, meta_params)
 
     def report(done: int, total: int, metrics: dict) -> None:
         progress.report.remote(key, done, total, latest_return(metrics["episode_return"]))

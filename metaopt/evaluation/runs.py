@@ -22,13 +22,14 @@ import numpy as np
 import optax
 
 from metaopt import serialization
-from metaopt.agents import PPO, make_ppo
+from metaopt.agents import Agent, make_agent
 from metaopt.config import TrainConfig
 from metaopt.envs import resolve_env
 from metaopt.optimizers import build_optimizer
 from metaopt.tracking.checkpoints import arrays_to_state, state_to_arrays
 
 PARTIAL_FORMAT = "metaopt-partial-run/1"
+A2C_FINAL_ENTRIES = 20  # Optim4RL's analysis: a run's final return is the mean of its last 20 logged returns
 
 ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]  # (done, total, last chunk metrics)
 
@@ -54,19 +55,24 @@ class RunResult:
     @property
     def steps_axis(self) -> np.ndarray:
         """Env steps per seed after each update: the x axis of the curves."""
-        batch = self.config.ppo.batch_size
+        batch = self.config.agent.batch_size
         return (np.arange(self.metrics["episode_return"].shape[1]) + 1) * batch
 
     def final_returns(self, tail: float = 0.1) -> np.ndarray:
-        """Per seed: mean return of finished episodes over the last `tail` of updates.
+        """Per seed: mean return of finished episodes over the last `tail` of updates. A2C runs
+        (Optim4RL's small tasks) use their reference's definition instead: the mean of the last
+        A2C_FINAL_ENTRIES updates in which an episode ended.
 
         Args:
-          tail: the fraction of the last updates averaged over (at least one update).
+          tail: the fraction of the last updates averaged over (at least one update); PPO only.
 
         Returns:
           A (seeds,) array; NaN for a seed with no finished episode in that tail.
         """
         r = self.metrics["episode_return"]
+        if self.config.a2c is not None:
+            return np.array([np.mean(row[~np.isnan(row)][-A2C_FINAL_ENTRIES:]) if (~np.isnan(row)).any() else np.nan
+                             for row in r])
         k = max(1, int(round(r.shape[1] * tail)))
         with np.errstate(all="ignore"):
             return np.nanmean(r[:, -k:], axis=1)
@@ -168,7 +174,7 @@ def run_training(
 
     Args:
       cfg: the run.
-      optimizer: the optimizer to use; None: `build_optimizer(cfg.optimizer, cfg.ppo)`.
+      optimizer: the optimizer to use; None: `build_optimizer(cfg.optimizer, cfg.agent)`.
       label: the run's name in tables and files; None: the optimizer's name.
       progress: called after each chunk with (updates done, total, that chunk's metrics).
       resume: a `PartialRun.to_bytes()` of this same run (config and optimizer): go on from
@@ -181,8 +187,8 @@ def run_training(
       config with the env's resolved time limit.
     """
     cfg = cfg.model_copy(update={"env": resolve_env(cfg.env)})  # records state the real time limit
-    optimizer = optimizer if optimizer is not None else build_optimizer(cfg.optimizer, cfg.ppo)
-    ppo: PPO = make_ppo(cfg, optimizer)
+    optimizer = optimizer if optimizer is not None else build_optimizer(cfg.optimizer, cfg.agent)
+    ppo: Agent = make_agent(cfg, optimizer)
     n, k = ppo.num_updates, chunk_size(ppo.num_updates)
     keys = jax.random.split(jax.random.key(cfg.seed), cfg.num_seeds)
 
@@ -225,7 +231,7 @@ def run_training(
         metrics=metrics,
         compile_seconds=compile_s,
         run_seconds=run_s,
-        env_steps=cfg.num_seeds * n * cfg.ppo.batch_size,
+        env_steps=cfg.num_seeds * n * cfg.agent.batch_size,
         peak_rss_mb=peak,
         resumed_at=start,
     )

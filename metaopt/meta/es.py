@@ -349,7 +349,7 @@ def open_es_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -
         mean = open_opt.ravel(open_opt.init_meta_params(jax.random.key(cfg.seed + 1), opt.larger))
     # One task: fitness is its raw return (normalising would not change the ranking).
     references = tuple(t.reference for t in cfg.tasks) if len(cfg.tasks) > 1 else (1.0,)
-    steps = sum(t.ppo.num_updates * t.ppo.batch_size for t in cfg.tasks)
+    steps = sum(t.agent.num_updates * t.agent.batch_size for t in cfg.tasks)
     return make_es_engine(
         cfg.es, mean, open_evaluate_fn(cfg.tasks, opt, members_per_vmap(cfg.es)), lambda flat: open_opt.unravel(flat, opt.larger),
         references, tuple(cfg.env_names), steps,

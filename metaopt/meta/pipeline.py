@@ -6,10 +6,12 @@ offset, offsets spread evenly over the interval, so once the first interval has 
 agents sit at evenly spread stages of training and each meta-gradient mixes early, middle
 and late training.
 
-A meta-iteration: apply the due resets; for every agent, `inner_updates` PPO updates with
-the optimizer, then the PPO loss of the updated agent on a fresh rollout (the meta-loss);
-its gradient with respect to the optimizer's parameters, by backprop through the inner
-updates; the mean over agents (plus an optional L2 term) steps Adam on the meta-parameters.
+A meta-iteration: apply the due resets; for every agent, `inner_updates` updates (PPO, or
+A2C on Optim4RL's small tasks) with the optimizer, then the agent's loss on a fresh rollout
+(the meta-loss); its gradient with respect to the optimizer's parameters, by backprop through
+the inner updates (first-order in the agent's gradient, which enters the optimizer as data);
+each task's mean over its agents (optionally rescaled to a fixed norm), averaged over tasks
+(plus an optional L2 term), steps the clipped Adam on the meta-parameters.
 
 Agents are evaluated in groups of fixed size, and group gradients are summed in a fixed
 order, so a group computed here or on a Ray worker gives the same meta-gradient.
@@ -27,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metaopt.agents import RunnerState, make_ppo
+from metaopt.agents import RunnerState, make_agent
 from metaopt.config import MetaTrainConfig, Optim4RLConfig, PipelineConfig, TaskConfig
 from metaopt.optimizers import build_optimizer, optim4rl
 
@@ -117,7 +119,7 @@ class PipelineEngine:
     def env_steps_per_iteration(self) -> int:
         """Env steps per meta-iteration over all agents (inner updates plus the fresh meta-loss
         rollout)."""
-        per_agent = sum(t.ppo.batch_size for t in self.tasks) * (self.cfg.inner_updates + 1)
+        per_agent = sum(t.agent.batch_size for t in self.tasks) * (self.cfg.inner_updates + 1)
         return self.cfg.width * per_agent
 
     @property
@@ -138,19 +140,20 @@ class PipelineEngine:
         lr = self.tasks[task_index].learning_rate
         return self.optimizer if lr is None else self.optimizer.model_copy(update={"learning_rate": lr})
 
-    def ppo(self, task_index: int, meta_params: dict):
-        """PPO on one task with Optim4RL at these meta-parameters (traced ones in meta-training).
+    def agent(self, task_index: int, meta_params: dict):
+        """The task's agent (PPO, or A2C on Optim4RL's small tasks) with Optim4RL at these
+        meta-parameters (traced ones in meta-training).
 
         Args:
           task_index: the task's index.
           meta_params: Optim4RL meta-parameters.
 
         Returns:
-          The task's PPO functions.
+          The task's agent functions.
         """
         optimizer = self.task_optimizer(task_index)
         cfg = self.tasks[task_index].train_config(optimizer)
-        return make_ppo(cfg, build_optimizer(optimizer, cfg.ppo, meta_params))
+        return make_agent(cfg, build_optimizer(optimizer, cfg.agent, meta_params))
 
     def groups(self) -> list[tuple[int, slice]]:
         """(task, agents) of every group, in the fixed order gradients are summed in.
@@ -175,7 +178,7 @@ class PipelineEngine:
         k_meta, k_agents, k_run = jax.random.split(key, 3)
         meta_params = self.init_meta_params(k_meta)
         agents = tuple(
-            jax.vmap(self.ppo(t, meta_params).init)(jax.random.split(jax.random.fold_in(k_agents, t), self.cfg.width))
+            jax.vmap(self.agent(t, meta_params).init)(jax.random.split(jax.random.fold_in(k_agents, t), self.cfg.width))
             for t in range(len(self.tasks))
         )
         return PipelineState(meta_params, self.meta_opt.init(meta_params), agents, k_run, jnp.zeros((), jnp.int32))
@@ -196,7 +199,7 @@ class PipelineEngine:
         agents = []
         for t, current in enumerate(state.agents):
             keys = jax.random.split(jax.random.fold_in(k_reset, t), self.cfg.width)
-            fresh = jax.vmap(self.ppo(t, state.meta_params).init)(keys)
+            fresh = jax.vmap(self.agent(t, state.meta_params).init)(keys)
             agents.append(jax.tree.map(lambda f, c: jnp.where(due.reshape((-1,) + (1,) * (c.ndim - 1)), f, c),
                                        fresh, current))
         return state._replace(agents=tuple(agents), key=key)
@@ -213,10 +216,10 @@ class PipelineEngine:
         Returns:
           (loss, (the updated agent, metrics with the unnormalised `meta_loss`)).
         """
-        ppo = self.ppo(task_index, meta_params)
-        update = jax.checkpoint(ppo.update) if self.cfg.rematerialize else ppo.update
+        learner = self.agent(task_index, meta_params)
+        update = jax.checkpoint(learner.update) if self.cfg.rematerialize else learner.update
         agent, _ = jax.lax.scan(lambda s, _: update(s), agent, None, length=self.cfg.inner_updates)
-        loss, (agent, metrics) = ppo.fresh_loss(agent)
+        loss, (agent, metrics) = learner.fresh_loss(agent)
         metrics = {**metrics, "meta_loss": loss}  # reported as is; the gradient may be normalised
         if self.normalize_meta_loss:  # the gradient of loss / |loss|: every task weighs alike
             loss = loss / jax.lax.stop_gradient(jnp.abs(loss) + META_LOSS_FLOOR)
@@ -243,7 +246,8 @@ class PipelineEngine:
         return grad_sum, loss_sum, agents, metrics
 
     def meta_gradient(self, meta_params: dict, grad_sums: tuple) -> dict:
-        """Mean of the agents' meta-gradients (group sums added in order) plus the L2 term's.
+        """Each task's mean meta-gradient over its agents (group sums added in order), rescaled to
+        the global norm `task_grad_rescale` where set, averaged over tasks; plus the L2 term's.
 
         Args:
           meta_params: the current meta-parameters (for the L2 term).
@@ -252,7 +256,15 @@ class PipelineEngine:
         Returns:
           The meta-gradient tree.
         """
-        mean = jax.tree.map(lambda g: g / self.num_agents, _sum_in_order(grad_sums))
+        per_task = []
+        for t in range(len(self.tasks)):
+            sums = tuple(g for g, (task, _) in zip(grad_sums, self.groups(), strict=True) if task == t)
+            mean = jax.tree.map(lambda g: g / self.cfg.width, _sum_in_order(sums))
+            if self.cfg.task_grad_rescale is not None:  # to exactly this norm, as the reference (no epsilon)
+                scale = self.cfg.task_grad_rescale / optax.tree.norm(mean)
+                mean = jax.tree.map(lambda g: g * scale, mean)
+            per_task.append(mean)
+        mean = jax.tree.map(lambda g: g / len(self.tasks), _sum_in_order(tuple(per_task)))
         return jax.tree.map(jnp.add, mean, jax.grad(l2_penalty)(meta_params, self.cfg.l2))
 
     @partial(jax.jit, static_argnums=0)

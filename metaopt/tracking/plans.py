@@ -66,7 +66,7 @@ class PlanTracker:
             "label": cell.label, "env": cell.env, "optimizer": opt.name, "source": cell.source,
             "learning_rate": str(getattr(opt, "learning_rate", "")),
             "seeds": str(cell.config.num_seeds), "seed": str(cell.config.seed),
-            "total_timesteps": str(cell.config.ppo.total_timesteps),
+            "total_timesteps": str(cell.config.agent.total_timesteps),
             "trained_on": "" if cell.trained_on is None else ",".join(cell.trained_on),
         })
         now = int(time.time() * 1000)

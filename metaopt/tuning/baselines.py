@@ -45,7 +45,7 @@ def baseline_trial(params: dict, sweep_json: str) -> None:
     def chunk_metrics(done: int, chunk: dict[str, np.ndarray]) -> dict[str, float]:
         with np.errstate(all="ignore"):
             ret = float(np.nanmean(chunk["episode_return"]))
-        return {"episode_return": ret, "env_steps": done * cfg.ppo.batch_size, "updates": done}
+        return {"episode_return": ret, "env_steps": done * cfg.agent.batch_size, "updates": done}
 
     def on_chunk(done: int, total: int, chunk: dict[str, np.ndarray]) -> None:
         if done < total:  # the last chunk is reported below, with the final return
@@ -109,7 +109,7 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
                 "final_return": round(float(r["final_return"]), 4),
                 "final_return_se": round(float(r["final_return_se"]), 4),
                 "seeds": sweep.seeds,
-                "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).ppo.total_timesteps,
+                "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).agent.total_timesteps,
                 "grid": sweep.learning_rates.values,
                 "at_grid_edge": r["at_grid_edge"],
                 "sweep": _shown(experiment), "date": today,
@@ -238,5 +238,5 @@ def _reports(sweep: BaselineSweepConfig, env: str, optimizer: str) -> int:
     """How many times a trial of this env reports: once per compiled chunk of updates."""
     from metaopt.evaluation.runs import chunk_size
 
-    n = sweep.train_config(env, optimizer, sweep.learning_rates.low).ppo.num_updates
+    n = sweep.train_config(env, optimizer, sweep.learning_rates.low).agent.num_updates
     return n // chunk_size(n)
