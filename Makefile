@@ -7,6 +7,8 @@ DEMO_OUT ?= runs/demo
 # Extra arguments for the demo's two steps (tests/test_demo.py runs `make demo` on a tiny budget).
 DEMO_META_ARGS ?=
 DEMO_EVAL_ARGS ?=
+DEMO_O4R_META_ARGS ?=
+DEMO_O4R_EVAL_ARGS ?=
 
 .PHONY: install install-gpu demo test test-fast lint bench clean
 
@@ -26,12 +28,19 @@ install-gpu: install
 # OPEN meta-trained by ES on embedded Ray (2 workers) with the local MLflow store (~/.local/share/metaopt/mlruns.db),
 # registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the
 # published Breakout OPEN, and Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
+# Then Optim4RL meta-trained by pipeline training on Catch with A2C (its reference's own task),
+# registered as optim4rl-catch-demo, and A2C agents trained from scratch on 4 new seeds with it and
+# with Adam and RMSProp at the reference's settings (5e5 env steps).
 demo: install
 	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta $(DEMO_META_ARGS)
 	$(BIN)/python ray_jobs/evaluate.py --env breakout \
 		--optimizers models:/open-breakout-demo@champion open adam:tuned rmsprop:tuned \
 		--meta-params open=published:breakout --tuned-file configs/tuned/breakout_cpu.yaml \
 		--total-steps 196608 --seeds 4 --seed 2000 --out $(DEMO_OUT)/eval $(DEMO_EVAL_ARGS)
+	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/optim4rl_catch_demo.yaml --out $(DEMO_OUT)/optim4rl_meta \
+		$(DEMO_O4R_META_ARGS)
+	$(BIN)/python ray_jobs/evaluate.py --env catch --optimizers models:/optim4rl-catch-demo@champion adam rmsprop \
+		--seeds 4 --seed 2000 --out $(DEMO_OUT)/optim4rl_eval $(DEMO_O4R_EVAL_ARGS)
 
 # Three workers on two cores: many tests wait on subprocesses, Ray start-up and servers, and a
 # third worker fills those gaps (benchmarks/README.md: "Test suite wall time").

@@ -27,8 +27,12 @@ def test_make_demo_meta_trains_registers_and_compares_on_a_tiny_budget(tmp_path)
                 f"--set 'tasks=[{{env: breakout, ppo: {TINY_PPO}}}]'"
     eval_args = "--total-steps 1024 --seeds 2 --set ppo.num_envs=8 --set ppo.num_steps=16 " \
                 "--set ppo.num_minibatches=2 --set ppo.update_epochs=2"
+    o4r_meta_args = "--iterations 2 --set pipeline.width=4 --set pipeline.agents_per_group=2 " \
+                    "--set pipeline.reset_interval=2 --set tracking.eval_seeds=1 --set tracking.eval_total_timesteps=2560"
+    o4r_eval_args = "--total-steps 5120 --seeds 2"
     proc = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_OUT={tmp_path}/demo",
-                           f"DEMO_META_ARGS={meta_args}", f"DEMO_EVAL_ARGS={eval_args}"],
+                           f"DEMO_META_ARGS={meta_args}", f"DEMO_EVAL_ARGS={eval_args}",
+                           f"DEMO_O4R_META_ARGS={o4r_meta_args}", f"DEMO_O4R_EVAL_ARGS={o4r_eval_args}"],
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     meta, evaluation = tmp_path / "demo" / "meta", tmp_path / "demo" / "eval"
@@ -62,3 +66,18 @@ def test_make_demo_meta_trains_registers_and_compares_on_a_tiny_budget(tmp_path)
 
     assert runs["open-breakout_OPEN"]["config"]["optimizer"]["meta_params"] == str(published_path("breakout"))
     assert (evaluation / "returns.png").stat().st_size > 10_000
+
+    # Optim4RL on Catch: pipeline training registered its champion, which trains A2C agents beside
+    # Adam and RMSProp at the reference's settings (1e-3, no clipping) on the same seeds.
+    o4r = tmp_path / "demo" / "optim4rl_meta"
+    with (o4r / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2] and all(math.isfinite(float(r["meta_loss"])) for r in rows)
+    assert json.loads((o4r / "job.json").read_text())["model"] == "optim4rl-catch-demo"
+    runs = json.loads((tmp_path / "demo" / "optim4rl_eval" / "results.json").read_text())["runs"]
+    assert sorted(runs) == sorted(["optim4rl-catch-demo-v1", "adam", "rmsprop"])
+    for label, run in runs.items():
+        assert run["config"]["a2c"]["total_timesteps"] == 5120 and run["config"]["env"]["name"] == "catch", label
+        assert len(run["final_return"]) == 2 and all(math.isfinite(r) for r in run["final_return"]), label
+    assert runs["adam"]["config"]["optimizer"]["learning_rate"] == pytest.approx(1e-3)
+    assert runs["adam"]["config"]["optimizer"]["max_grad_norm"] is None
