@@ -201,6 +201,7 @@ def _meta_train(args) -> int:
     from metaopt import console
     from metaopt.evaluation.report import plot_meta_training
     from metaopt.meta.pipeline import MetaTrainingDiverged
+    from metaopt.tracking.checkpoints import CheckpointMismatch
 
     if args.resume and not args.ray:
         raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
@@ -217,7 +218,7 @@ def _meta_train(args) -> int:
                 from metaopt.meta.run import meta_train
 
                 result = meta_train(cfg, out, progress=progress, resume=not args.fresh)
-    except (MetaTrainingDiverged, ValueError) as exc:  # diverged, or a checkpoint of another config
+    except (MetaTrainingDiverged, CheckpointMismatch) as exc:  # a known run failure: one line; anything else keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result.history:

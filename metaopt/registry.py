@@ -236,11 +236,10 @@ def promote_if_better(name: str, version: str, score: Callable[[str], float],
     client = _client(tracking)
     new_score = score(f"models:/{name}/{version}")
     client.set_model_version_tag(name, version, "eval_score", f"{new_score:.6g}")
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # noqa: BLE001 - no champion yet
-        champion = None
-    old_score = None if champion is None else score(f"models:/{name}/{champion.version}")
+    # The model's aliases say whether a champion exists; a store that fails raises here and the
+    # promotion stops with its cause (never read as "no champion yet").
+    champion = client.get_registered_model(name).aliases.get(CHAMPION)
+    old_score = None if champion is None else score(f"models:/{name}/{champion}")
     if old_score is None or new_score > old_score:
         client.set_registered_model_alias(name, CHAMPION, version)
         return True, new_score, old_score

@@ -160,6 +160,13 @@ def test_cli_meta_train_writes_loadable_meta_params(tmp_path, capsys):
     assert method == "open" and "gru_params" in params
     for name in ("config.yaml", "metrics.csv", "summary.json", "meta_training.png", "checkpoints/ckpt_000001.safetensors"):
         assert (out / name).is_file(), name
+    # The same --out with another config: a known failure, one line and exit 1, before any compute.
+    capsys.readouterr()
+    assert main(["meta-train", "--config", str(SMOKE), "--out", str(out), "--iterations", "1",
+                 "--set", "es.sigma_init=0.25"]) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the progress line
+    assert last.startswith("error: ") and "config_hash" in last and "use a new --out" in last and "Traceback" not in err
 
 
 SPREAD_SCRIPT = """

@@ -76,6 +76,26 @@ def test_champion_moves_only_for_a_better_version(tracking):
     assert str(registry.model_version("models:/open-champ@latest", tracking).version) == "3"
 
 
+def test_a_failing_store_stops_the_promotion_and_keeps_the_champion(tracking, monkeypatch):
+    """Only a model without the alias has no champion: a store error while looking it up stops
+    the promotion with its cause, and the champion stays where it was."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(2):
+        registry.import_open(WEIGHTS / "breakout_OPEN.npy", "open-keep", tracking)
+    assert registry.promote_if_better("open-keep", "1", lambda uri: 1.0, tracking)[0]
+
+    def failing(self, name):
+        raise MlflowException("the store is down for a moment", error_code="INTERNAL_ERROR")
+
+    monkeypatch.setattr(MlflowClient, "get_registered_model", failing)
+    with pytest.raises(MlflowException, match="down for a moment"):
+        registry.promote_if_better("open-keep", "2", lambda uri: 2.0, tracking)
+    monkeypatch.undo()
+    assert str(registry.model_version("models:/open-keep@champion", tracking).version) == "1"
+
+
 @pytest.mark.parametrize("uri, fix", [
     ("models:/open-breakout", "not a model URI"),
     ("runs:/abc/optimizer", "not a model URI"),

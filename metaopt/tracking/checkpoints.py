@@ -22,6 +22,11 @@ FORMAT = "metaopt-checkpoint/1"
 CHECKPOINT_NAME = re.compile(r"ckpt_(\d+)\.safetensors$")  # group 1: the iteration
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that is not of this run (another config, method or state layout): the user's
+    --out holds another run's checkpoints."""
+
+
 def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
@@ -65,7 +70,7 @@ def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = 
     names = [_leaf_name(p) for p, _ in leaves]
     missing, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
     if missing or extra:
-        raise ValueError(f"{source} does not match this run's state (missing {missing[:3]}, unexpected {extra[:3]}); "
+        raise CheckpointMismatch(f"{source} does not match this run's state (missing {missing[:3]}, unexpected {extra[:3]}); "
                          "was it written by another config or version?")
     out = []
     for name, (_, like) in zip(names, leaves):
@@ -73,7 +78,7 @@ def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = 
         want = jax.random.key_data(like) if _is_key(like) else like
         want_shape, want_dtype = np.shape(want), np.asarray(want).dtype
         if arr.shape != want_shape or arr.dtype != want_dtype:
-            raise ValueError(f"{source}: {name} is {arr.dtype}{list(arr.shape)}, expected {want_dtype}{list(want_shape)}")
+            raise CheckpointMismatch(f"{source}: {name} is {arr.dtype}{list(arr.shape)}, expected {want_dtype}{list(want_shape)}")
         value = jnp.asarray(arr)
         out.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(like)) if _is_key(like) else value)
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -164,9 +169,9 @@ def load_checkpoint(path: str | Path, template: Any, expect: dict[str, str] | No
     """
     flat, meta = serialization.load_flat(path)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a metaopt checkpoint (metadata {meta})")
+        raise CheckpointMismatch(f"{path}: not a metaopt checkpoint (metadata {meta})")
     for key, value in (expect or {}).items():
         if meta.get(key) != value:
-            raise ValueError(f"{path}: {key} is {meta.get(key)!r}, this run has {value!r}; "
+            raise CheckpointMismatch(f"{path}: {key} is {meta.get(key)!r}, this run has {value!r}; "
                              "resume with the same config or use a new --out")
     return arrays_to_state(flat, template, str(path)), int(meta["iteration"])
