@@ -17,13 +17,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,cluster]'
 	touch $(STAMP)
 
 # GPU nodes (CUDA 12, NVIDIA driver on the host): the same set plus jaxlib's CUDA plugin and
 # the CUDA libraries as wheels, pinned by requirements-cuda12.lock. `metaopt doctor` checks it.
 install-gpu: install
-	$(BIN)/python -m pip install -q -c requirements.lock -c requirements-cuda12.lock -e '.[dev,cuda12]'
+	$(BIN)/python -m pip install -q -c requirements.lock -c requirements-cuda12.lock -e '.[dev,cluster,cuda12]'
 
 # OPEN meta-trained by ES on embedded Ray (2 workers) with the local MLflow store (~/.local/share/metaopt/mlruns.db),
 # registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the

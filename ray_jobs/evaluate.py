@@ -20,6 +20,21 @@ import sys
 
 from metaopt.cli import main
 
+
+def show_help() -> None:
+    """Both modes' options: this entry point is `metaopt evaluate` with --plan and `metaopt compare` without."""
+    print(__doc__)
+    for mode, title in (("evaluate", "with --plan (metaopt evaluate)"), ("compare", "without --plan (metaopt compare)")):
+        print(f"=== options {title} ===")
+        try:
+            main([mode, "--help"])
+        except SystemExit:  # argparse's --help exits after printing
+            pass
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        show_help()
+        sys.exit(0)
     sys.exit(main(["evaluate" if "--plan" in args else "compare", *args]))

@@ -124,3 +124,15 @@ def test_train_and_compare_are_recorded_in_mlflow(tmp_path):
         assert len(curve) >= 1 and all(m.step % 128 == 0 for m in curve)  # per update, in env steps
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"results.json", "curves.csv", "returns.png"}
         assert run.info.status == "FINISHED" and run.data.tags["metaopt.out"] == str(out.resolve())
+
+
+def test_ray_jobs_evaluate_help_documents_both_modes():
+    import subprocess
+    import sys
+
+    from tests.helpers import PROJECT
+
+    out = subprocess.run([sys.executable, "ray_jobs/evaluate.py", "--help"], cwd=PROJECT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--plan PLAN" in out.stdout and "--optimizers OPTIMIZERS" in out.stdout and "--report" in out.stdout
