@@ -181,6 +181,16 @@ def _registry_command(args) -> int:
     return 0
 
 
+def _refuse_relative_out_in_a_job(out: Path, also: str = "") -> None:
+    """Every entry point's --out under `ray job submit`: a relative folder would be the job's temporary
+    copy of the repo, unreachable for the user, so it is refused before any compute."""
+    from metaopt.evaluation.plan import submitted_by_ray_job
+
+    if submitted_by_ray_job() and not out.is_absolute():
+        raise ConfigError(f"--out {out}: under `ray job submit` a relative folder is the job's temporary copy of the "
+                          f"repo; give an absolute path on storage the nodes share{f' ({also})' if also else ''}")
+
+
 def _meta_train(args) -> int:
     from metaopt.config import load_meta_config
 
@@ -207,6 +217,7 @@ def _meta_train(args) -> int:
         raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
                           "rerunning with the same --out resumes from its checkpoints)")
     out = Path(args.out)
+    _refuse_relative_out_in_a_job(out, "the optimizer is also registered in MLflow: metaopt pull models:/NAME@champion")
     try:
         with console.meta_progress(cfg) as progress:
             if args.ray:
@@ -230,16 +241,14 @@ def _meta_train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from metaopt.evaluation.plan import load_plan, resolve_cells, select_cells, submitted_by_ray_job
+    from metaopt.evaluation.plan import load_plan, resolve_cells, select_cells
 
     plan = load_plan(args.plan, _parse_set(args.set))
     out = Path(args.out)
     if args.baselines and not args.report:
         raise ConfigError("--baselines: only used by the report; add --report DIR")
     _check_baselines(args.baselines)
-    if submitted_by_ray_job() and not out.is_absolute():
-        raise ConfigError(f"--out {out}: under `ray job submit` a relative folder is the job's temporary copy of the "
-                          "repo; give an absolute path on storage the nodes share (cells are also in MLflow)")
+    _refuse_relative_out_in_a_job(out, "cells are also in MLflow")
     from metaopt.distributed.resources import keep_driver_on_cpu
     from metaopt.tracking.mlflow_run import code_version
 
@@ -293,10 +302,8 @@ def _tune(args) -> int:
     sweep = load_sweep_config(args.config, model, _parse_set(args.set))
     from metaopt.evaluation.plan import submitted_by_ray_job
 
+    _refuse_relative_out_in_a_job(Path(args.out))
     if submitted_by_ray_job():  # the job's working folder is a temporary copy of the repo
-        if not Path(args.out).is_absolute():
-            raise ConfigError(f"--out {args.out}: under `ray job submit` a relative folder is the job's temporary copy "
-                              "of the repo; give an absolute path on storage the nodes share")
         if sweep.storage is not None and "://" not in sweep.storage and not Path(sweep.storage).is_absolute():
             raise ConfigError(f"storage: {sweep.storage} is relative: under `ray job submit` that is the job's temporary "
                               "copy of the repo; give s3://BUCKET/PREFIX or an absolute folder")
@@ -398,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         names = [args.optimizer] if args.command == "train" else args.optimizers
         configs = [_resolve(args, name) for name in names]
+        _refuse_relative_out_in_a_job(Path(args.out), "runs are also recorded in MLflow")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 config); plain `python ray_jobs/meta_train.py ...` starts an embedded local Ray instead.
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
-        python ray_jobs/meta_train.py --config configs/meta/open_breakout.yaml --out runs/open_breakout
+        python ray_jobs/meta_train.py --config configs/meta/open_breakout.yaml --out /home/metaopt/data/open_breakout
     python ray_jobs/meta_train.py --config configs/meta/open_breakout_smoke.yaml --out runs/smoke
     python ray_jobs/meta_train.py --config ... --out ... --resume RUN_ID    # a driver that died
 

@@ -136,3 +136,15 @@ def test_ray_jobs_evaluate_help_documents_both_modes():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--plan PLAN" in out.stdout and "--optimizers OPTIMIZERS" in out.stdout and "--report" in out.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--env", "catch", "--out", "runs/x"],
+    ["meta-train", "--config", "configs/meta/optim4rl_catch_demo.yaml", "--out", "runs/x"],
+    ["tune-baselines", "--config", "configs/tune/baselines_tiny.yaml", "--out", "runs/x"],
+])
+def test_every_entry_point_refuses_a_relative_out_under_ray_job_submit(argv, monkeypatch, capsys):
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what Ray sets for a submitted job's driver
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "temporary copy of the repo" in err and "--out runs/x" in err
