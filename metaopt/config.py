@@ -242,6 +242,10 @@ class Optim4RLConfig(_LearnedBase):
     max_grad_norm: PositiveFloat | None = None
     clip_elementwise: PositiveFloat | None = 1.0  # as published (Brax), before the optimizer
     hidden: PositiveInt = 8
+    # The GRUs' inputs when meta-training starts: "raw" g and g^2 (the RLC 2024 code), or "log":
+    # [sign(g), log|g|] and 2 log|g| (the reference's 2023 gradient processing). A loaded file
+    # brings its own.
+    inputs: Literal["raw", "log"] = "raw"
 
 
 LearnedOptimizerConfig = Annotated[OpenConfig | Optim4RLConfig, Field(discriminator="name")]

@@ -91,3 +91,43 @@ def test_meta_gradient_through_ten_inner_steps(meta):
     for rnn in o4.RNNS:  # both networks receive meta-gradient
         assert float(optax.tree.norm(grads[rnn])) > 0
     assert meta_loss(meta) < inner_loss({"w": jnp.zeros(6)})  # and the inner loop does descend
+
+
+def test_log_inputs_match_flax_modules_fed_the_2023_features():
+    """inputs="log": rnn_m reads [sign(g), log(|g| + 1e-18)], rnn_v reads 2 log(|g| + 1e-18)
+    (flax GRUCells and Dense heads as the reference's modules), the same update formula."""
+    mp = o4.init_meta_params(jax.random.key(3), inputs="log")
+    assert o4.inputs_of(mp) == "log" and o4.num_meta_params(inputs="log") == o4.num_meta_params() + 3 * 8
+    g = jnp.array([3e-4, -2e-2, 0.0, 1.5, -7e-6])
+    log_g = jnp.log(jnp.abs(g) + 1e-18)
+    outs = []
+    for name, x in (("rnn_m", jnp.stack([jnp.sign(g), log_g], 1)), ("rnn_v", 2 * log_g[:, None])):
+        h, y = nn.GRUCell(8).apply({"params": mp[name]["gru"]}, jnp.zeros((5, 8)), x)
+        outs.append(nn.Dense(1).apply({"params": mp[name]["out"]}, y)[:, 0])
+    want = jnp.sign(g) * jnp.exp(outs[0]) / jnp.sqrt(jnp.exp(outs[1]) + 1e-8)
+    _, got = o4.direction(mp, jnp.zeros((2, 8, 5)), g)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-12)
+
+
+def test_log_inputs_see_the_gradient_scale_where_raw_inputs_do_not(tmp_path):
+    """The diagnostic behind sign descent: at initialisation |update| / lr is 1 at every small
+    gradient scale with raw inputs, and changes with the scale with log inputs. Files keep which."""
+    from metaopt.optimizers.learned import load_meta_params, save_meta_params
+
+    def step_sizes(mp):
+        out = []
+        for scale in (1e-4, 1e-3, 1e-2):
+            carry, d = jnp.zeros((2, 8, 256)), None
+            g = scale * jax.random.normal(jax.random.key(0), (256,))
+            for _ in range(8):
+                carry, d = o4.direction(mp, carry, g)
+            out.append(float(jnp.median(jnp.abs(d))))
+        return np.array(out)
+
+    raw = step_sizes(o4.init_meta_params(jax.random.key(0)))
+    np.testing.assert_allclose(raw, 1.0, atol=2e-3)
+    log_mp = o4.init_meta_params(jax.random.key(0), inputs="log")
+    logs = step_sizes(log_mp)
+    assert np.ptp(logs) > 0.05, logs
+    _, back = load_meta_params(save_meta_params(tmp_path / "log.safetensors", "optim4rl", log_mp), "optim4rl")
+    assert o4.inputs_of(back) == "log"

@@ -376,7 +376,7 @@ def pipeline_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) 
     """
     opt: Optim4RLConfig = cfg.optimizer
     if init_meta_params is None:
-        init = partial(optim4rl.init_meta_params, hidden=opt.hidden)
+        init = partial(optim4rl.init_meta_params, hidden=opt.hidden, inputs=opt.inputs)
     else:
         start = jax.tree.map(lambda x: np.asarray(x, np.float32), init_meta_params)
 

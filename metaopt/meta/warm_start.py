@@ -40,7 +40,7 @@ def expected_size(cfg: MetaTrainConfig) -> str:
     opt = cfg.optimizer
     if cfg.method == "open":
         return "larger" if opt.larger else "small"
-    return str(opt.hidden)
+    return str(opt.hidden) if opt.inputs == "raw" else f"{opt.hidden}-log"
 
 
 def load_warm_start(cfg: MetaTrainConfig) -> WarmStart | None:
@@ -87,8 +87,9 @@ def load_warm_start(cfg: MetaTrainConfig) -> WarmStart | None:
                           f"needs {cfg.method} ones")
     size, want = size_of(method, meta_params), expected_size(cfg)
     if size != want:
-        field = "optimizer.larger" if method == "open" else "optimizer.hidden"
-        fix = f"larger: {str(size == 'larger').lower()}" if method == "open" else f"hidden: {size}"
+        field = "optimizer.larger" if method == "open" else "optimizer.hidden and optimizer.inputs"
+        hidden, _, inputs = size.partition("-")
+        fix = f"larger: {str(size == 'larger').lower()}" if method == "open" else f"hidden: {hidden}, inputs: {inputs or 'raw'}"
         raise ConfigError(f"init_from: {source} is a {size} network but the config builds {want}; set {field} "
                           f"to match ({fix})")
     return WarmStart(source, resolved, meta_params)

@@ -23,7 +23,7 @@ METHODS = LEARNED_OPTIMIZERS
 
 def size_of(method: str, meta_params: dict) -> str:
     """The size tag saved with meta-parameters: "small" or "larger" for OPEN, the hidden size for
-    Optim4RL.
+    Optim4RL (with "-log" for its log inputs).
 
     Args:
       method: "open" or "optim4rl".
@@ -34,7 +34,8 @@ def size_of(method: str, meta_params: dict) -> str:
     """
     if method == "open":
         return "larger" if open_opt.is_larger(meta_params) else "small"
-    return str(meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1])
+    hidden = str(meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1])
+    return hidden if optim4rl.inputs_of(meta_params) == "raw" else f"{hidden}-log"
 
 
 def expected_shapes(method: str, size: str) -> dict:
@@ -51,9 +52,10 @@ def expected_shapes(method: str, size: str) -> dict:
         if size not in ("small", "larger"):
             raise ValueError(f"OPEN size {size!r}; expected small or larger")
         return open_opt.param_shapes(size == "larger")
-    if not size.isdigit() or int(size) <= 0:
-        raise ValueError(f"Optim4RL size {size!r}; expected a positive hidden size")
-    return optim4rl.param_shapes(int(size))
+    hidden, _, inputs = size.partition("-")
+    if not hidden.isdigit() or int(hidden) <= 0 or inputs not in ("", "log"):
+        raise ValueError(f"Optim4RL size {size!r}; expected a positive hidden size, with -log for log inputs")
+    return optim4rl.param_shapes(int(hidden), inputs or "raw")
 
 
 def save_meta_params(path: str | Path, method: str, meta_params: dict, **metadata: str) -> Path:

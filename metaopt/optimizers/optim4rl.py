@@ -4,7 +4,12 @@
     v = exp(o2)             o2 = Dense(GRU_v(g^2))
     update = -lr m / sqrt(v + 1e-8)
 
-So a step always goes against the gradient's sign; the networks learn its size. The
+So a step always goes against the gradient's sign; the networks learn its size.
+
+Inputs: "raw" feeds g and g^2 as above (the RLC 2024 code). "log" is the gradient processing of
+the reference's 2023 code (commit ab902e3): RNN 1 reads [sign(g), log(|g| + 1e-18)] and RNN 2
+reads 2 log(|g| + 1e-18), so the GRUs see the gradient's scale as O(1) numbers from the start;
+everything else (no straight-through sign, Dense heads, eps 1e-8) stays as in the RLC version. The
 gradient enters as data (stop_gradient), the hidden states carry the meta-gradient through
 time, so `jax.grad` of a loss after many inner steps reaches the meta-parameters (pipeline
 training needs exactly that). Runs feature-major over one flat vector of the whole agent
@@ -27,46 +32,55 @@ from metaopt.optimizers.flat import FlatLayout
 
 HIDDEN = 8
 V_EPS = 1e-8
+LOG_EPS = 1e-18  # inside log|g| for the "log" inputs, as the 2023 code
 RNNS = ("rnn_m", "rnn_v")
+INPUTS = ("raw", "log")
 
 
-def param_shapes(hidden: int = HIDDEN) -> dict:
-    """The meta-parameter tree, leaf -> shape: per RNN (rnn_m, rnn_v) a GRU of one input and a Dense(1)
-    head.
+def param_shapes(hidden: int = HIDDEN, inputs: str = "raw") -> dict:
+    """The meta-parameter tree, leaf -> shape: per RNN (rnn_m, rnn_v) a GRU and a Dense(1) head.
 
     Args:
       hidden: the GRUs' hidden size.
+      inputs: "raw" (each GRU reads one feature) or "log" (rnn_m reads two: sign and log|g|).
 
     Returns:
       A nested dict of shape tuples.
     """
-    rnn = lambda: {"gru": cells.gru_shapes(1, hidden), "out": {"bias": (1,), "kernel": (hidden, 1)}}  # noqa: E731
-    return {name: rnn() for name in RNNS}
+    rnn = lambda n_in: {"gru": cells.gru_shapes(n_in, hidden), "out": {"bias": (1,), "kernel": (hidden, 1)}}  # noqa: E731
+    return {"rnn_m": rnn(2 if inputs == "log" else 1), "rnn_v": rnn(1)}
 
 
-def num_meta_params(hidden: int = HIDDEN) -> int:
+def inputs_of(meta_params: dict) -> str:
+    """Which inputs meta-parameters were made for: "log" where rnn_m's GRU reads two features."""
+    return "log" if meta_params["rnn_m"]["gru"]["ir"]["kernel"].shape[0] == 2 else "raw"
+
+
+def num_meta_params(hidden: int = HIDDEN, inputs: str = "raw") -> int:
     """Number of meta-parameters for GRUs of size `hidden`.
 
     Args:
       hidden: the GRUs' hidden size.
+      inputs: "raw" or "log".
 
     Returns:
       The count.
     """
-    return cells.count(param_shapes(hidden))
+    return cells.count(param_shapes(hidden, inputs))
 
 
-def init_meta_params(rng: jax.Array, hidden: int = HIDDEN) -> dict:
+def init_meta_params(rng: jax.Array, hidden: int = HIDDEN, inputs: str = "raw") -> dict:
     """flax's default initialisers, as the reference code's modules start.
 
     Args:
       rng: a PRNG key.
       hidden: the GRUs' hidden size.
+      inputs: "raw" or "log".
 
     Returns:
       The meta-parameter tree (float32 arrays).
     """
-    return cells.init_like_flax(rng, param_shapes(hidden))
+    return cells.init_like_flax(rng, param_shapes(hidden, inputs))
 
 
 class Optim4RLState(NamedTuple):
@@ -90,12 +104,16 @@ def network_apply(meta_params: dict, carry: jax.Array, g: jax.Array):
     Returns:
       (new carry (2, H, N), o (2, N)).
     """
-    x = jnp.stack([g, g * g])[:, None]  # (2, 1, N)
-
     def one_rnn(rnn, h, inp):
         h = cells.gru_step(rnn["gru"], h, inp)
         return h, cells.dense(rnn["out"], h)[0]
 
+    if inputs_of(meta_params) == "log":  # the 2023 code's gradient processing; the RNNs' inputs differ in size
+        log_g = jnp.log(jnp.abs(g) + LOG_EPS)
+        h_m, o1 = one_rnn(meta_params["rnn_m"], carry[0], jnp.stack([jnp.sign(g), log_g]))
+        h_v, o2 = one_rnn(meta_params["rnn_v"], carry[1], 2.0 * log_g[None])
+        return jnp.stack([h_m, h_v]), jnp.stack([o1, o2])
+    x = jnp.stack([g, g * g])[:, None]  # (2, 1, N)
     return jax.vmap(one_rnn)(_stacked(meta_params), carry, x)
 
 
@@ -144,7 +162,7 @@ def optim4rl_optimizer(meta_params: dict, learning_rate: float, cpu_kernel: bool
     published for Brax: `optax.clip(1.0)`); extra args are accepted and ignored.
 
     Args:
-      meta_params: Optim4RL meta-parameters; the hidden size is read from them.
+      meta_params: Optim4RL meta-parameters; the hidden size and inputs are read from them.
       learning_rate: the step size that multiplies m / sqrt(v).
       cpu_kernel: on CPU, run the step as the compiled kernel where one is available.
 
@@ -152,7 +170,8 @@ def optim4rl_optimizer(meta_params: dict, learning_rate: float, cpu_kernel: bool
       An optax transformation whose state is an Optim4RLState.
     """
     hidden = meta_params["rnn_m"]["gru"]["hn"]["bias"].shape[-1]
-    use_kernel = cpu_kernel and kernels.handler("optim4rl", (hidden,)) is not None and kernels.wanted()
+    use_kernel = (cpu_kernel and inputs_of(meta_params) == "raw" and kernels.handler("optim4rl", (hidden,)) is not None
+                  and kernels.wanted())
     step = _fast_direction if use_kernel else direction
 
     def init_fn(params):
