@@ -673,7 +673,12 @@ class BaselineSweepConfig(_Strict):
     learning_rates: LogGrid = LogGrid(low=1e-4, high=1e-2, points=5)
     seeds: PositiveInt = 4
     seed: Annotated[int, Field(ge=0)] = 0
-    ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
+    ppo: dict[str, Any] = {}  # fields of every PPO env's configs/ppo/ENV.yaml to override
+    a2c: dict[str, Any] = {}  # fields of every A2C env's configs/a2c/ENV.yaml (Catch, the gridworlds) to override
+
+    def agent_overrides(self, env: str) -> dict[str, Any]:
+        """`agent.X` overrides for `env`: the `a2c` fields for an A2C env, else the `ppo` fields."""
+        return {f"agent.{k}": v for k, v in (self.a2c if env in SMALL_TASK_ENVS else self.ppo).items()}
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")
@@ -697,7 +702,7 @@ class BaselineSweepConfig(_Strict):
         Returns:
           A TrainConfig with the sweep's seeds and PPO overrides (reads configs/ppo/ENV.yaml).
         """
-        overrides = {f"agent.{k}": v for k, v in self.ppo.items()}  # the env's agent section (ppo or a2c)
+        overrides = self.agent_overrides(env)
         overrides.update({"optimizer.learning_rate": learning_rate, "seed": self.seed, "num_seeds": self.seeds})
         return load_train_config(env=env, optimizer=optimizer, overrides=overrides)
 
@@ -831,7 +836,12 @@ class EvalPlanConfig(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0  # base seed; cells of one env share seeds
     # Env steps per seed; a number for every env or {env: steps}; None: each env's published budget.
     total_timesteps: PositiveInt | dict[str, PositiveInt] | None = None
-    ppo: dict[str, Any] = {}  # fields of every env's configs/ppo/ENV.yaml to override
+    ppo: dict[str, Any] = {}  # fields of every PPO env's configs/ppo/ENV.yaml to override
+    a2c: dict[str, Any] = {}  # fields of every A2C env's configs/a2c/ENV.yaml (Catch, the gridworlds) to override
+
+    def agent_overrides(self, env: str) -> dict[str, Any]:
+        """`agent.X` overrides for `env`: the `a2c` fields for an A2C env, else the `ppo` fields."""
+        return {f"agent.{k}": v for k, v in (self.a2c if env in SMALL_TASK_ENVS else self.ppo).items()}
     tuned_file: str | None = None  # for adam:tuned / rmsprop:tuned; None: configs/tuned/baselines.yaml
     normalise_by: str | None = "adam:tuned"  # a label of `optimizers`; None: raw returns only
     # Other plans' results folders: a finished cell there with the same config (hash) is copied

@@ -152,7 +152,7 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     cells = []
     for env in plan.envs:  # env by env: a partly run plan has whole columns to compare
         for entry in plan.optimizers:
-            overrides: dict[str, Any] = {f"agent.{k}": v for k, v in plan.ppo.items()}  # the env's agent section
+            overrides: dict[str, Any] = plan.agent_overrides(env)
             overrides.update({"seed": plan.seed, "num_seeds": plan.seeds})
             if plan.budget(env) is not None:
                 overrides["agent.total_timesteps"] = plan.budget(env)
