@@ -14,6 +14,8 @@ evaluate  a finished recipe run against Adam and RMSProp at the reference's sett
         --out runs/catch_tune --meta-lr 1e-3 3e-3 1e-2 --clip global_norm elementwise --reset 32
     python benchmarks/optim4rl_small_tasks.py evaluate --config configs/meta/optim4rl_catch.yaml \\
         --run runs/catch_recipe --out benchmarks/recipes/optim4rl_catch
+    python benchmarks/optim4rl_small_tasks.py evaluate --config configs/meta/optim4rl_catch.yaml \\
+        --set optimizer.inputs=log --run runs/catch_log --out benchmarks/recipes/optim4rl_catch_log
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def tune(args) -> None:
               f"(IQM {record['iqm']:.3f}), meta-training {seconds:.0f} s", flush=True)
 
 
+def _sets(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs, values parsed as YAML (as the CLI's)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in items)}
+
+
 def _checkpoint_meta_params(path: Path) -> dict:
     """The meta-parameters inside a pipeline checkpoint (its other leaves are agent states)."""
     from safetensors.numpy import load_file
@@ -112,7 +121,7 @@ def evaluate(args) -> None:
     sys.path.insert(0, str(BENCH))
     from meta_training import _curve_stats, optim4rl_step_response
 
-    cfg = load_meta_config(args.config)
+    cfg = load_meta_config(args.config, _sets(args.set))
     task = cfg.tasks[0]
     run = Path(args.run)
     out = Path(args.out)
@@ -123,12 +132,18 @@ def evaluate(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     init_path = save_meta_params(work / "init.safetensors", "optim4rl", init)
     trained_path = run / "meta_params.safetensors"
+    trained_label = "optim4rl (meta-trained)"
+    if args.checkpoint is not None:  # a checkpoint chosen on the along-training seeds, never on the reported ones
+        picked = checkpoints(run / "checkpoints")[args.checkpoint]
+        trained_path = save_meta_params(work / f"checkpoint_{args.checkpoint}.safetensors", "optim4rl",
+                                        _checkpoint_meta_params(picked))
+        trained_label = f"optim4rl (meta-trained, iteration {args.checkpoint})"
     lr = cfg.optimizer.learning_rate
 
     def learned(path):
         return {"optimizer.meta_params": str(path), "optimizer.learning_rate": lr}
 
-    runs = {"optim4rl (meta-trained)": ("optim4rl", learned(trained_path)),
+    runs = {trained_label: ("optim4rl", learned(trained_path)),
             "optim4rl (its initialisation)": ("optim4rl", learned(init_path)),
             "adam": ("adam", {}), "rmsprop": ("rmsprop", {})}
     results = {}
@@ -160,9 +175,10 @@ def evaluate(args) -> None:
         import csv
 
         history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    trained = load_meta_params(trained_path, "optim4rl")[1]
+    trained = load_meta_params(trained_path, "optim4rl")[1]  # the evaluated one (final, or the picked checkpoint)
     record = {
-        "case": "optim4rl small task", "recipe": args.config, "run": str(run), "env": task.env.name, "commit": commit,
+        "case": "optim4rl small task", "recipe": args.config, "overrides": args.set, "checkpoint": args.checkpoint,
+        "run": str(run), "env": task.env.name, "commit": commit,
         "budget_env_steps": task.eval_ppo(cfg.tracking).num_updates * task.eval_ppo(cfg.tracking).batch_size,
         "seeds": args.seeds, "eval_seed": args.eval_seed, "meta_training_seed": cfg.seed,
         "meta_iterations": len(history), "meta_training_seconds": sum(r["seconds"] for r in history),
@@ -237,6 +253,10 @@ def main() -> None:
     e.add_argument("--eval-seed", type=int, default=7000, help="first reported seed (unused in tuning)")
     e.add_argument("--along-seed", type=int, default=3000, help="fixed seeds for the along-training curve")
     e.add_argument("--along-seeds", type=int, default=8)
+    e.add_argument("--checkpoint", type=int, help="evaluate this checkpoint's optimizer instead of the final one "
+                   "(chosen on the along-training seeds)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the overrides the run was meta-trained with, e.g. optimizer.inputs=log")
     args = parser.parse_args()
     tune(args) if args.command == "tune" else evaluate(args)
 
