@@ -297,3 +297,18 @@ def test_sweeps_and_plans_take_the_small_tasks():
     for env in ("catch", "small_dense_long"):
         assert cells[env, "adam"].a2c.total_timesteps == 25600 and cells[env, "adam"].a2c.num_envs == 4
     assert cells["breakout", "adam"].a2c is None and cells["breakout", "adam"].ppo.num_envs == 8  # the plan's ppo:
+
+
+def test_the_conv_torso_equals_flax_conv_on_channels_first_observations():
+    """The big grids' torso: flax's Conv(16, 2x2, SAME) applied to (B, C, H, W) as the reference does
+    (W read as the input features), computed as shifted matmuls."""
+    import flax.linen as nn
+
+    from metaopt.agents.a2c import conv2x2_same
+
+    x = jax.random.normal(jax.random.key(0), (3, 5, 12, 14))
+    conv = nn.Conv(16, (2, 2), padding="SAME")
+    variables = conv.init(jax.random.key(1), x)
+    want = conv.apply(variables, x)
+    got = conv2x2_same(x, variables["params"]["kernel"]) + variables["params"]["bias"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
