@@ -76,9 +76,9 @@ def init_network(key, a2c: A2CConfig, obs_shape: tuple[int, ...], num_actions: i
 def conv2x2_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """flax's Conv(2x2, stride 1, SAME) on an NHWC input, written as four shifted matmuls:
     out[b, y, z, f] = sum_{i, j} pad(x)[b, y + i, z + j, :] @ kernel[i, j], padding one row and one
-    column at the high end (SAME for an even kernel). The same numbers as lax.conv_general_dilated
-    (tested), but it vmaps over per-agent kernels as batched matmuls, where XLA:CPU runs a batched
-    kernel as a grouped convolution ~100x slower.
+    column at the high end (SAME for an even kernel). The same numbers as flax's Conv (tested).
+    Agents and seeds are always vmapped, each with its own kernel, which XLA:CPU runs as a grouped
+    convolution; as matmuls that is 1.9x faster (benchmarks/README.md, "Optim4RL on its own ground").
 
     Args:
       x: (B, Y, Z, C_in); for the gridworlds (B, object channel, row, column) as the reference feeds it.
