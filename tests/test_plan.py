@@ -479,8 +479,8 @@ def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
     cells = resolve_cells(plan)
     assert len(cells) == len(plan.envs) * len(plan.optimizers)
     for cell in cells:
-        published_budget = load_train_config(env=cell.env).ppo.total_timesteps
-        assert cell.config.ppo.total_timesteps == (plan.budget(cell.env) or published_budget)
+        published_budget = load_train_config(env=cell.env).agent.total_timesteps  # PPO's or A2C's
+        assert cell.config.agent.total_timesteps == (plan.budget(cell.env) or published_budget)
         assert cell.config.num_seeds == plan.seeds and cell.config.seed == plan.seed
         if cell.trained_on is not None:
             assert cell.config.optimizer.meta_params and all(env in ENV_NAMES for env in cell.trained_on)
