@@ -150,6 +150,19 @@ def _curve_stats(history: list[dict], key: str, k: int = 10) -> dict:
             "last_k_mean": float(sum(last) / k), "change": change, "change_ci": [low, high], "values": values}
 
 
+def versus_reference(results: dict, reference: str, key: str) -> None:
+    """Adds to every other entry of `results` (label -> {"final_returns": ...}) its IQM difference
+    from `reference` with a bootstrap CI and P(better), under `key`."""
+    from metaopt.evaluation import stats
+
+    ref = results[reference]["final_returns"]
+    for label, r in results.items():
+        if label != reference:
+            diff, lo, hi = stats.difference_ci(ref, r["final_returns"], statistic=stats.iqm)
+            r[key] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
+                      "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], ref)}
+
+
 def optim4rl_step_response(meta_params: dict, scales=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), steps: int = 64) -> list[dict]:
     """How an Optim4RL optimizer sizes its steps: |update| / lr after `steps` i.i.d. Gaussian
     gradients of each scale (4096 parameters). Near 1.0 at every scale: sign descent, the
@@ -231,12 +244,7 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
         s = results[label]
         print(f"{label:<28} IQM {s['iqm']:7.2f} [{s['iqm_ci'][0]:.2f}, {s['iqm_ci'][1]:.2f}]  "
               f"mean {s['mean']:7.2f} ± {s['stderr']:.2f} s.e.  (n={s['n']})", flush=True)
-    adam = results["adam:tuned"]["final_returns"]
-    for label, r in results.items():
-        if label != "adam:tuned":
-            diff, lo, hi = stats.difference_ci(adam, r["final_returns"], statistic=stats.iqm)
-            r["vs_tuned_adam"] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
-                                  "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], adam)}
+    versus_reference(results, "adam:tuned", "vs_tuned_adam")
     curve_key = "fitness_mean" if cfg.method == "open" else "meta_loss"
     diagnostics = {}
     if cfg.method == "optim4rl":

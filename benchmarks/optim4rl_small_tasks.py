@@ -119,7 +119,7 @@ def evaluate(args) -> None:
     from metaopt.tracking.checkpoints import checkpoints
 
     sys.path.insert(0, str(BENCH))
-    from meta_training import _curve_stats, optim4rl_step_response
+    from meta_training import _curve_stats, optim4rl_step_response, versus_reference
 
     cfg = load_meta_config(args.config, _sets(args.set))
     task = cfg.tasks[0]
@@ -155,12 +155,7 @@ def evaluate(args) -> None:
         s = results[label]
         print(f"{label:<30} IQM {s['iqm']:.3f} [{s['iqm_ci'][0]:.3f}, {s['iqm_ci'][1]:.3f}]  mean {s['mean']:.3f} "
               f"± {s['stderr']:.3f} s.e. (n={s['n']})", flush=True)
-    adam = results["adam"]["final_returns"]
-    for label, r in results.items():
-        if label != "adam":
-            diff, lo, hi = stats.difference_ci(adam, r["final_returns"], statistic=stats.iqm)
-            r["vs_adam"] = {"iqm_difference": diff, "iqm_difference_ci": [lo, hi],
-                            "probability_of_improvement": stats.probability_of_improvement(r["final_returns"], adam)}
+    versus_reference(results, "adam", "vs_adam")
     # Quality along meta-training: the checkpoints' optimizers on fixed evaluation seeds.
     along = []
     ckpts = checkpoints(run / "checkpoints")
