@@ -428,6 +428,10 @@ class ESConfig(_Strict):
         return self
 
 
+# The Optim4RL reference's meta-gradient clip values (meta_rl_catch.json): global norm 0.5 or element-wise 1.0.
+REFERENCE_META_GRAD_CLIP = {"global_norm": 0.5, "elementwise": 1.0}
+
+
 class PipelineConfig(_Strict):
     """Optim4RL pipeline training (OPTIM4RL.md)."""
 
@@ -439,6 +443,8 @@ class PipelineConfig(_Strict):
     inner_updates: PositiveInt = 4  # PPO updates backpropagated through per meta-iteration
     meta_learning_rate: PositiveFloat = 1e-3
     meta_grad_clip: Literal["global_norm", "elementwise", "none"] = "global_norm"
+    # Absent or null: the reference's value for the clip (global norm 0.5, element-wise 1.0), so a
+    # grid over `meta_grad_clip` alone sweeps the reference's two clips.
     meta_grad_clip_value: PositiveFloat = 0.5
     l2: Annotated[float, Field(ge=0)] = 0.0  # weight of ||meta-parameters||^2 in the meta-loss
     # Each agent's meta-loss divided by its own magnitude (stop-gradient), so tasks whose losses
@@ -455,6 +461,14 @@ class PipelineConfig(_Strict):
     def group_size(self) -> int:
         """Agents per compiled meta-gradient call."""
         return self.agents_per_group or self.width
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_clip_value(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("meta_grad_clip_value") is None:
+            clip = data.get("meta_grad_clip", "global_norm")
+            data = {**data, "meta_grad_clip_value": REFERENCE_META_GRAD_CLIP.get(clip, 0.5)}
+        return data
 
     @model_validator(mode="after")
     def _check_groups(self) -> PipelineConfig:
@@ -723,6 +737,9 @@ class SensitivitySweepConfig(_Strict):
     # 2 or 3 dotted keys of the meta-training config: heatmap rows, columns, and panels.
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]]
     meta_seeds: PositiveInt = 1  # meta-training runs per grid point (seeds 0..k-1), averaged
+    # A folder (committed, or on shared storage) where each finished trial leaves its record and
+    # meta-parameters; a trial whose record matches its config is reported, not re-run. None: off.
+    results: str | None = None
     baselines_csv: str | None = None  # a baseline sweep's trials.csv: adds its spread to the figure
     resources: SweepResources = SweepResources()
     tracking: TrackingConfig = TrackingConfig(experiment="metaopt-tune")

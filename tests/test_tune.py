@@ -117,7 +117,7 @@ def test_trials_file_round_trip_best_and_spread(tmp_path):
     def row(i, env, optimizer, lr, status, ret):
         return {"trial_id": f"t{i}", "env": env, "optimizer": optimizer, "learning_rate": lr, "status": status,
                 "final_return": ret, "final_return_se": 0.5, "last_episode_return": ret, "env_steps": 1000,
-                "env_steps_per_second": 10.0, "seconds": 1.0}
+                "env_steps_per_second": 10.0, "seconds": 1.0, "seed_returns": [ret - 1, ret + 1]}
 
     rows = [row(0, "breakout", "adam", 0.01, "completed", 8.0), row(1, "breakout", "adam", 0.001, "completed", 2.0),
             row(2, "breakout", "adam", 0.003, "stopped early", float("nan")),
@@ -127,6 +127,7 @@ def test_trials_file_round_trip_best_and_spread(tmp_path):
     back = read_trials(tmp_path / "trials.csv")
     assert [r["learning_rate"] for r in back if r["env"] == "breakout" and r["optimizer"] == "adam"] == [0.001, 0.003, 0.01]
     assert math.isnan(next(r for r in back if r["trial_id"] == "t2")["final_return"])
+    assert next(r for r in back if r["trial_id"] == "t0")["seed_returns"] == [7.0, 9.0]  # per seed, in seed order
     best = best_per_group(back)
     assert best["breakout"]["adam"]["trial_id"] == "t0" and best["breakout"]["adam"]["at_grid_edge"]
     assert best["breakout"]["rmsprop"]["final_return"] == 3.0

@@ -36,9 +36,9 @@ def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> 
     return configs
 
 
-def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
-    """Mean final return over seeds; with several tasks, each divided by its reference
-    return first, then averaged. NaN (no finished episode) scores -inf.
+def task_final_returns(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> list[np.ndarray]:
+    """Per task, the per-seed final returns of fresh agents trained with these meta-parameters
+    on the tasks' evaluation settings and seeds (tracking.eval_seed, eval_seeds).
 
     Args:
       cfg: the meta-training config (its tasks and tracking.eval_* settings).
@@ -46,14 +46,44 @@ def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
         run on a node without the driver's files).
 
     Returns:
-      The score (higher is better); -inf where no episode finished.
+      One array of eval_seeds final returns per task, in task order (NaN: no finished episode).
     """
     tree = meta_params if isinstance(meta_params, dict) else None
-    values = []
-    for train_cfg, task in zip(evaluation_configs(cfg, None if tree is not None else meta_params), cfg.tasks):
+    returns = []
+    for train_cfg in evaluation_configs(cfg, None if tree is not None else meta_params):
         optimizer = None if tree is None else build_optimizer(train_cfg.optimizer, train_cfg.agent, tree)
-        ret = float(np.nanmean(run_training(train_cfg, optimizer=optimizer).final_returns()))
+        returns.append(np.asarray(run_training(train_cfg, optimizer=optimizer).final_returns(), dtype=float))
+    return returns
+
+
+def combined_score(cfg: MetaTrainConfig, returns: list[np.ndarray]) -> float:
+    """Mean final return over seeds; with several tasks, each divided by its reference return
+    first, then averaged. NaN (no finished episode) scores -inf.
+
+    Args:
+      cfg: the meta-training config (its tasks' reference returns).
+      returns: `task_final_returns`' output.
+
+    Returns:
+      The score (higher is better); -inf where no episode finished.
+    """
+    values = []
+    for ret, task in zip(returns, cfg.tasks, strict=True):
+        mean = float(np.nanmean(ret))
         # Tasks without a reference return (the gridworlds) enter raw.
-        values.append(ret / task.reference if len(cfg.tasks) > 1 and task.reference is not None else ret)
+        values.append(mean / task.reference if len(cfg.tasks) > 1 and task.reference is not None else mean)
     total = float(np.mean(values))
     return total if np.isfinite(total) else float("-inf")
+
+
+def score(cfg: MetaTrainConfig, meta_params: str | Path | dict) -> float:
+    """`combined_score` of fresh agents trained with these meta-parameters.
+
+    Args:
+      cfg: the meta-training config (its tasks and tracking.eval_* settings).
+      meta_params: a file, or the meta-parameters themselves.
+
+    Returns:
+      The score (higher is better); -inf where no episode finished.
+    """
+    return combined_score(cfg, task_final_returns(cfg, meta_params))

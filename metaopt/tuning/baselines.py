@@ -86,7 +86,8 @@ def _rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "final_return": m.get("final_return", float("nan")), "final_return_se": m.get("final_return_se", float("nan")),
             "last_episode_return": m.get("episode_return", float("nan")), "env_steps": m.get("env_steps", 0),
             "env_steps_per_second": m.get("env_steps_per_second", float("nan")), "seconds": m.get("time_total_s", float("nan")),
-            "path": t["path"], "seed_returns": [v for k, v in sorted(m.items()) if k.startswith("final_return_seed")],
+            "path": t["path"],
+            "seed_returns": [m[f"final_return_seed{i}"] for i in range(sum(k.startswith("final_return_seed") for k in m))],
         })
     return sorted(rows, key=lambda r: (r["env"], r["optimizer"], r["learning_rate"]))
 

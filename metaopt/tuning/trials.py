@@ -13,7 +13,7 @@ import numpy as np
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
 
 CSV_FIELDS = ("trial_id", "env", "optimizer", "learning_rate", "status", "final_return", "final_return_se",
-              "last_episode_return", "env_steps", "env_steps_per_second", "seconds")
+              "last_episode_return", "env_steps", "env_steps_per_second", "seconds", "seed_returns")
 _NUMBERS = ("learning_rate", "final_return", "final_return_se", "last_episode_return", "env_steps_per_second", "seconds")
 
 
@@ -27,7 +27,8 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        # Each seed's final return, in seed order, space-separated.
+        w.writerows({**r, "seed_returns": " ".join(repr(float(v)) for v in r.get("seed_returns", []))} for r in rows)
 
 
 def read_trials(path: str | Path) -> list[dict[str, Any]]:
@@ -46,6 +47,7 @@ def read_trials(path: str | Path) -> list[dict[str, Any]]:
         for key in _NUMBERS:
             r[key] = float(r[key]) if r.get(key) not in (None, "") else float("nan")
         r["env_steps"] = int(float(r["env_steps"] or 0))
+        r["seed_returns"] = [float(v) for v in (r.get("seed_returns") or "").split()]  # empty in older files
     return sorted(rows, key=lambda r: (r["env"], r["optimizer"], r["learning_rate"]))
 
 
