@@ -4,6 +4,9 @@ tune      meta-train points of the reference's sweep (meta learning rate x reset
           meta-gradient clip), each with its meta-seeds, through `metaopt meta-train`, and score
           each trained optimizer on TUNING seeds (never the reported ones); one JSON per run, so an
           interrupted sweep goes on where it stopped.
+select-lr each optimizer's learning rate for the evaluation, chosen on TUNING seeds: the recipe's
+          trained optimizer and its initialisation at Optim4RL rates around the reference's,
+          Adam and RMSProp over their own grids; one JSON (the table and the choice).
 evaluate  a finished recipe run against Adam and RMSProp at the reference's settings on fresh
           seeds (the reference's final return: the mean of the last 20 logged iterations), with
           its initialisation beside it, the step-size diagnostic (does the step still equal
@@ -14,6 +17,11 @@ evaluate  a finished recipe run against Adam and RMSProp at the reference's sett
         --out runs/catch_tune --meta-lr 1e-3 3e-3 1e-2 --clip global_norm elementwise --reset 32
     python benchmarks/optim4rl_small_tasks.py evaluate --config configs/meta/optim4rl_catch.yaml \\
         --run runs/catch_recipe --out benchmarks/recipes/optim4rl_catch
+    python benchmarks/optim4rl_small_tasks.py select-lr --config configs/meta/optim4rl_catch.yaml \\
+        --run runs/catch_recipe --out benchmarks/recipes/optim4rl_catch_lr_choice.json
+    python benchmarks/optim4rl_small_tasks.py evaluate --config configs/meta/optim4rl_catch.yaml \\
+        --run runs/catch_recipe --lr-choice benchmarks/recipes/optim4rl_catch_lr_choice.json \\
+        --eval-seed 9000 --out benchmarks/recipes/optim4rl_catch_tuned_lr
     python benchmarks/optim4rl_small_tasks.py evaluate --config configs/meta/optim4rl_catch.yaml \\
         --set optimizer.inputs=log --run runs/catch_log --out benchmarks/recipes/optim4rl_catch_log
 """
@@ -108,13 +116,53 @@ def _checkpoint_meta_params(path: Path) -> dict:
     return tree
 
 
-def evaluate(args) -> None:
+def _initialisation(cfg, work: Path) -> Path:
+    """The recipe's initial meta-parameters (its seed's), saved to WORK/init.safetensors."""
     import jax
+    import numpy as np
+
+    from metaopt.meta.pipeline import pipeline_engine
+    from metaopt.optimizers.learned import save_meta_params
+
+    engine = pipeline_engine(cfg)
+    init = jax.tree.map(np.asarray, engine.meta_params(engine.init(jax.random.key(cfg.seed))))
+    work.mkdir(parents=True, exist_ok=True)
+    return save_meta_params(work / "init.safetensors", "optim4rl", init)
+
+
+def select_lr(args) -> None:
+    import numpy as np
+
+    from metaopt.config import load_meta_config
+
+    cfg = load_meta_config(args.config, _sets(args.set))
+    task = cfg.tasks[0]
+    trained = Path(args.run) / "meta_params.safetensors"
+    grids = {"optim4rl (meta-trained)": ("optim4rl", trained, args.learned_lrs),
+             "optim4rl (its initialisation)": ("optim4rl", _initialisation(cfg, Path(args.work)), args.learned_lrs),
+             "adam": ("adam", None, args.baseline_lrs), "rmsprop": ("rmsprop", None, args.baseline_lrs)}
+    table: dict = {}
+    for label, (name, meta, lrs) in grids.items():
+        for lr in lrs:
+            sets = {"optimizer.learning_rate": lr, **({"optimizer.meta_params": str(meta)} if meta else {})}
+            finals = final_returns(cfg, task, name, args.tune_seed, args.tune_seeds, sets)
+            table.setdefault(label, {})[f"{lr:g}"] = {"final_returns": [float(x) for x in finals],
+                                                      "mean": float(np.mean(finals))}
+            print(f"{label:<30} lr {lr:<8g} tuning-seed mean final return {np.mean(finals):.4f}", flush=True)
+    chosen = {label: float(max(rows, key=lambda k: rows[k]["mean"])) for label, rows in table.items()}
+    record = {"recipe": args.config, "run_meta_params": str(trained), "env": task.env.name,
+              "tune_seed": args.tune_seed, "tune_seeds": args.tune_seeds, "table": table, "chosen": chosen,
+              "rule": "each optimizer's rate with the highest mean final return on the tuning seeds"}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2))
+    print(f"chosen on seeds {args.tune_seed}-{args.tune_seed + args.tune_seeds - 1}: {chosen}; wrote {args.out}")
+
+
+def evaluate(args) -> None:
     import numpy as np
 
     from metaopt.config import load_meta_config
     from metaopt.evaluation import stats
-    from metaopt.meta.pipeline import pipeline_engine
     from metaopt.optimizers.learned import load_meta_params, save_meta_params
     from metaopt.tracking.checkpoints import checkpoints
 
@@ -127,10 +175,9 @@ def evaluate(args) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    init = jax.tree.map(np.asarray, pipeline_engine(cfg).meta_params(pipeline_engine(cfg).init(jax.random.key(cfg.seed))))
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    init_path = save_meta_params(work / "init.safetensors", "optim4rl", init)
+    init_path = _initialisation(cfg, work)
+    init = load_meta_params(init_path, "optim4rl")[1]
     trained_path = run / "meta_params.safetensors"
     trained_label = "optim4rl (meta-trained)"
     if args.checkpoint is not None:  # a checkpoint chosen on the along-training seeds, never on the reported ones
@@ -140,12 +187,21 @@ def evaluate(args) -> None:
         trained_label = f"optim4rl (meta-trained, iteration {args.checkpoint})"
     lr = cfg.optimizer.learning_rate
 
-    def learned(path):
-        return {"optimizer.meta_params": str(path), "optimizer.learning_rate": lr}
+    def learned(path, rate=lr):
+        return {"optimizer.meta_params": str(path), "optimizer.learning_rate": rate}
 
     runs = {trained_label: ("optim4rl", learned(trained_path)),
             "optim4rl (its initialisation)": ("optim4rl", learned(init_path)),
             "adam": ("adam", {}), "rmsprop": ("rmsprop", {})}
+    lr_choice = json.loads(Path(args.lr_choice).read_text()) if args.lr_choice else None
+    if lr_choice:  # each optimizer also at its rate chosen on the tuning seeds (select-lr)
+        chosen = lr_choice["chosen"]
+        runs[f"{trained_label} at lr {chosen['optim4rl (meta-trained)']:g}"] = (
+            "optim4rl", learned(trained_path, chosen["optim4rl (meta-trained)"]))
+        runs[f"optim4rl (its initialisation) at lr {chosen['optim4rl (its initialisation)']:g}"] = (
+            "optim4rl", learned(init_path, chosen["optim4rl (its initialisation)"]))
+        for name in ("adam", "rmsprop"):
+            runs[f"{name} at lr {chosen[name]:g}"] = (name, {"optimizer.learning_rate": chosen[name]})
     results = {}
     for label, (name, overrides) in runs.items():
         t0 = time.perf_counter()
@@ -176,6 +232,7 @@ def evaluate(args) -> None:
         "run": str(run), "env": task.env.name, "commit": commit,
         "budget_env_steps": task.eval_ppo(cfg.tracking).num_updates * task.eval_ppo(cfg.tracking).batch_size,
         "seeds": args.seeds, "eval_seed": args.eval_seed, "meta_training_seed": cfg.seed,
+        "lr_choice": args.lr_choice, "learning_rates_chosen": lr_choice["chosen"] if lr_choice else None,
         "meta_iterations": len(history), "meta_training_seconds": sum(r["seconds"] for r in history),
         "curve": _curve_stats(history, "meta_loss"), "results": results,
         "along_meta_training": {"seed": args.along_seed, "seeds": args.along_seeds, "points": along,
@@ -252,8 +309,20 @@ def main() -> None:
                    "(chosen on the along-training seeds)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="the overrides the run was meta-trained with, e.g. optimizer.inputs=log")
+    e.add_argument("--lr-choice", help="a select-lr JSON: also each optimizer at its rate chosen on tuning seeds")
+    s = sub.add_parser("select-lr", help="each optimizer's evaluation learning rate, chosen on tuning seeds")
+    s.add_argument("--config", required=True)
+    s.add_argument("--run", required=True, help="the recipe's meta-training folder (its meta_params.safetensors)")
+    s.add_argument("--out", required=True, help="the JSON to write")
+    s.add_argument("--work", default="runs/small_task_eval", help="scratch folder for meta-parameter files")
+    s.add_argument("--learned-lrs", type=float, nargs="+", default=[1e-3, 2e-3, 3e-3, 5e-3])
+    s.add_argument("--baseline-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    s.add_argument("--tune-seed", type=int, default=100, help="first tuning seed (never reported)")
+    s.add_argument("--tune-seeds", type=int, default=10)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the overrides the run was meta-trained with")
     args = parser.parse_args()
-    tune(args) if args.command == "tune" else evaluate(args)
+    {"tune": tune, "evaluate": evaluate, "select-lr": select_lr}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -281,8 +281,14 @@ def test_cells_another_plan_finished_with_the_same_config_are_copied_not_run(pla
 @pytest.mark.slow
 @pytest.mark.ray
 def test_report_from_the_plan_folder(plan_run, tmp_path):
+    inputs = {p: p.read_bytes() for p in plan_run["out"].rglob("*") if p.is_file()}
     assert main(["report", str(plan_run["out"]), "--out", str(tmp_path / "report")]) == 0
+    assert {p: p.read_bytes() for p in plan_run["out"].rglob("*") if p.is_file()} == inputs  # it only reads
     text = (tmp_path / "report" / "README.md").read_text()
+    assert "<details><summary>Every seed's final return</summary>" in text and " n=2 " in text
+    assert "- Compute: " in text and "hours of the hardware above for the" in text
+    markers = [json.loads(p.read_text()) for p in plan_run["out"].glob("cells/*/*/cell.json")]
+    assert markers and all(m["code_version"].startswith("0.") for m in markers)  # the commit that trained each cell
     assert "### Plan `tiny`" in text and "(held out)" in text
     for label in ("adam", "open-breakout"):
         assert f"| {label} |" in text

@@ -99,3 +99,17 @@ def test_summary_refuses_trials_scored_on_other_seeds_than_the_baselines(tmp_pat
     (tmp_path / "baselines" / "sweep.yaml").write_text(yaml.safe_dump({"seed": 7, "seeds": 4}))
     with pytest.raises(ValueError, match="rerun one of them"):
         summarise_sensitivity(tmp_path)
+
+
+def test_the_report_shows_the_study_from_its_summary_without_writing_into_it(tmp_path):
+    from metaopt.evaluation.study_report import write_report
+
+    study = tmp_path / "optim4rl_catch_sensitivity"
+    _study(study)
+    summarise_sensitivity(study)
+    before = {p: p.stat().st_mtime_ns for p in study.rglob("*")}
+    text = write_report([], tmp_path / "report", sweeps=[study]).read_text()
+    assert "| 0.01 | global_norm | 2.010 [" in text  # the best configuration first, normalised by Adam 1e-3
+    assert "| adam learning rate | 2 | 2.000x |" in text
+    assert "4. How sensitive is Optim4RL to its meta-learning rate and reset interval? See section 4" in text
+    assert {p: p.stat().st_mtime_ns for p in study.rglob("*")} == before

@@ -135,7 +135,8 @@ def test_table_says_when_an_aggregate_covers_fewer_envs():
     from metaopt.evaluation.plan_stats import markdown_table
 
     def cell(v):
-        return {"raw": {"iqm": v, "iqm_ci": [v - 1, v + 1]}, "held_out": False}
+        return {"raw": {"iqm": v, "iqm_ci": [v - 1, v + 1]}, "held_out": False,
+                "final_returns": [v - 1, v, v + 1, None]}
 
     def agg(envs, v):
         return {"envs": envs, "normalised_iqm": {"value": v, "ci": [v - 0.1, v + 0.1]},
@@ -145,9 +146,16 @@ def test_table_says_when_an_aggregate_covers_fewer_envs():
                "cells": {"adam": {"breakout": cell(10.0), "asterix": cell(20.0)}, "open": {"breakout": cell(15.0)}},
                "aggregate": {"adam": agg(["asterix", "breakout"], 1.0), "open": agg(["breakout"], 1.5)}}
     rows = markdown_table(summary).splitlines()
-    assert rows[2] == "| adam | 10.00 [9.00, 11.00] | 20.00 [19.00, 21.00] | 1.00 [0.90, 1.10] | 0.50 [0.40, 0.60] |"
-    assert rows[3] == ("| open | 15.00 [14.00, 16.00] | not run | 1.50 [1.40, 1.60] (1 of 2 envs) | "
+    assert rows[2] == ("| adam | 10.00 [9.00, 11.00] n=3 | 20.00 [19.00, 21.00] n=3 | 1.00 [0.90, 1.10] | "
+                       "0.50 [0.40, 0.60] |")  # n: the seeds with a finished episode
+    assert rows[3] == ("| open | 15.00 [14.00, 16.00] n=3 | not run | 1.50 [1.40, 1.60] (1 of 2 envs) | "
                        "0.50 [0.40, 0.60] (1 of 2 envs) |")
+
+    from metaopt.evaluation.plan_stats import per_seed_table
+
+    seeds = per_seed_table(summary).splitlines()
+    assert seeds[2] == "| breakout | adam | 3 | 9, 10, 11 (+1 without a finished episode) |"
+    assert len(seeds) == 2 + 3
 
 
 def test_trained_on_text_names_per_env_optimizers():
@@ -179,8 +187,8 @@ def test_report_lists_a_partly_run_cell_once(tmp_path):
     from metaopt.evaluation.study_report import _plan_part
 
     summary = {"plan": "p", "envs": ["breakout"], "budget": {"breakout": 1000}, "seeds": 2, "seed": 0,
-               "hardware": "CPU", "provenance": [], "cells": {},
-               "missing": ["adam / breakout", "open / breakout"],
+               "hardware": "CPU", "provenance": [], "cells": {}, "labels": ["adam", "open"], "normalise_by": "adam",
+               "aggregate": {}, "missing": ["adam / breakout", "open / breakout"],
                "in_progress": {"open / breakout": "update 3 of 10"}}
     text = "\n".join(_plan_part(tmp_path, summary, tmp_path / "report", "main"))
     assert "- Not run yet: adam / breakout (" in text
@@ -225,3 +233,51 @@ def test_generalisation_table_gives_trained_on_and_held_out_aggregates():
                        "**0.70 [0.60, 0.80]** (held out) | 1.50 [1.30, 1.70] (1 env) | 0.60 [0.40, 0.80] (2 envs) |")
     assert rows[3] == "| own-only (breakout) | 1.20 [1.10, 1.30] | not run | not run | 1.20 [1.00, 1.40] (1 env) | — |"
     assert len(rows) == 4  # adam names no training envs: no row
+
+
+def test_a_noisy_reference_widens_the_normalised_difference_ci():
+    """The normaliser is the reference's IQM, itself an estimate: resampled in the same bootstrap,
+    a noisy reference must widen the CI of a normalised difference, a quiet one must not."""
+    rng = np.random.default_rng(1)
+    x = {"a": 2.0 + 0.05 * rng.standard_normal(10), "b": 4.0 + 0.1 * rng.standard_normal(10)}
+    quiet = {"a": 1.0 + 0.001 * rng.standard_normal(10), "b": 2.0 + 0.002 * rng.standard_normal(10)}
+    noisy = {"a": 1.0 + 0.4 * rng.standard_normal(10), "b": 2.0 + 0.8 * rng.standard_normal(10)}
+    fixed = {t: x[t] / stats.iqm(quiet[t]) for t in x}  # normalised once, the reference treated as exact
+    _, lo0, hi0 = stats.stratified_difference_ci(fixed, {t: quiet[t] / stats.iqm(quiet[t]) for t in x})
+    _, lo_q, hi_q = stats.stratified_difference_ci(x, quiet, normalisers=quiet, y_is_reference=True)
+    d, lo_n, hi_n = stats.stratified_difference_ci(x, noisy, normalisers=noisy, y_is_reference=True)
+    assert hi_q - lo_q == pytest.approx(hi0 - lo0, rel=0.2)
+    assert hi_n - lo_n > 4 * (hi_q - lo_q)
+    assert lo_n < d < hi_n
+    # the aggregate's own CI widens the same way
+    _, lo, hi = stats.stratified_bootstrap_ci(x, normalisers=noisy)
+    _, lo1, hi1 = stats.stratified_bootstrap_ci(x, normalisers=quiet)
+    assert hi - lo > 4 * (hi1 - lo1)
+
+
+def test_p_better_of_runs_that_do_not_overlap_is_marked_not_estimable():
+    from metaopt.evaluation.plan_stats import _versus, fmt
+
+    low, high = {"a": np.array([1.0, 2.0, 3.0, 4.0])}, {"a": np.array([10.0, 11.0, 12.0, 13.0])}
+    out = _versus(low, high, seed=0)
+    assert out["probability_of_improvement"]["value"] == 0.0
+    assert fmt(out["probability_of_improvement"]) == "0.00 (CI not estimable at n = 4: the runs do not overlap)"
+    overlapping = _versus({"a": np.array([1.0, 5.0, 9.0, 12.0])}, high, seed=0)
+    assert "note" not in overlapping["probability_of_improvement"]
+
+
+def test_curves_carry_each_seeds_latest_episode_forward():
+    from metaopt.evaluation.plan_stats import carried_forward
+
+    nan = np.nan
+    # Freeway-like: episodes outlast updates, so most updates finish none
+    got = carried_forward(np.array([[nan, 1.0], [2.0, nan], [nan, nan], [nan, 5.0]]))
+    assert np.array_equal(got, np.array([[nan, 1.0], [2.0, 1.0], [2.0, 1.0], [2.0, 5.0]]), equal_nan=True)
+
+
+def test_an_optimizer_has_one_colour_in_every_figure():
+    from metaopt.plotting import label_colour
+
+    assert label_colour("adam") == "tab:blue" and label_colour("open-published") == "tab:green"
+    assert label_colour("my-optimizer") == label_colour("my-optimizer")  # stable across calls and runs
+    assert len({label_colour(x) for x in ("adam", "rmsprop", "open-published", "open-multitask", "open-cpu-recipe")}) == 5

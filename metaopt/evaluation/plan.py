@@ -40,6 +40,7 @@ from metaopt.config import (
     load_sweep_config,
     load_train_config,
 )
+from metaopt.tracking.mlflow_run import code_version
 
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"  # written last: its presence (with the same config hash) marks a finished cell
@@ -323,16 +324,19 @@ def reusable_cells(cells: list[Cell], out: Path, folders: list[str]) -> dict[str
 def _copy_cell(cell: Cell, out: Path, source: Path) -> None:
     files = {p.name: p.read_bytes() for p in source.iterdir()
              if p.is_file() and p.name not in (CELL_FILE, PARTIAL_FILE)}
-    try:  # a copy of a copy names the cell's first folder
-        first = json.loads((source / CELL_FILE).read_text()).get("reused_from")
+    try:  # a copy of a copy names the cell's first folder, and the commit that trained it
+        marker = json.loads((source / CELL_FILE).read_text())
     except (OSError, json.JSONDecodeError):
-        first = None
-    _write_cell(cell, out, files, reused_from=first or str(source))
+        marker = {}
+    _write_cell(cell, out, files, reused_from=marker.get("reused_from") or str(source),
+                made_by=marker.get("code_version"))
 
 
-def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str | None = None) -> None:
+def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str | None = None,
+                made_by: str | None = None) -> None:
     """Files first, into a fresh folder moved into place, the marker last: a crash leaves
-    either a finished cell or none."""
+    either a finished cell or none. The marker records the code version that trained the cell
+    (`made_by` for a copied cell: its source's; None: this checkout's)."""
     target = cell.folder(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{cell.env}-"))
@@ -343,6 +347,7 @@ def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str
         "label": cell.label, "env": cell.env, "config_hash": cell.config_hash, "source": cell.source,
         "trained_on": None if cell.trained_on is None else list(cell.trained_on),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"reused_from": reused_from} if reused_from else {}),
+        **({"code_version": made_by or code_version()} if made_by or not reused_from else {}),
     }, indent=2))
     if target.exists():
         shutil.rmtree(target)
@@ -377,7 +382,6 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
       The summary from `plan_stats.summarise(out)`.
     """
     from metaopt.evaluation.plan_stats import summarise
-    from metaopt.tracking.mlflow_run import code_version
     from metaopt.tracking.plans import PlanTracker
 
     out = Path(out).resolve()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from metaopt.evaluation.plan import (
     SUMMARY_FILE,
     folder_name,
 )
-from metaopt.plotting import pyplot
+from metaopt.plotting import label_colour, pyplot
 from metaopt.serialization import read_metadata
 
 
@@ -56,6 +57,7 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
             "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
             "device": json.loads(device.read_text()) if device.is_file() else {},
             "largest_drop": largest_drops(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
+            "code_version": meta.get("code_version"),
         }
     return cells
 
@@ -118,7 +120,29 @@ def _interval(value: float, ci: tuple[float, float]) -> dict[str, Any]:
 
 def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
     """Compute a plan's statistics from its folder and write summary.json, table.md and the
-    figures beside its cells.
+    figures beside its cells (what `metaopt evaluate` does at its end).
+
+    Args:
+      out: the plan's folder (plan.yaml and cells/).
+      seed: the bootstrap's seed.
+
+    Returns:
+      The summary, as `compute_summary`.
+    """
+    out = Path(out)
+    summary, cells, normalised = _statistics(out, seed)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "table.md").write_text(markdown_table(summary))
+    plot_aggregate(out / "aggregate.png", summary)
+    plot_profiles(out / "profile.png", summary, normalised)
+    plot_generalisation(out / "generalisation.png", summary)
+    plot_curves(out / "curves.png", summary, cells)
+    return summary
+
+
+def compute_summary(out: str | Path, seed: int = 0) -> dict[str, Any]:
+    """A plan's statistics from its folder, computed in memory: nothing is written (what
+    `metaopt report` reads plans with).
 
     Args:
       out: the plan's folder (plan.yaml and cells/).
@@ -128,13 +152,19 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
       The summary: per cell the raw and normalised statistics, per optimizer the aggregates
       over envs, the missing cells, hardware and provenance.
     """
-    out = Path(out)
+    return _statistics(Path(out), seed)[0]
+
+
+def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, dict[str, np.ndarray]]]:
+    """(`compute_summary`'s summary, the loaded cells, the normalised scores) of a plan folder; reads only."""
     plan = yaml.safe_load((out / PLAN_FILE).read_text())
     sources = _sources(plan)
     labels = list(sources)
     envs, reference = plan["envs"], plan.get("normalise_by")
     cells = load_cells(out)
     ref_iqm: dict[str, float] = {}
+    ref_runs: dict[str, np.ndarray] = {}  # the reference's raw runs per env, resampled in every bootstrap
+    raw_scores: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}  # envs with a normaliser
     normalised: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
     table: dict[str, dict[str, Any]] = {label: {} for label in labels}
     for env in envs:
@@ -154,29 +184,32 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
                 scores, ref_iqm[env] = stats.normalise(raw, ref["final_returns"])
                 if np.isfinite(scores).any():
                     normalised[label][env] = scores
-                    entry["normalised"] = _interval(float(stats.iqm(scores[np.isfinite(scores)])),
-                                                    stats.bootstrap_ci(scores, seed=seed))
+                    raw_scores[label][env], ref_runs[env] = np.asarray(raw), np.asarray(ref["final_returns"])
+                    entry["normalised"] = _interval(*_split(stats.stratified_bootstrap_ci(
+                        {env: raw}, stats.iqm, seed=seed, normalisers={env: ref_runs[env]})))
             table[label][env] = entry
     aggregate: dict[str, dict[str, Any]] = {}
     for label in labels:
         scores = normalised[label]
         if not scores:
             continue
+        raw = raw_scores[label]
         agg: dict[str, Any] = {"envs": sorted(scores)}
-        agg["normalised_iqm"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, stats.iqm, seed=seed)))
-        agg["normalised_mean"] = _interval(*_split(stats.stratified_bootstrap_ci(scores, _mean, seed=seed)))
+        agg["normalised_iqm"] = _interval(*_split(stats.stratified_bootstrap_ci(raw, stats.iqm, seed=seed,
+                                                                                normalisers=ref_runs)))
+        agg["normalised_mean"] = _interval(*_split(stats.stratified_bootstrap_ci(raw, _mean, seed=seed,
+                                                                                 normalisers=ref_runs)))
         # A learned optimizer's score apart on the envs it was meta-trained on and the held-out ones.
-        parts = {part: {env: scores[env] for env in scores if table[label][env]["held_out"] is held}
+        parts = {part: {env: raw[env] for env in raw if table[label][env]["held_out"] is held}
                  for part, held in (("trained_on", False), ("held_out", True))}
-        if any(table[label][env]["held_out"] is not None for env in scores):
+        if any(table[label][env]["held_out"] is not None for env in raw):
             agg["by_training"] = {part: {"envs": sorted(subset),
                                          "normalised_iqm": _interval(*_split(stats.stratified_bootstrap_ci(
-                                             subset, stats.iqm, seed=seed))),
-                                         **(_versus(subset, normalised.get(reference, {}), seed)
-                                            if label != reference else {})}
+                                             subset, stats.iqm, seed=seed, normalisers=ref_runs))),
+                                         **(_versus(subset, ref_runs, seed) if label != reference else {})}
                                   for part, subset in parts.items() if subset}
         if label != reference:
-            agg.update(_versus(scores, normalised.get(reference, {}), seed))
+            agg.update(_versus(raw, ref_runs, seed))
         aggregate[label] = agg
     budgets = {env: cells[label][env]["config"].get("ppo", {}).get("total_timesteps")
                for label in cells for env in cells[label]}
@@ -189,36 +222,46 @@ def summarise(out: str | Path, seed: int = 0) -> dict[str, Any]:
         "reused": {f"{label} / {env}": cells[label][env]["reused_from"] for label in labels for env in envs
                    if cells.get(label, {}).get(env, {}).get("reused_from")},
         "hardware": _hardware(cells),
+        "compute": _compute(cells),
         "learning_rates": baseline_learning_rates(cells, sources, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
         "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
-                      "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env",
+                      "aggregates: stratified over envs, as rliable); normalised = return / reference IQM on the env, "
+                      "the reference's runs resampled in the same bootstrap (its noise is in every normalised CI)",
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=_json_default))
-    (out / "table.md").write_text(markdown_table(summary))
-    plot_aggregate(out / "aggregate.png", summary)
-    plot_profiles(out / "profile.png", summary, normalised)
-    plot_generalisation(out / "generalisation.png", summary)
-    plot_curves(out / "curves.png", summary, cells)
-    return summary
+    return summary, cells, normalised
 
 
 BASELINES = ("adam", "rmsprop")
 
 
-def _versus(scores: dict[str, np.ndarray], reference: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
-    """An optimizer's normalised runs against the reference's on the envs both ran: P(better)
-    and the difference of their aggregate IQMs, each with its stratified bootstrap CI."""
-    ref_scores = {env: reference[env] for env in scores if env in reference}
-    return {"probability_of_improvement": _interval(*_split(
-                stats.aggregate_probability_of_improvement(scores, ref_scores, seed=seed))),
-            "iqm_difference": _interval(*_split(stats.stratified_difference_ci(scores, ref_scores, seed=seed)))}
+def _versus(scores: dict[str, np.ndarray], reference: dict[str, np.ndarray], seed: int,
+            normalisers: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """An optimizer's raw runs against another's on the envs both ran: P(better) and the difference
+    of their aggregate normalised IQMs, each with its stratified bootstrap CI. The normaliser is
+    the plan's reference (`normalisers`; None: `reference` itself is the plan's reference), whose
+    runs are resampled in the same bootstrap. A P(better) interval of zero width (the runs do not
+    overlap, so no resample can move it) is marked not estimable at this number of runs."""
+    shared = {env: scores[env] for env in scores if env in reference}
+    norm = reference if normalisers is None else normalisers
+    shared = {env: v for env, v in shared.items() if env in norm}
+    prob = _interval(*_split(stats.aggregate_probability_of_improvement(
+        shared, {env: reference[env] for env in shared}, seed=seed)))
+    lo, hi = prob["ci"]
+    if np.isfinite(lo) and lo == hi:
+        runs = min(min(np.isfinite(np.asarray(v, np.float64)).sum() for v in d.values()) for d in (shared, reference))
+        prob["note"] = f"CI not estimable at n = {runs}: the runs do not overlap"
+    diff = stats.stratified_difference_ci(shared, {env: reference[env] for env in shared}, seed=seed,
+                                          normalisers={env: norm[env] for env in shared},
+                                          y_is_reference=normalisers is None)
+    return {"probability_of_improvement": prob, "iqm_difference": _interval(*_split(diff))}
 
 
 def versus(summary: dict[str, Any], label: str, other: str, seed: int = 0) -> dict[str, Any]:
     """Two optimizers of a plan against each other on the envs both ran (normalised by the
-    plan's reference when it has one): P(`label` better than `other`) and the difference of
-    their aggregate IQMs, with stratified bootstrap CIs, in the form `verdict` reads.
+    plan's reference when it has one, its runs resampled in the bootstrap): P(`label` better than
+    `other`) and the difference of their aggregate IQMs, with stratified bootstrap CIs, in the
+    form `verdict` reads.
 
     Args:
       summary: from `summarise`.
@@ -229,16 +272,19 @@ def versus(summary: dict[str, Any], label: str, other: str, seed: int = 0) -> di
     Returns:
       {"envs", "probability_of_improvement", "iqm_difference"}; envs empty when they share none.
     """
-    def scores(name: str) -> dict[str, np.ndarray]:
-        found = {}
-        for env, cell in summary["cells"].get(name, {}).items():
-            scale = summary["reference_iqm"].get(env, 1.0) if summary.get("normalise_by") else 1.0
-            found[env] = np.array([np.nan if v is None else v for v in cell["final_returns"]], np.float64) / scale
-        return found
+    def runs(name: str) -> dict[str, np.ndarray]:
+        return {env: np.array([np.nan if v is None else v for v in cell["final_returns"]], np.float64)
+                for env, cell in summary["cells"].get(name, {}).items()}
 
-    mine, theirs = scores(label), scores(other)
-    shared = {env: mine[env] for env in mine if env in theirs}
-    return {"envs": sorted(shared), **_versus(shared, theirs, seed)}
+    mine, theirs = runs(label), runs(other)
+    ref = summary.get("normalise_by")
+    if ref:
+        normalisers = {env: v for env, v in runs(ref).items() if env in summary["reference_iqm"]
+                       and summary["reference_iqm"][env] > 0}
+    else:
+        normalisers = {env: np.ones(2) for env in mine}  # no reference: raw returns
+    shared = {env: mine[env] for env in mine if env in theirs and env in normalisers}
+    return {"envs": sorted(shared), **_versus(shared, theirs, seed, normalisers=normalisers)}
 
 
 def verdict(entry: dict[str, Any], reference: str) -> str:
@@ -341,6 +387,18 @@ def _json_default(v):
     raise TypeError(type(v))
 
 
+def _compute(cells) -> dict[str, Any]:
+    """Seconds each cell took (compile + run, from its device record; a copied cell counts once, in
+    the plan that trained it), their total in hours, and the code versions the cells record."""
+    seconds = {f"{label} / {env}": float(c["device"].get("compile_seconds", 0.0) + c["device"].get("run_seconds", 0.0))
+               for label, by_env in cells.items() for env, c in by_env.items()
+               if c["device"] and not c.get("reused_from")}
+    versions = sorted({c["code_version"] for by_env in cells.values() for c in by_env.values() if c.get("code_version")})
+    return {"cell_seconds": seconds, "total_hours": sum(seconds.values()) / 3600,
+            "cells_without_commit": sum(not c.get("code_version") for by_env in cells.values() for c in by_env.values()),
+            "code_versions": versions}
+
+
 def _hardware(cells) -> str:
     """Where the cells ran, e.g. `cpu (2 CPUs) on 1 node` or `gpu NVIDIA H200 on 2 nodes`."""
     devices = [c["device"] for by_env in cells.values() for c in by_env.values() if c["device"]]
@@ -364,6 +422,8 @@ def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
     """
     if not entry or entry.get("value") is None or not np.isfinite(entry["value"]):
         return "—"
+    if entry.get("note"):
+        return f"{entry['value']:.{digits}f} ({entry['note']})"
     lo, hi = entry["ci"]
     if lo is None or not np.isfinite(lo):
         return f"{entry['value']:.{digits}f}"
@@ -392,7 +452,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 row.append("not run")
                 continue
             raw = cell["raw"]
-            text = fmt({"value": raw["iqm"], "ci": raw["iqm_ci"]})
+            n = sum(v is not None for v in cell["final_returns"])
+            text = fmt({"value": raw["iqm"], "ci": raw["iqm_ci"]}) + f" n={n}"
             row.append(text + (" (held out)" if cell.get("held_out") else ""))
         if ref:
             agg = summary["aggregate"].get(label, {})
@@ -400,6 +461,29 @@ def markdown_table(summary: dict[str, Any]) -> str:
             part = f" ({len(agg['envs'])} of {len(envs)} envs)" if agg and len(agg["envs"]) < len(envs) else ""
             row += [fmt(agg.get("normalised_iqm")) + part, fmt(agg.get("probability_of_improvement")) + part]
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_seed_table(summary: dict[str, Any]) -> str:
+    """Every run's final return, a row per optimizer and env, sorted (a reader sees the spread
+    behind each IQM and its CI).
+
+    Args:
+      summary: from `summarise`.
+
+    Returns:
+      The table as Markdown, newline-terminated.
+    """
+    lines = ["| env | optimizer | n | final return of each seed (sorted) |", "|---|---|---|---|"]
+    for env in summary["envs"]:
+        for label in summary["labels"]:
+            cell = summary["cells"].get(label, {}).get(env)
+            if cell is None:
+                continue
+            values = sorted(v for v in cell["final_returns"] if v is not None)
+            missing = len(cell["final_returns"]) - len(values)
+            lines.append(f"| {env} | {label} | {len(values)} | {', '.join(f'{v:.3g}' for v in values)}"
+                         f"{f' (+{missing} without a finished episode)' if missing else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -459,7 +543,7 @@ def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
         for i, label in enumerate(labels):
             entry = summary["aggregate"][label][name]
             lo, hi = entry["ci"]
-            ax.plot([lo, hi], [i, i], lw=6, alpha=0.5, color=f"C{i}", solid_capstyle="butt")
+            ax.plot([lo, hi], [i, i], lw=6, alpha=0.5, color=label_colour(label), solid_capstyle="butt")
             ax.plot(entry["value"], i, "|", color="k", ms=14)
         ax.axvline(1.0, color="grey", ls="--", lw=1)
         ax.set_title(f"{title} of returns / {summary['normalise_by']} IQM")
@@ -489,7 +573,7 @@ def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dic
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
     for label, scores in present.items():
-        ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6)
+        ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6, color=label_colour(label))
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xlabel(f"normalised score τ (return / {summary['normalise_by']} IQM on the env)")
     ax.set_ylabel("fraction of runs with score > τ")
@@ -572,8 +656,27 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def carried_forward(values: np.ndarray) -> np.ndarray:
+    """Each column's latest finite value carried forward along the rows (NaN before its first):
+    a seed's return of its latest finished episode at every update, also where episodes outlast
+    an update (Freeway).
+
+    Args:
+      values: updates x seeds, NaN where no episode finished in that update.
+
+    Returns:
+      The same shape, gaps filled from above.
+    """
+    out = np.array(values, np.float64)
+    for row in range(1, out.shape[0]):
+        gap = ~np.isfinite(out[row])
+        out[row, gap] = out[row - 1, gap]
+    return out
+
+
 def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
-    """Return against env steps per env, one line per optimizer (mean ± s.e. over seeds).
+    """Return against env steps per env, one line per optimizer: the mean over seeds of each seed's
+    latest finished episode's return, with a band of ± 1 standard error over seeds.
 
     Args:
       path: the PNG to write (nothing is written when no env has a cell).
@@ -584,24 +687,32 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
     if not envs:
         return
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), dpi=120, squeeze=False)
     for ax, env in zip(axes[0], envs):
-        for i, label in enumerate(summary["labels"]):
+        for label in summary["labels"]:
             cell = cells.get(label, {}).get(env)
             if cell is None or not (cell["folder"] / "curves.csv").is_file():
                 continue
             with (cell["folder"] / "curves.csv").open() as f:
                 rows = list(csv.DictReader(f))
+            seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k[len("return_seed"):]))
             x = np.array([float(r["env_steps"]) for r in rows])
-            mean = np.array([float(r["return_mean"]) for r in rows])
-            se = np.array([float(r["return_stderr"]) for r in rows])
-            ax.plot(x, mean, lw=1.4, color=f"C{i}", label=label)
-            ax.fill_between(x, mean - se, mean + se, color=f"C{i}", alpha=0.2)
+            per_seed = carried_forward(np.array([[float(r[k]) for k in seeds] for r in rows]))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # updates before any seed's first episode
+                n = np.isfinite(per_seed).sum(axis=1)
+                mean = np.nanmean(per_seed, axis=1)
+                se = np.nanstd(per_seed, axis=1, ddof=1) / np.sqrt(n)
+            colour = label_colour(label)
+            ax.plot(x, mean, lw=1.4, color=colour, label=f"{label} (n={len(seeds)})")
+            ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2)
         ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("episode return")
+    axes[0][0].set_ylabel("return of the latest finished episode")
     axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{summary['plan']}: line = mean over seeds of each seed's latest finished episode; "
+                 "band = ± 1 standard error over seeds (not the tables' IQM CI)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

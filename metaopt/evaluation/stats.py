@@ -125,69 +125,102 @@ def summarize(x, seed: int = 0) -> dict[str, float | int]:
 # ------------------------------------------------------------------ several tasks (envs)
 
 
+def _clean(v) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    return v[np.isfinite(v)]
+
+
+def _normaliser_draws(reference: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resample indices of a task's reference runs and the IQM of each resample (one per row)."""
+    idx = rng.integers(0, reference.size, (resamples, reference.size))
+    return idx, iqm(reference[idx], axis=-1)
+
+
 def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable = iqm, confidence: float = 0.95,
-                            seed: int = 0, resamples: int = RESAMPLES) -> tuple[float, float, float]:
+                            seed: int = 0, resamples: int = RESAMPLES,
+                            normalisers: dict[str, np.ndarray] | None = None) -> tuple[float, float, float]:
     """An aggregate over tasks with rliable's stratified percentile bootstrap: runs are
     resampled with replacement within each task, the statistic is taken over all runs of
     all tasks pooled (rliable's aggregate IQM).
 
     Args:
-      scores: task -> one (normalised) score per run; NaNs are dropped.
+      scores: task -> one score per run (raw when `normalisers` is given, else normalised); NaNs dropped.
       statistic: vectorised statistic taking (values, axis).
       confidence: coverage of the interval.
       seed: seed of the resampling.
       resamples: bootstrap resamples.
+      normalisers: task -> the reference's raw runs: each task's scores are divided by the IQM of
+        the reference's runs, which are resampled in the same bootstrap (the normaliser's noise is
+        in the interval). None: the scores are already normalised.
 
     Returns:
       (point estimate, low, high); NaNs where a task has fewer than two runs.
     """
-    tasks = [np.asarray(v, np.float64) for v in scores.values()]
-    tasks = [t[np.isfinite(t)] for t in tasks]
-    if not tasks or any(t.size == 0 for t in tasks):
+    names = list(scores)
+    tasks = [_clean(scores[t]) for t in names]
+    refs = [_clean(normalisers[t]) for t in names] if normalisers is not None else None
+    if not tasks or any(t.size == 0 for t in tasks) or (refs and any(r.size == 0 for r in refs)):
         return float("nan"), float("nan"), float("nan")
-    point = float(statistic(np.concatenate(tasks), axis=-1))
-    if any(t.size < 2 for t in tasks):
+    scale = [float(iqm(r)) for r in refs] if refs else [1.0] * len(tasks)
+    point = float(statistic(np.concatenate([t / c for t, c in zip(tasks, scale)]), axis=-1))
+    if any(t.size < 2 for t in tasks) or (refs and any(r.size < 2 for r in refs)):
         return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    pooled = np.concatenate([t[rng.integers(0, t.size, (resamples, t.size))] for t in tasks], axis=1)
-    values = statistic(pooled, axis=-1)
+    parts = []
+    for i, t in enumerate(tasks):
+        drawn = t[rng.integers(0, t.size, (resamples, t.size))]
+        parts.append(drawn / _normaliser_draws(refs[i], rng, resamples)[1][:, None] if refs else drawn)
+    values = statistic(np.concatenate(parts, axis=1), axis=-1)
     alpha = (1.0 - confidence) / 2.0
     return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 
 
 def stratified_difference_ci(x: dict[str, np.ndarray], y: dict[str, np.ndarray], statistic: Callable = iqm,
-                             confidence: float = 0.95, seed: int = 0,
-                             resamples: int = RESAMPLES) -> tuple[float, float, float]:
+                             confidence: float = 0.95, seed: int = 0, resamples: int = RESAMPLES,
+                             normalisers: dict[str, np.ndarray] | None = None,
+                             y_is_reference: bool = False) -> tuple[float, float, float]:
     """statistic(X) - statistic(Y) of two aggregates over the tasks both ran, each the statistic
     of its runs pooled over tasks, with a stratified bootstrap CI (both resampled within each
     task, independently): a CI that excludes 0 says the aggregates differ.
 
     Args:
-      x: task -> one (normalised) score per run of X; only tasks in both count; NaNs are dropped.
+      x: task -> one score per run of X (raw when `normalisers` is given); only tasks in both
+        count; NaNs are dropped.
       y: task -> one score per run of Y.
       statistic: vectorised statistic taking (values, axis).
       confidence: coverage of the interval.
       seed: seed of the resampling.
       resamples: bootstrap resamples.
+      normalisers: task -> the reference's raw runs, resampled in the same bootstrap; both X and Y
+        are divided by each draw's reference IQM. None: the scores are already normalised.
+      y_is_reference: Y's runs are the reference's own: one draw serves as Y and as normaliser.
 
     Returns:
       (difference, low, high); NaNs where a task has no run, CI NaNs where one has a single run.
     """
-    pairs = [(np.asarray(x[t], np.float64), np.asarray(y[t], np.float64)) for t in x if t in y]
-    pairs = [(a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in pairs]
-    if not pairs or any(a.size == 0 or b.size == 0 for a, b in pairs):
+    names = [t for t in x if t in y]
+    pairs = [(_clean(x[t]), _clean(y[t])) for t in names]
+    refs = [_clean(normalisers[t]) for t in names] if normalisers is not None else None
+    if not pairs or any(a.size == 0 or b.size == 0 for a, b in pairs) or (refs and any(r.size == 0 for r in refs)):
         return float("nan"), float("nan"), float("nan")
-    point = float(statistic(np.concatenate([a for a, _ in pairs]), axis=-1)
-                  - statistic(np.concatenate([b for _, b in pairs]), axis=-1))
-    if any(a.size < 2 or b.size < 2 for a, b in pairs):
+    scale = [float(iqm(r)) for r in refs] if refs else [1.0] * len(pairs)
+    point = float(statistic(np.concatenate([a / c for (a, _), c in zip(pairs, scale)]), axis=-1)
+                  - statistic(np.concatenate([b / c for (_, b), c in zip(pairs, scale)]), axis=-1))
+    if any(a.size < 2 or b.size < 2 for a, b in pairs) or (refs and any(r.size < 2 for r in refs)):
         return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-
-    def pooled(side: int) -> np.ndarray:
-        return np.concatenate([p[side][rng.integers(0, p[side].size, (resamples, p[side].size))] for p in pairs],
-                              axis=1)
-
-    values = statistic(pooled(0), axis=-1) - statistic(pooled(1), axis=-1)
+    xs, ys = [], []
+    for i, (a, b) in enumerate(pairs):
+        da = a[rng.integers(0, a.size, (resamples, a.size))]
+        if refs:
+            idx, norm = _normaliser_draws(refs[i], rng, resamples)
+            db = refs[i][idx] if y_is_reference else b[rng.integers(0, b.size, (resamples, b.size))]
+            da, db = da / norm[:, None], db / norm[:, None]
+        else:
+            db = b[rng.integers(0, b.size, (resamples, b.size))]
+        xs.append(da)
+        ys.append(db)
+    values = statistic(np.concatenate(xs, axis=1), axis=-1) - statistic(np.concatenate(ys, axis=1), axis=-1)
     alpha = (1.0 - confidence) / 2.0
     return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 

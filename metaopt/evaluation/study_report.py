@@ -9,6 +9,7 @@ the command that made it. Reads only files.
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 import shutil
 import time
@@ -16,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
-from metaopt.evaluation.plan_stats import fmt, generalisation_table, summarise, verdict, versus
+from metaopt.evaluation.plan_stats import (
+    compute_summary,
+    fmt,
+    generalisation_table,
+    markdown_table,
+    per_seed_table,
+    verdict,
+    versus,
+)
+from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
@@ -29,7 +39,7 @@ SECTIONS = (
     ("generalisation", "Do learned optimizers generalise across tasks?",
      "metaopt evaluate --plan configs/eval/generalisation_minatar.yaml --out runs/eval/generalisation_minatar"),
     ("sensitivity", "How sensitive is Optim4RL to its meta-learning rate and reset interval?",
-     "metaopt tune-sensitivity --config configs/tune/sensitivity_optim4rl_ant.yaml --out runs/tune/sensitivity"),
+     "metaopt tune-sensitivity --config configs/tune/sensitivity_optim4rl_catch.yaml --out runs/tune/sensitivity"),
     ("l2", "Does L2 regularisation help Optim4RL?",
      "metaopt evaluate --plan configs/eval/l2_ablation_ant.yaml --out runs/eval/l2_ablation_ant"),
 )
@@ -46,8 +56,8 @@ ANCHORS = tuple((env, opt, int(steps), value, source) for source, rows in (
 
 
 def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = ()) -> Path:
-    """Summarise each plan folder again (from its files), copy the figures and write
-    out/README.md.
+    """Summarise each plan folder again in memory (from its files, which stay as they are), copy
+    the figures `metaopt evaluate` drew and write out/README.md.
 
     Args:
       results: folders written by `metaopt evaluate`.
@@ -61,7 +71,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
     """
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    summaries = [(folder, summarise(folder)) for folder in results if (folder / PLAN_FILE).is_file()]
+    summaries = [(folder, compute_summary(folder)) for folder in results if (folder / PLAN_FILE).is_file()]
     lines = [
         "# metaopt: study results",
         "",
@@ -71,10 +81,15 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
         "How to read: each cell trains fresh PPO agents from scratch with the optimizer, one run per seed; its score",
         "is the mean return of episodes finished in the last 10% of updates. Tables give the interquartile mean (IQM)",
         "over seeds with a 95% percentile-bootstrap CI. Normalised scores divide by the reference optimizer's IQM",
-        "(`normalise_by`) on the same env and budget in the same plan; aggregates over envs use a stratified bootstrap",
+        "(`normalise_by`) on the same env and budget in the same plan, and the reference's runs are resampled in the",
+        "same bootstrap, so its noise is in every normalised CI; aggregates over envs use a stratified bootstrap",
         "(runs resampled within each env), P(better) is the probability that a run beats a reference run on a random",
-        "env (rliable's definitions; computed with scipy, see metaopt/evaluation/stats.py). Two CIs that overlap",
-        "mean the difference is within noise at this number of seeds.",
+        "env (rliable's definitions; computed with scipy, see metaopt/evaluation/stats.py). Whether two optimizers",
+        "differ is read from the CI of their difference (and of P(better)), not from whether their own CIs overlap:",
+        "overlapping CIs can hide a real difference. n (seeds per cell) is in every table; with 4 seeds the IQM is the",
+        "mean of the middle two runs and a percentile-bootstrap CI cannot reach beyond [min, max] of the 4, which",
+        "covers the median only about 88% of the time, so treat 4-seed intervals as rough. A P(better) whose runs do",
+        "not overlap has no bootstrap interval at that n; it says so.",
         "",
         *_answers(summaries, sweeps),
     ]
@@ -109,7 +124,7 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
     for number, (key, title, _) in enumerate(SECTIONS, 1):
         plans = [s for _, s in summaries if s["section"] == key]
         if key == "sensitivity":
-            found = [s.name for s in sweeps if (s / "trials.csv").is_file()]
+            found = [s.name for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
             lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "— not run."))
             continue
         if key == "generalisation":
@@ -203,9 +218,33 @@ def _budgets(summary: dict[str, Any]) -> str:
     return ", ".join(f"{env} {steps:,}" for env, steps in sorted(budgets.items())) + " env steps per run"
 
 
-def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
+def _compute_text(compute: dict[str, Any]) -> str:
+    """A plan's compute in words: total hours of its hardware, the range per cell, and which cells
+    record the commit that trained them."""
+    seconds = list((compute.get("cell_seconds") or {}).values())
+    if not seconds:
+        return "not recorded"
+    text = (f"{compute['total_hours']:.1f} hours of the hardware above for the {len(seconds)} cells this plan trained "
+            f"({min(seconds) / 3600:.2f}-{max(seconds) / 3600:.2f} h per cell)")
+    missing = compute.get("cells_without_commit", 0)
+    if missing:
+        text += f"; {missing} cells predate per-cell commits (see the code versions above)"
+    return text
+
+
+def _shown(folder: Path) -> str:
+    """A folder as a reader can use it: relative to the current folder (the repository, where
+    `metaopt report` runs) when inside it."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def _commands(provenance: list[dict[str, Any]], folder: Path | None = None) -> tuple[list[str], bool]:
     """The distinct commands that made a plan's results, `--only` selections and the report's
-    own options (`--report`, `--baselines`) taken out.
+    own options (`--report`, `--baselines`) taken out, and `--out` given as the folder the report
+    read (wherever the run wrote it first), so that a reader can run them again.
 
     Returns:
         (sorted commands, whether any invocation ran only some cells).
@@ -229,6 +268,9 @@ def _commands(provenance: list[dict[str, Any]]) -> tuple[list[str], bool]:
                     words.pop(0)
             elif word.startswith(("--report=", "--baselines=")):
                 pass
+            elif word == "--out" and words and folder is not None:
+                words.pop(0)
+                kept += ["--out", _shown(folder)]
             else:
                 kept.append(word)
         commands.add(shlex.join(kept))
@@ -248,15 +290,16 @@ def _code_versions(provenance: list[dict[str, Any]], folder: Path) -> str:
 
 def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -> list[str]:
     provenance = summary.get("provenance") or []
-    commands, in_parts = _commands(provenance)
+    commands, in_parts = _commands(provenance, folder)
     lines = [
         f"### Plan `{summary['plan']}`",
         "",
         f"- Envs: {', '.join(summary['envs'])}; {_budgets(summary)}; {summary['seeds']} seeds per cell "
         f"(seeds {summary['seed']}..{summary['seed'] + summary['seeds'] - 1}).",
         f"- Hardware: {summary['hardware']}. Code: {_code_versions(provenance, folder)}.",
+        f"- Compute: {_compute_text(summary.get('compute') or {})}.",
         f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'}"
-        f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{folder}`).",
+        f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{_shown(folder)}`).",
     ]
     if summary.get("reused"):
         by_folder: dict[str, list[str]] = {}
@@ -272,7 +315,9 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
     if summary.get("in_progress"):
         lines.append("- Partly run (a partial run saved, resumed by the same command): "
                      + ", ".join(f"{key} at {where}" for key, where in summary["in_progress"].items()) + ".")
-    lines += ["", (folder / "table.md").read_text().rstrip() if (folder / "table.md").is_file() else "", ""]
+    lines += ["", markdown_table(summary).rstrip(), "",
+              "<details><summary>Every seed's final return</summary>", "", per_seed_table(summary).rstrip(), "",
+              "</details>", ""]
     if section == "l2":
         lines += _collapse_table(summary)
     if section == "generalisation":
@@ -322,12 +367,46 @@ def _collapse_table(summary: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _study_section(folder: Path, out: Path) -> list[str]:
+    """A sensitivity study's folder (summary.json from metaopt.tuning.sensitivity_report): the grid's
+    normalised returns with CIs, the spreads and the tuning shift."""
+    s = json.loads((folder / SENSITIVITY_SUMMARY).read_text())
+    keys = list(s["grid"])
+    short = [k.split(".")[-1].replace("_", " ") for k in keys]
+    lines = [f"### {folder.name}: {s['env']}, {s['trials']} meta-training runs", "",
+             f"Each configuration meta-trained with {len(s['configurations'][0]['meta_seeds'])}+ meta-seeds; each "
+             f"trained optimizer scored by {len(s['eval_seeds'])} fresh agents (seeds {s['eval_seeds'][0]}-"
+             f"{s['eval_seeds'][-1]}); final return divided by {s['reference']}'s on the same seeds "
+             f"({s['reference_final_return']:.3f}); 95% CI from a bootstrap over meta-seeds and seeds, the seeds "
+             "paired with the reference's (its noise included).", "",
+             "| " + " | ".join(short) + " | normalised [95% CI] | per meta-seed | meta-seeds |",
+             "|" + "---|" * (len(keys) + 3)]
+    for c in sorted(s["configurations"], key=lambda c: -c["normalised"]):
+        lines.append("| " + " | ".join(str(c["point"][k]) for k in keys) +
+                     f" | {c['normalised']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] | "
+                     f"{', '.join(f'{v:.3f}' for v in c['per_meta_seed'])} | {len(c['meta_seeds'])} |")
+    lines += ["", f"Best / worst configuration: {s['spread']:.3f}x. Standard deviation of the configurations' "
+              f"normalised returns {s['configuration_sd']:.4f}; of one configuration's meta-seeds, on average, "
+              f"{s['meta_seed_sd_mean']:.4f} (where it exceeds the first, meta-seeds alone explain the "
+              "configurations' differences).", "",
+              "Tuning shift: what each search spans and what it cost (core-hours of this machine):", "",
+              "| search | points | best / worst | best | worst | core-hours |", "|---|---|---|---|---|---|"]
+    for search in s["searches"]:
+        lines.append(f"| {search['name']} | {search['points']} | {search['spread']:.3f}x | {max(search['values']):.3f} | "
+                     f"{min(search['values']):.3f} | {search['compute_h']:.2f} |")
+    lines += ["", " ".join(_copy_figures(folder, folder.name, out, ("heatmap.png", "tuning_shift.png"))), ""]
+    return lines
+
+
 def _sweep_section(sweeps: list[Path], out: Path, command: str) -> list[str]:
-    found = [s for s in sweeps if (s / "trials.csv").is_file()]
+    found = [s for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
     if not found:
         return [f"Not run. Command: `{command}`, then `metaopt report ... --sweep runs/tune/sensitivity/NAME`.", ""]
     lines = []
     for sweep in found:
+        if (sweep / SENSITIVITY_SUMMARY).is_file():
+            lines += _study_section(sweep, out)
+            continue
         with (sweep / "trials.csv").open() as f:
             rows = [r for r in csv.DictReader(f) if r.get("final_return") not in (None, "")]
         lines += [f"### Sweep `{sweep.name}`", ""]

@@ -28,6 +28,7 @@ from metaopt.tuning.trials import COMPLETED, read_trials
 
 RESAMPLES = 10_000
 TRIALS_FOLDER, BASELINES_CSV, BASELINES_SWEEP = "trials", "baselines/trials.csv", "baselines/sweep.yaml"
+SUMMARY_FILE = "summary.json"
 
 
 def load_records(folder: Path) -> list[dict[str, Any]]:
@@ -204,7 +205,7 @@ def summarise_sensitivity(folder: str | Path, reference: tuple[str, float] = ("a
         "configuration_sd": float(np.std([r["normalised"] for r in rows], ddof=1)) if len(rows) > 1 else float("nan"),
         "searches": searches,
     }
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     plot_heatmaps(folder / "heatmap.png", grid, rows, reference_name)
     plot_tuning_shift(folder / "tuning_shift.png", searches)
     return summary
