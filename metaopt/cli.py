@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--baselines", action="extend", nargs="+", default=[], metavar="DIR",
                     help="`tune-baselines` output folders (trials.csv, lr_sweep.png): how the baselines' learning "
                     "rates were chosen")
+    rp.add_argument("--recipes", action="extend", nargs="+", default=[], metavar="JSON",
+                    help="CPU recipes' evaluations (benchmarks/recipes/*.json with `results`): the section on "
+                    "meta-training at CPU scale")
     rp.add_argument("--out", required=True, help="report folder (README.md and figures)")
     dr = sub.add_parser("doctor", help="check JAX and its devices, the CPU kernels, Ray and MLflow (exit 1 if "
                         "something needed is unusable)")
@@ -287,8 +290,11 @@ def _report(args) -> int:
     for folder in args.results:
         if not (Path(folder) / "plan.yaml").is_file():
             raise ConfigError(f"results: {folder} holds no plan.yaml; give folders written by `metaopt evaluate`")
+    for recipe in args.recipes:
+        if not Path(recipe).is_file():
+            raise ConfigError(f"--recipes: {recipe} does not exist; give benchmarks/recipes/NAME.json files")
     path = write_report([Path(f) for f in args.results], Path(args.out), sweeps=[Path(s) for s in args.sweep],
-                        baselines=[Path(b) for b in args.baselines])
+                        baselines=[Path(b) for b in args.baselines], recipes=[Path(r) for r in args.recipes])
     print(f"wrote {path}")
     return 0
 

@@ -281,3 +281,22 @@ def test_an_optimizer_has_one_colour_in_every_figure():
     assert label_colour("adam") == "tab:blue" and label_colour("open-published") == "tab:green"
     assert label_colour("my-optimizer") == label_colour("my-optimizer")  # stable across calls and runs
     assert len({label_colour(x) for x in ("adam", "rmsprop", "open-published", "open-multitask", "open-cpu-recipe")}) == 5
+
+
+def test_report_section_on_cpu_recipes_compares_each_with_adam_on_its_seeds(tmp_path):
+    import json
+
+    from metaopt.evaluation.study_report import _recipes_section
+
+    recipe = tmp_path / "open_breakout_cpu.json"
+    recipe.write_text(json.dumps({"env": "breakout", "budget_env_steps": 196608, "seeds": 4, "eval_seed": 7000, "results": {
+        "open (meta-trained)": {"final_returns": [10.0, 11.0, 12.0, 13.0]},
+        "adam:tuned": {"final_returns": [7.0, 8.0, 9.0, 10.5]}}}))
+    summary = {"normalise_by": "adam", "cells": {"open-cpu-recipe": {"breakout": {
+        "source": "benchmarks/recipes/open_breakout_cpu.safetensors", "normalised": {"value": 0.5, "ci": [0.4, 0.6]}}}}}
+    text = "\n".join(_recipes_section([recipe], [summary]))
+    assert "### `open_breakout_cpu`: breakout, 196,608 env steps, seeds 7000..7003" in text
+    row = next(line for line in text.splitlines() if line.startswith("| open (meta-trained) | 4 | 11.500 ["))
+    assert "| 3.000 [" in row  # IQM 11.5 - 8.5
+    assert "open-cpu-recipe 0.50 [0.40, 0.60] of adam on breakout" in text
+    assert "Not given" in "\n".join(_recipes_section([], []))

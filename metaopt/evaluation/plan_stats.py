@@ -235,6 +235,29 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
 BASELINES = ("adam", "rmsprop")
 
 
+def probability_entry(runs: dict[str, np.ndarray] | np.ndarray, reference: dict[str, np.ndarray] | np.ndarray,
+                      seed: int = 0) -> dict[str, Any]:
+    """P(a run beats a reference run) [stratified bootstrap CI] as a `fmt` entry; a CI of zero width
+    (the runs do not overlap, so no resample can move it) is replaced by a note saying so.
+
+    Args:
+      runs: env -> runs (or one env's runs).
+      reference: env -> the reference's runs (or one env's).
+      seed: the bootstrap's seed.
+
+    Returns:
+      {"value", "ci"} and, where the CI cannot be estimated, "note".
+    """
+    if not isinstance(runs, dict):
+        runs, reference = {"env": runs}, {"env": reference}
+    prob = _interval(*_split(stats.aggregate_probability_of_improvement(runs, reference, seed=seed)))
+    lo, hi = prob["ci"]
+    if np.isfinite(lo) and lo == hi:
+        n = min(min(np.isfinite(np.asarray(v, np.float64)).sum() for v in d.values()) for d in (runs, reference))
+        prob["note"] = f"CI not estimable at n = {n}: the runs do not overlap"
+    return prob
+
+
 def _versus(scores: dict[str, np.ndarray], reference: dict[str, np.ndarray], seed: int,
             normalisers: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """An optimizer's raw runs against another's on the envs both ran: P(better) and the difference
@@ -245,12 +268,7 @@ def _versus(scores: dict[str, np.ndarray], reference: dict[str, np.ndarray], see
     shared = {env: scores[env] for env in scores if env in reference}
     norm = reference if normalisers is None else normalisers
     shared = {env: v for env, v in shared.items() if env in norm}
-    prob = _interval(*_split(stats.aggregate_probability_of_improvement(
-        shared, {env: reference[env] for env in shared}, seed=seed)))
-    lo, hi = prob["ci"]
-    if np.isfinite(lo) and lo == hi:
-        runs = min(min(np.isfinite(np.asarray(v, np.float64)).sum() for v in d.values()) for d in (shared, reference))
-        prob["note"] = f"CI not estimable at n = {runs}: the runs do not overlap"
+    prob = probability_entry(shared, {env: reference[env] for env in shared}, seed=seed)
     diff = stats.stratified_difference_ci(shared, {env: reference[env] for env in shared}, seed=seed,
                                           normalisers={env: norm[env] for env in shared},
                                           y_is_reference=normalisers is None)

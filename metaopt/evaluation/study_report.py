@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from metaopt.evaluation import stats
 from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
 from metaopt.evaluation.plan_stats import (
     compute_summary,
     fmt,
+    probability_entry,
     generalisation_table,
     markdown_table,
     per_seed_table,
@@ -55,7 +59,8 @@ ANCHORS = tuple((env, opt, int(steps), value, source) for source, rows in (
 ) for env, opt, steps, value in rows)
 
 
-def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = ()) -> Path:
+def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = (),
+                 recipes: list[Path] = ()) -> Path:
     """Summarise each plan folder again in memory (from its files, which stay as they are), copy
     the figures `metaopt evaluate` drew and write out/README.md.
 
@@ -65,6 +70,8 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
       sweeps: `tune-sensitivity` output folders.
       baselines: `tune-baselines` output folders (trials.csv, lr_sweep.png): how the baselines'
         learning rates were chosen, in the main comparison's section.
+      recipes: CPU recipes' evaluations (JSON with `results`: label -> per-seed final returns),
+        the section on meta-training at CPU scale.
 
     Returns:
       The report's path.
@@ -107,6 +114,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
             lines += _borrowed_matrices([s for _, s in summaries if s["section"] != key], command, bool(chosen))
         if key == "main":
             lines += _baseline_sweeps(baselines, out)
+    lines += _recipes_section(recipes, [s for _, s in summaries])
     lines += _anchors([s for _, s in summaries])
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
@@ -365,6 +373,54 @@ def _collapse_table(summary: dict[str, Any]) -> list[str]:
             row.append(fmt({"value": drop["iqm"], "ci": drop["iqm_ci"]}) if drop else "not run")
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
+
+
+RECIPE_COMMAND = "benchmarks/meta_training.py and benchmarks/optim4rl_small_tasks.py (benchmarks/README.md)"
+
+
+def _recipe_reference(results: dict[str, Any]) -> str | None:
+    """The baseline a recipe is compared with: tuned Adam where it ran, else Adam."""
+    return next((name for name in ("adam:tuned", "adam") if name in results), None)
+
+
+def _recipes_section(recipes: list[Path], summaries: list[dict[str, Any]]) -> list[str]:
+    """Each CPU recipe's optimizer at its own budget against the baselines on its fresh seeds, from
+    the recipe's per-seed final returns, beside how it fares at 1e7 steps in the plans."""
+    lines = ["## 6. Meta-training at CPU scale: the recipes at their own budgets", ""]
+    if not recipes:
+        return [*lines, f"Not given. Add `--recipes benchmarks/recipes/NAME.json ...` (made by {RECIPE_COMMAND}).", ""]
+    lines += ["Each optimizer a CPU recipe meta-trained here, evaluated at the budget it was meta-trained for on "
+              "fresh seeds no choice was made on, against the baselines on the same seeds: IQM [95% CI], the "
+              "difference of IQMs from the reference (Adam, tuned where the recipe tuned it) with its bootstrap CI, "
+              "and P(better than the reference) [95% CI].", ""]
+    for path in recipes:
+        record = json.loads(path.read_text())
+        results, ref = record["results"], _recipe_reference(record["results"])
+        lines += [f"### `{path.stem}`: {record.get('env', '?')}, {record.get('budget_env_steps', 0):,} env steps, "
+                  f"seeds {record['eval_seed']}..{record['eval_seed'] + record['seeds'] - 1}", "",
+                  f"| optimizer | n | IQM [95% CI] | IQM - {ref} [95% CI] | P(better than {ref}) [95% CI] |",
+                  "|---|---|---|---|---|"]
+        reference = np.asarray(results[ref]["final_returns"], np.float64) if ref else None
+        for label, r in results.items():
+            runs = np.asarray(r["final_returns"], np.float64)
+            iqm = {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
+            if reference is None or label == ref:
+                lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | | |")
+                continue
+            diff = stats.difference_ci(reference, runs, statistic=stats.iqm)
+            prob = probability_entry(runs, reference)
+            lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | "
+                         f"{fmt({'value': diff[0], 'ci': list(diff[1:])}, 3)} | {fmt(prob)} |")
+        # The plans' cells that ran this recipe's optimizer (their source is its meta-parameter file).
+        at_scale = [f"{label} {fmt(entry['normalised'])} of {s['normalise_by']} on {env}"
+                    for s in summaries for label, by_env in s["cells"].items()
+                    for env, entry in by_env.items()
+                    if entry.get("normalised") and str(entry.get("source") or "").endswith(f"{path.stem}.safetensors")]
+        if at_scale:
+            lines += ["", "At 1e7 steps, 50x beyond its meta-training budget (normalised IQM [95% CI]): "
+                      + "; ".join(at_scale) + "."]
+        lines.append("")
+    return lines
 
 
 def _study_section(folder: Path, out: Path) -> list[str]:
