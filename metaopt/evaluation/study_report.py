@@ -23,10 +23,10 @@ from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
 from metaopt.evaluation.plan_stats import (
     compute_summary,
     fmt,
-    probability_entry,
     generalisation_table,
     markdown_table,
     per_seed_table,
+    probability_entry,
     verdict,
     versus,
 )
