@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -189,6 +189,22 @@ class _OptimizerBase(_Strict):
     max_grad_norm: PositiveFloat | None = 0.5
     # Then element-wise clipping to [-c, c] (Optim4RL's Brax runs, all optimizers: 1). None: off.
     clip_elementwise: PositiveFloat | None = None
+    # Decoupled weight decay after the update: params shrink by weight_decay x the learning rate
+    # (Adam/RMSProp: the scheduled one, i.e. AdamW; Optim4RL: its rate; OPEN: 1). 0: off.
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+    # Fields added after results were recorded, left out of the dump at these values: configs that
+    # do not use them dump and hash (finished evaluation cells, checkpoints) as before they existed.
+    _LATER_FIELDS: ClassVar[dict[str, Any]] = {"weight_decay": 0.0, "inputs": "raw"}
+
+    @model_serializer(mode="wrap")
+    def _without_later_fields_at_default(self, handler):
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, value in self._LATER_FIELDS.items():
+                if key in data and data[key] == value:
+                    del data[key]
+        return data
 
 
 class AdamConfig(_OptimizerBase):

@@ -97,3 +97,38 @@ def test_baselines_ignore_extra_args_and_anneal():
     per_update = cfg.ppo.update_epochs * cfg.ppo.num_minibatches
     assert float(sched(0)) == 1.0 and float(sched(per_update - 1)) == 1.0
     assert float(sched(per_update)) == pytest.approx(1 - 1 / cfg.ppo.num_updates)
+
+
+def test_decoupled_weight_decay_is_adamw_for_adam_and_shrinks_a_learned_update_by_lr_times_rate():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from metaopt.config import AdamConfig, Optim4RLConfig, load_train_config
+    from metaopt.optimizers import build_optimizer
+    from metaopt.optimizers.optim4rl import init_meta_params
+
+    ppo = load_train_config(env="breakout", optimizer="adam").ppo
+    params = {"actor": {"w": jnp.linspace(-1.0, 1.0, 6)}, "critic": {"w": jnp.linspace(2.0, 3.0, 4)}}
+    grads = jax.tree.map(lambda p: 0.1 * jnp.sin(7 * p), params)
+    ours = build_optimizer(AdamConfig(learning_rate=1e-2, anneal_lr=False, max_grad_norm=None, eps=1e-8, weight_decay=0.1),
+                           ppo)
+    reference = optax.adamw(1e-2, eps=1e-8, weight_decay=0.1)
+    s1, s2, p1, p2 = ours.init(params), reference.init(params), params, params
+    for _ in range(3):
+        u1, s1 = ours.update(grads, s1, p1)
+        u2, s2 = reference.update(grads, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    meta = init_meta_params(jax.random.key(0))
+    plain = build_optimizer(Optim4RLConfig(learning_rate=1e-3, cpu_kernel=False), ppo, meta)
+    decayed = build_optimizer(Optim4RLConfig(learning_rate=1e-3, cpu_kernel=False, weight_decay=0.5), ppo, meta)
+    u_plain, _ = plain.update(grads, plain.init(params), params)
+    u_decayed, _ = decayed.update(grads, decayed.init(params), params)
+    for a, b, p in zip(jax.tree.leaves(u_decayed), jax.tree.leaves(u_plain), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b - 1e-3 * 0.5 * p, rtol=1e-6, atol=1e-9)
+    # without decay the config dumps (and hashes) as before the option existed
+    assert "weight_decay" not in AdamConfig().model_dump() and Optim4RLConfig(weight_decay=0.5).weight_decay == 0.5

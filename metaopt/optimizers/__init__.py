@@ -13,7 +13,12 @@ import optax
 
 from metaopt.config import LEARNED_OPTIMIZERS, PPOConfig
 from metaopt.optimizers.baselines import adam_from_config, rmsprop_from_config
-from metaopt.optimizers.common import clip_by_global_norm_per_network, gradient_clipping, ppo_lr_schedule
+from metaopt.optimizers.common import (
+    clip_by_global_norm_per_network,
+    decoupled_weight_decay,
+    gradient_clipping,
+    ppo_lr_schedule,
+)
 from metaopt.optimizers.open import open_optimizer
 from metaopt.optimizers.optim4rl import optim4rl_optimizer
 
@@ -39,11 +44,13 @@ def open_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTr
       The chained optax transformation.
     """
     del ppo
-    return optax.chain(gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise), open_optimizer(meta_params, cfg.cpu_kernel))
+    return optax.chain(gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise), open_optimizer(meta_params, cfg.cpu_kernel),
+                       decoupled_weight_decay(cfg.weight_decay, 1.0))  # OPEN has no learning rate
 
 
 def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.GradientTransformationExtraArgs:
-    """Optim4RL from its config: gradient clipping, then `optim4rl_optimizer`.
+    """Optim4RL from its config: gradient clipping, then `optim4rl_optimizer`, then decoupled weight
+    decay scaled by its learning rate where set (the study's second reading of "L2 on Optim4RL").
 
     Args:
       cfg: an Optim4RLConfig.
@@ -57,6 +64,7 @@ def optim4rl_from_config(cfg, ppo: PPOConfig, meta_params: dict) -> optax.Gradie
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optim4rl_optimizer(meta_params, cfg.learning_rate, cfg.cpu_kernel),
+        decoupled_weight_decay(cfg.weight_decay, cfg.learning_rate),
     )
 
 

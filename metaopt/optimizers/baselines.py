@@ -5,11 +5,12 @@ from __future__ import annotations
 import optax
 
 from metaopt.config import AdamConfig, PPOConfig, RMSPropConfig
-from metaopt.optimizers.common import gradient_clipping, ppo_lr_schedule
+from metaopt.optimizers.common import decoupled_weight_decay, gradient_clipping, ppo_lr_schedule
 
 
 def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransformationExtraArgs:
-    """Adam from its config: gradient clipping, then optax.adam on the PPO learning-rate schedule.
+    """Adam from its config: gradient clipping, then optax.adam on the PPO learning-rate schedule
+    (and decoupled weight decay on the same schedule where set: AdamW).
 
     Args:
       cfg: an AdamConfig.
@@ -22,6 +23,7 @@ def adam_from_config(cfg: AdamConfig, ppo: PPOConfig) -> optax.GradientTransform
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
+        decoupled_weight_decay(cfg.weight_decay, lr),
     )
 
 
@@ -39,4 +41,5 @@ def rmsprop_from_config(cfg: RMSPropConfig, ppo: PPOConfig) -> optax.GradientTra
     return optax.chain(
         gradient_clipping(cfg.max_grad_norm, cfg.clip_elementwise),
         optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None, centered=cfg.centered),
+        decoupled_weight_decay(cfg.weight_decay, lr),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -69,3 +71,35 @@ def ppo_lr_schedule(learning_rate: float, anneal: bool, ppo: PPOConfig):
         return learning_rate * (1.0 - (count // steps_per_update) / ppo.num_updates)
 
     return schedule
+
+
+class DecayState(NamedTuple):
+    """Steps taken, for the step-size schedule the decay follows."""
+
+    count: jax.Array
+
+
+def decoupled_weight_decay(rate: float, step_size) -> optax.GradientTransformationExtraArgs:
+    """Decoupled weight decay after an optimizer's update (AdamW's form, Loshchilov & Hutter):
+    updates - rate * step_size(count) * params. Identity when `rate` is 0.
+
+    Args:
+      rate: the decay per unit of step size (AdamW's weight_decay).
+      step_size: the optimizer's learning rate: a float or a schedule of the step count.
+
+    Returns:
+      The transformation; its update needs `params`.
+    """
+    if rate == 0:
+        return optax.with_extra_args_support(optax.identity())
+    schedule = step_size if callable(step_size) else (lambda _: step_size)
+
+    def update_fn(updates, state: DecayState, params=None):
+        if params is None:
+            raise ValueError("decoupled weight decay needs the parameters: call update(grads, state, params)")
+        scale = rate * schedule(state.count)
+        updates = jax.tree.map(lambda u, p: u - (scale * p).astype(u.dtype), updates, params)
+        return updates, DecayState(optax.safe_increment(state.count))
+
+    return optax.with_extra_args_support(
+        optax.GradientTransformation(lambda params: DecayState(jnp.zeros([], jnp.int32)), update_fn))
