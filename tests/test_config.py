@@ -151,7 +151,7 @@ def test_validation_reads_no_files(monkeypatch):
     holding only the dumped data, does."""
     from pathlib import Path
 
-    import metaopt.config as config_module
+    import metaopt.config.loading as config_module
     from metaopt.config import EvalPlanConfig, MetaTrainConfig, SensitivitySweepConfig, TrainConfig
     from metaopt.evaluation.plan import load_plan
 

@@ -282,12 +282,12 @@ def test_a2c_config_for_an_env_with_continuous_actions_is_refused():
 def test_sweeps_and_plans_take_the_small_tasks():
     """A baseline sweep and an evaluation plan resolve A2C runs for Catch and the gridworlds; their
     `a2c:` overrides apply to A2C envs and `ppo:` ones to PPO envs."""
-    from metaopt.config import BaselineSweepConfig, load_sweep_config
+    from metaopt.config import BaselineSweepConfig, baseline_train_config, load_sweep_config
     from metaopt.evaluation.plan import load_plan, resolve_cells
 
     sweep = load_sweep_config(CONFIG_DIR / "tune" / "baselines_gridworlds.yaml", BaselineSweepConfig,
                               {"a2c": {"total_timesteps": 20480}})
-    cfg = sweep.train_config("big_sparse_long", "rmsprop", 3e-3)
+    cfg = baseline_train_config(sweep, "big_sparse_long", "rmsprop", 3e-3)
     assert cfg.a2c.total_timesteps == 20480 and cfg.a2c.torso == "conv2x2" and cfg.optimizer.learning_rate == 3e-3
     assert len(sweep.learning_rates.values) == 6
     plan = load_plan(CONFIG_DIR / "eval" / "tiny.yaml", {"envs": ["catch", "small_dense_long", "breakout"],

@@ -14,7 +14,16 @@ import pytest
 from mlflow import MlflowClient
 
 from metaopt.cli import main
-from metaopt.config import BaselineSweepConfig, ConfigError, SensitivitySweepConfig, load_sweep_config, load_train_config
+from metaopt.config import (
+    BaselineSweepConfig,
+    ConfigError,
+    SensitivitySweepConfig,
+    baseline_train_config,
+    load_sweep_config,
+    load_train_config,
+    sensitivity_base_config,
+    sensitivity_meta_config,
+)
 from metaopt.tracking.sweeps import SWEEP_TAG
 from tests.sweep_helpers import BASELINES_TINY, PROJECT, SENSITIVITY_TINY, child_runs, finished_results, read_csv, sweep_command
 
@@ -162,16 +171,16 @@ def test_shipped_sweep_configs_validate(path):
         rates = sweep.learning_rates.values
         assert len(rates) == sweep.learning_rates.points and rates[0] == sweep.learning_rates.low
         assert rates == sorted(rates) and rates[-1] == pytest.approx(sweep.learning_rates.high, rel=1e-5)
-        cfg = sweep.train_config(sweep.envs[0], sweep.optimizers[0], rates[-1])
+        cfg = baseline_train_config(sweep, sweep.envs[0], sweep.optimizers[0], rates[-1])
         assert cfg.optimizer.learning_rate == rates[-1] and cfg.num_seeds == sweep.seeds
     else:
         sweep = load_sweep_config(path, SensitivitySweepConfig)
-        base = sweep.base_config()
+        base = sensitivity_base_config(sweep)
         points = list(itertools.product(*sweep.grid.values()))
         assert len(points) >= 4
         for values in points:  # every grid point is a valid meta-training config that sets exactly its values
             point = dict(zip(sweep.grid, values))
-            dumped = sweep.meta_config(point, seed=0, base=base).dump()
+            dumped = sensitivity_meta_config(sweep, point, seed=0, base=base).dump()
             for key, value in point.items():
                 node = dumped
                 for part in key.split("."):

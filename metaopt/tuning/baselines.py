@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from ray import tune
 
-from metaopt.config import BaselineSweepConfig, read_yaml
+from metaopt.config import BaselineSweepConfig, baseline_train_config, read_yaml
 from metaopt.plotting import pyplot
 from metaopt.tuning.sweep import GroupedASHA, experiment_root, fit, history, spread
 from metaopt.tuning.trials import COMPLETED, best_per_group, write_trials
@@ -40,7 +40,7 @@ def baseline_trial(params: dict, sweep_json: str) -> None:
     from metaopt.evaluation.runs import run_training
 
     sweep = BaselineSweepConfig.model_validate_json(sweep_json)
-    cfg = sweep.train_config(params["env"], params["optimizer"], params["learning_rate"])
+    cfg = baseline_train_config(sweep, params["env"], params["optimizer"], params["learning_rate"])
 
     def chunk_metrics(done: int, chunk: dict[str, np.ndarray]) -> dict[str, float]:
         with np.errstate(all="ignore"):
@@ -110,7 +110,7 @@ def write_tuned_file(path: Path, best: dict, sweep: BaselineSweepConfig, experim
                 "final_return": round(float(r["final_return"]), 4),
                 "final_return_se": round(float(r["final_return_se"]), 4),
                 "seeds": sweep.seeds,
-                "total_timesteps": sweep.train_config(env, optimizer, r["learning_rate"]).agent.total_timesteps,
+                "total_timesteps": baseline_train_config(sweep, env, optimizer, r["learning_rate"]).agent.total_timesteps,
                 "grid": sweep.learning_rates.values,
                 "at_grid_edge": r["at_grid_edge"],
                 "sweep": _shown(experiment), "date": today,
@@ -239,5 +239,5 @@ def _reports(sweep: BaselineSweepConfig, env: str, optimizer: str) -> int:
     """How many times a trial of this env reports: once per compiled chunk of updates."""
     from metaopt.evaluation.runs import chunk_size
 
-    n = sweep.train_config(env, optimizer, sweep.learning_rates.low).agent.num_updates
+    n = baseline_train_config(sweep, env, optimizer, sweep.learning_rates.low).agent.num_updates
     return n // chunk_size(n)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from ray import tune
 
-from metaopt.config import SensitivitySweepConfig, meta_config_at
+from metaopt.config import SensitivitySweepConfig, meta_config_at, sensitivity_base_config
 from metaopt.distributed.job import connect_ray
 from metaopt.evaluation.learned import combined_score, task_final_returns
 from metaopt.meta.run import config_hash, meta_train
@@ -277,7 +277,7 @@ def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fre
     """
     out = Path(out).resolve()
     connect_ray(address)
-    base_raw = sweep.base_config()
+    base_raw = sensitivity_base_config(sweep)
     base = meta_config_at(base_raw, {})
     space = {k: tune.grid_search(v) for k, v in sweep.grid.items()}
     space[SEED_KEY] = tune.grid_search(list(range(sweep.meta_seeds)))
