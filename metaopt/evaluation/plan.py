@@ -40,15 +40,18 @@ from metaopt.config import (
     load_sweep_config,
     load_train_config,
 )
+from metaopt.evaluation.plan_files import (
+    CELL_FILE,
+    CELLS_DIR,
+    DEVICE_FILE,
+    PARTIAL_FILE,
+    PLAN_FILE,
+    PROVENANCE_FILE,
+    SUMMARY_FILE,
+    folder_name,
+)
+from metaopt.evaluation.plan_stats import summarise
 from metaopt.tracking.mlflow_run import code_version
-
-CELLS_DIR = "cells"
-CELL_FILE = "cell.json"  # written last: its presence (with the same config hash) marks a finished cell
-PARTIAL_FILE = "partial.safetensors"  # an unfinished cell's latest chunk (runs.PartialRun), removed when it finishes
-PLAN_FILE = "plan.yaml"
-SUMMARY_FILE = "summary.json"
-DEVICE_FILE = "device.json"  # where and when a cell ran: platform, device kind, node, seconds, start and end
-PROVENANCE_FILE = "provenance.json"  # every invocation: date, commit, command
 
 LogFn = Callable[[str], None]
 
@@ -90,18 +93,6 @@ class Cell:
           The cell's folder.
         """
         return Path(out) / CELLS_DIR / folder_name(self.label) / self.env
-
-
-def folder_name(label: str) -> str:
-    """A label as a folder name: `models:/open@champion` -> `models_open_champion`.
-
-    Args:
-      label: an optimizer label.
-
-    Returns:
-      Letters, digits and -_. kept, everything else "_"; "optimizer" if nothing is left.
-    """
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_") or "optimizer"
 
 
 def submitted_by_ray_job() -> bool:
@@ -381,7 +372,6 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
     Returns:
       The summary from `plan_stats.summarise(out)`.
     """
-    from metaopt.evaluation.plan_stats import summarise
     from metaopt.tracking.plans import PlanTracker
 
     out = Path(out).resolve()

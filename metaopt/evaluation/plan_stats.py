@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan import (
+from metaopt.evaluation.plan_files import (
     CELL_FILE,
     CELLS_DIR,
     DEVICE_FILE,

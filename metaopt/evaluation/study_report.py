@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan import PLAN_FILE, PROVENANCE_FILE
+from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE
 from metaopt.evaluation.plan_stats import (
     compute_summary,
     fmt,
