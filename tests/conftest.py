@@ -39,7 +39,8 @@ def tiny_breakout_cfg():
 # The longest files first (measured in CI). `--dist loadfile` gives each file to one worker as
 # a unit, in collection order: started first, the long files run side by side while the many
 # short ones fill in around them, instead of one long file running alone at the end.
-LONGEST_FIRST = ("test_distributed.py", "test_ray_job.py", "test_tune.py", "test_plan.py", "test_tune_sensitivity.py",
+LONGEST_FIRST = ("test_distributed.py", "test_ray_job.py", "test_tune.py", "test_plan.py", "test_plan_interrupts.py",
+                 "test_tune_sensitivity.py",
                  "test_demo.py", "test_envs.py", "test_registry.py", "test_study_configs.py")
 
 
