@@ -441,14 +441,15 @@ def _study_section(folder: Path, out: Path) -> list[str]:
         lines.append("| " + " | ".join(str(c["point"][k]) for k in keys) +
                      f" | {c['normalised']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] | "
                      f"{', '.join(f'{v:.3f}' for v in c['per_meta_seed'])} | {len(c['meta_seeds'])} |")
-    lines += ["", f"Best / worst configuration: {s['spread']:.3f}x. Standard deviation of the configurations' "
+    lines += ["", f"Best - worst configuration: {s['spread']:.3f} (normalised return). Standard deviation of the configurations' "
               f"normalised returns {s['configuration_sd']:.4f}; of one configuration's meta-seeds, on average, "
               f"{s['meta_seed_sd_mean']:.4f} (where it exceeds the first, meta-seeds alone explain the "
               "configurations' differences).", "",
-              "Tuning shift: what each search spans and what it cost (core-hours of this machine):", "",
-              "| search | points | best / worst | best | worst | core-hours |", "|---|---|---|---|---|---|"]
+              "Tuning shift: what each search spans and what it cost (trial-hours: the sum of its trials' wall time on "
+              "the machine that ran them, trials sharing its cores):", "",
+              "| search | points | best - worst | best | worst | trial-hours |", "|---|---|---|---|---|---|"]
     for search in s["searches"]:
-        lines.append(f"| {search['name']} | {search['points']} | {search['spread']:.3f}x | {max(search['values']):.3f} | "
+        lines.append(f"| {search['name']} | {search['points']} | {search['spread']:.3f} | {max(search['values']):.3f} | "
                      f"{min(search['values']):.3f} | {search['compute_h']:.2f} |")
     lines += ["", " ".join(_copy_figures(folder, folder.name, out, ("heatmap.png", "tuning_shift.png"))), ""]
     return lines

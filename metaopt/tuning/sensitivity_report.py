@@ -5,7 +5,7 @@ Every configuration's final return is divided by the reference optimizer's (Adam
 reference's learning rate) on the same evaluation seeds, and its confidence interval comes from a
 bootstrap that resamples meta-seeds and evaluation seeds, the seeds paired between the learned
 optimizer and the reference, so the reference's own noise is in the interval. Beside it: each
-configuration's meta-seed spread, the spread between the best and the worst configuration, and
+configuration's meta-seed spread, the range (best - worst) over the configurations, and
 the tuning shift (the baselines' spread over their learning rates against the learned optimizer's
 over its meta grid, with the compute each search took).
 
@@ -110,8 +110,8 @@ def plot_heatmaps(path: Path, grid: dict[str, list[Any]], rows: list[dict[str, A
     plt = pyplot()
     keys = list(grid)
     panels = grid[keys[2]] if len(keys) == 3 else [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 + 2.4 * len(grid[keys[1]]) * len(panels),
-                                                      1.6 + 0.9 * len(grid[keys[0]])), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.0 + max(3.4, 2.4 * len(grid[keys[1]])) * len(panels),
+                                                      1.8 + 0.9 * len(grid[keys[0]])), squeeze=False)
     values = [r["normalised"] for r in rows]
     for ax, panel in zip(axes[0], panels):
         image = np.full((len(grid[keys[0]]), len(grid[keys[1]])), np.nan)
@@ -126,11 +126,12 @@ def plot_heatmaps(path: Path, grid: dict[str, list[Any]], rows: list[dict[str, A
         ax.set_xticks(range(len(grid[keys[1]])), [_label(v) for v in grid[keys[1]]])
         ax.set_yticks(range(len(grid[keys[0]])), [_label(v) for v in grid[keys[0]]])
         ax.set_xlabel(keys[1].split(".")[-1])
-        ax.set_ylabel(keys[0].split(".")[-1])
+        if ax is axes[0][0]:
+            ax.set_ylabel(keys[0].split(".")[-1])
         if panel is not None:
-            ax.set_title(f"{keys[2].split('.')[-1]} = {_label(panel)}")
+            ax.set_title(f"{keys[2].split('.')[-1].replace('_', ' ')}: {_label(panel)}", fontsize=10)
     fig.colorbar(shown, ax=axes[0].tolist(), label=f"final return / {reference_name}'s")
-    fig.suptitle(f"Final return / {reference_name}'s (mean over meta-seeds and seeds; 95% CI; n = meta-seeds)")
+    fig.suptitle(f"Final return / {reference_name}'s\n(mean over meta-seeds and seeds; 95% CI; n = meta-seeds)", fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -143,8 +144,8 @@ def plot_tuning_shift(path: Path, searches: list[dict[str, Any]]) -> None:
     for i, s in enumerate(searches):
         ax.scatter(np.full(len(s["values"]), i) + np.linspace(-0.15, 0.15, len(s["values"])), s["values"], s=18,
                    color="tab:blue" if s["learned"] else "tab:gray")
-        ax.text(i, max(s["values"]), f"spread {s['spread']:.3f}x", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(searches)), [f"{s['name']}\n{s['points']} points, {s['compute_h']:.2f} core-h"
+        ax.text(i, max(s["values"]), f"range {s['spread']:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(searches)), [f"{s['name']}\n{s['points']} points, {s['compute_h']:.2f} trial-hours"
                                          for s in searches], fontsize=8)
     ax.set_ylabel("final return / reference's")
     ax.set_title("Tuning shift: what each search spans, and what it costs")
@@ -154,14 +155,15 @@ def plot_tuning_shift(path: Path, searches: list[dict[str, Any]]) -> None:
 
 
 def summarise_sensitivity(folder: str | Path, reference: tuple[str, float] = ("adam", 1e-3),
-                          cores: float = 2.0) -> dict[str, Any]:
+                          cores: float = 1.0) -> dict[str, Any]:
     """Read FOLDER/trials/*.json and FOLDER/baselines/{trials.csv, sweep.yaml}; write
     FOLDER/summary.json, heatmap.png and tuning_shift.png.
 
     Args:
       folder: the sensitivity study's results folder.
       reference: the baseline optimizer and learning rate everything is divided by.
-      cores: the cores the compute seconds were measured on (core-hours = seconds x cores / 3600).
+      cores: cores each trial held (compute hours = its wall seconds x cores / 3600); 1: trial wall-hours,
+        the default, since trials share the machine's cores.
 
     Returns:
       The summary written to summary.json.
@@ -193,13 +195,13 @@ def summarise_sensitivity(folder: str | Path, reference: tuple[str, float] = ("a
     searches.append({"name": "Optim4RL meta grid", "learned": True, "points": len(rows),
                      "values": [r["normalised"] for r in rows],
                      "compute_h": float(sum(r["compute_s"] for r in rows)) * cores / 3600})
-    for s in searches:
-        s["spread"] = max(s["values"]) / min(s["values"])
+    for s in searches:  # best - worst: returns can be negative (Catch: -1 .. 1), so no ratio
+        s["spread"] = max(s["values"]) - min(s["values"])
     summary = {
         "env": env, "eval_seeds": seeds, "reference": reference_name,
         "reference_final_return": float(ref.mean()), "trials": len(records), "grid": grid,
         "configurations": rows,
-        "best": best["point"], "worst": worst["point"], "spread": best["normalised"] / worst["normalised"],
+        "best": best["point"], "worst": worst["point"], "spread": best["normalised"] - worst["normalised"],
         # How much of the configurations' differences meta-seeds alone could make.
         "meta_seed_sd_mean": float(np.mean(sds)) if sds else float("nan"),
         "configuration_sd": float(np.std([r["normalised"] for r in rows], ddof=1)) if len(rows) > 1 else float("nan"),
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", required=True, help="the study's folder (trials/, baselines/)")
     args = parser.parse_args(argv)
     summary = summarise_sensitivity(args.results)
-    print(f"{summary['trials']} trials, {len(summary['configurations'])} configurations; spread {summary['spread']:.3f}x; "
+    print(f"{summary['trials']} trials, {len(summary['configurations'])} configurations; best - worst {summary['spread']:.3f}; "
           f"wrote {args.results}/summary.json, heatmap.png, tuning_shift.png")
 
 
