@@ -300,3 +300,14 @@ def test_report_section_on_cpu_recipes_compares_each_with_adam_on_its_seeds(tmp_
     assert "| 3.000 [" in row  # IQM 11.5 - 8.5
     assert "open-cpu-recipe 0.50 [0.40, 0.60] of adam on breakout" in text
     assert "Not given" in "\n".join(_recipes_section([], []))
+
+
+def test_made_by_commands_run_from_any_checkout(tmp_path):
+    from metaopt.evaluation.study_report import _commands
+
+    provenance = [{"command": "metaopt evaluate --plan /tmp/evalrun/configs/eval/minatar_1e7.yaml --out /tmp/x "
+                              "--set resources.cpus_per_cell=2 --set tracking.uri=sqlite:////work/main/runs/m.db "
+                              "--only adam/breakout"}]
+    commands, in_parts = _commands(provenance, tmp_path / "minatar_1e7")
+    assert in_parts and commands == [f"metaopt evaluate --plan configs/eval/minatar_1e7.yaml --out {tmp_path / 'minatar_1e7'} "
+                                     "--set resources.cpus_per_cell=2"]

@@ -211,8 +211,9 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
         if label != reference:
             agg.update(_versus(raw, ref_runs, seed))
         aggregate[label] = agg
-    budgets = {env: cells[label][env]["config"].get("ppo", {}).get("total_timesteps")
-               for label in cells for env in cells[label]}
+    # An A2C run's record carries the default PPO section beside its `a2c` one: the agent is A2C's.
+    budgets = {env: (cells[label][env]["config"].get("a2c") or cells[label][env]["config"].get("ppo") or {}).get(
+                   "total_timesteps") for label in cells for env in cells[label]}
     summary = {
         "plan": plan["name"], "section": plan.get("section", "main"), "envs": envs, "labels": labels,
         "normalise_by": reference, "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,

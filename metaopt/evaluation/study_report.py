@@ -251,8 +251,9 @@ def _shown(folder: Path) -> str:
 
 def _commands(provenance: list[dict[str, Any]], folder: Path | None = None) -> tuple[list[str], bool]:
     """The distinct commands that made a plan's results, `--only` selections and the report's
-    own options (`--report`, `--baselines`) taken out, and `--out` given as the folder the report
-    read (wherever the run wrote it first), so that a reader can run them again.
+    own options (`--report`, `--baselines`) taken out, `--out` given as the folder the report
+    read (wherever the run wrote it first), `--plan` as the repository's configs/ path and a
+    machine's own MLflow store (`--set tracking.uri=...`) left out, so that a reader can run them.
 
     Returns:
         (sorted commands, whether any invocation ran only some cells).
@@ -279,6 +280,10 @@ def _commands(provenance: list[dict[str, Any]], folder: Path | None = None) -> t
             elif word == "--out" and words and folder is not None:
                 words.pop(0)
                 kept += ["--out", _shown(folder)]
+            elif word == "--plan" and words and "configs/" in words[0]:  # a checkout's path: the repository's
+                kept += ["--plan", "configs/" + words.pop(0).split("configs/", 1)[1]]
+            elif word == "--set" and words and words[0].startswith("tracking.uri="):
+                words.pop(0)  # one machine's MLflow store: a reader's own is used
             else:
                 kept.append(word)
         commands.add(shlex.join(kept))
@@ -423,6 +428,10 @@ def _recipes_section(recipes: list[Path], summaries: list[dict[str, Any]]) -> li
     return lines
 
 
+def _count_range(counts: list[int]) -> str:
+    return str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+
+
 def _study_section(folder: Path, out: Path) -> list[str]:
     """A sensitivity study's folder (summary.json from metaopt.tuning.sensitivity_report): the grid's
     normalised returns with CIs, the spreads and the tuning shift."""
@@ -430,7 +439,8 @@ def _study_section(folder: Path, out: Path) -> list[str]:
     keys = list(s["grid"])
     short = [k.split(".")[-1].replace("_", " ") for k in keys]
     lines = [f"### {folder.name}: {s['env']}, {s['trials']} meta-training runs", "",
-             f"Each configuration meta-trained with {len(s['configurations'][0]['meta_seeds'])}+ meta-seeds; each "
+             f"{len(s['configurations'])} configurations so far, each meta-trained with "
+             f"{_count_range([len(c['meta_seeds']) for c in s['configurations']])} meta-seed(s); each "
              f"trained optimizer scored by {len(s['eval_seeds'])} fresh agents (seeds {s['eval_seeds'][0]}-"
              f"{s['eval_seeds'][-1]}); final return divided by {s['reference']}'s on the same seeds "
              f"({s['reference_final_return']:.3f}); 95% CI from a bootstrap over meta-seeds and seeds, the seeds "
@@ -441,10 +451,11 @@ def _study_section(folder: Path, out: Path) -> list[str]:
         lines.append("| " + " | ".join(str(c["point"][k]) for k in keys) +
                      f" | {c['normalised']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] | "
                      f"{', '.join(f'{v:.3f}' for v in c['per_meta_seed'])} | {len(c['meta_seeds'])} |")
-    lines += ["", f"Best - worst configuration: {s['spread']:.3f} (normalised return). Standard deviation of the configurations' "
-              f"normalised returns {s['configuration_sd']:.4f}; of one configuration's meta-seeds, on average, "
-              f"{s['meta_seed_sd_mean']:.4f} (where it exceeds the first, meta-seeds alone explain the "
-              "configurations' differences).", "",
+    seed_sd = (f"of one configuration's meta-seeds, on average, {s['meta_seed_sd_mean']:.4f} (where it exceeds the "
+               "first, meta-seeds alone explain the configurations' differences)" if np.isfinite(s["meta_seed_sd_mean"])
+               else "the meta-seeds' own spread is not measured yet (one meta-seed per configuration)")
+    lines += ["", f"Best - worst configuration: {s['spread']:.3f} (normalised return). Standard deviation of the "
+              f"configurations' normalised returns {s['configuration_sd']:.4f}; {seed_sd}.", "",
               "Tuning shift: what each search spans and what it cost (trial-hours: the sum of its trials' wall time on "
               "the machine that ran them, trials sharing its cores):", "",
               "| search | points | best - worst | best | worst | trial-hours |", "|---|---|---|---|---|---|"]
