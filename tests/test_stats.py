@@ -311,3 +311,41 @@ def test_made_by_commands_run_from_any_checkout(tmp_path):
     commands, in_parts = _commands(provenance, tmp_path / "minatar_1e7")
     assert in_parts and commands == [f"metaopt evaluate --plan configs/eval/minatar_1e7.yaml --out {tmp_path / 'minatar_1e7'} "
                                      "--set resources.cpus_per_cell=2"]
+
+
+def _plan_copy(tmp_path, more_seeds):
+    """docs/results/minatar_1e7's plan with its two Breakout baseline cells, and `more_seeds`."""
+    import shutil
+
+    import yaml
+
+    from tests.helpers import PROJECT
+
+    source, out = PROJECT / "docs/results/minatar_1e7", tmp_path / "plan"
+    for label in ("adam", "rmsprop"):
+        shutil.copytree(source / "cells" / label / "breakout", out / "cells" / label / "breakout")
+    plan = yaml.safe_load((source / "plan.yaml").read_text())
+    (out / "plan.yaml").write_text(yaml.safe_dump({**plan, "more_seeds": [str(f) for f in more_seeds]}))
+    return out
+
+
+def test_a_cell_grows_with_the_same_plan_run_on_more_seeds(tmp_path):
+    import json
+
+    from metaopt.evaluation.plan_stats import compute_summary, load_cells
+    from tests.helpers import PROJECT
+
+    extra = PROJECT / "docs/results/minatar_1e7_seeds504"
+    out = _plan_copy(tmp_path, [extra])
+    cells = load_cells(out)
+    first = json.loads((out / "cells/adam/breakout/results.json").read_text())["final_return"]
+    more = json.loads((extra / "cells/adam/breakout/results.json").read_text())["final_return"]
+    assert len(first) == 4 and len(more) == 6
+    np.testing.assert_allclose(cells["adam"]["breakout"]["final_returns"], np.concatenate([first, more]))
+    assert cells["adam"]["breakout"]["largest_drop"].size == 10
+    summary = compute_summary(out)
+    assert len(summary["cells"]["adam"]["breakout"]["final_returns"]) == 10
+    assert summary["more_seeds"]["adam / breakout"] == [f"504..509 in {extra}"]
+    # the same seeds twice, or another config, are refused in one line
+    with pytest.raises(ValueError, match="which this cell already has"):
+        load_cells(_plan_copy(tmp_path / "twice", [extra, extra]))

@@ -86,6 +86,10 @@ class EvalPlanConfig(_Strict):
     # Other plans' results folders: a finished cell there with the same config (hash) is copied
     # here instead of being trained again (the same run; its cell.json says where it came from).
     reuse_from: list[str] = []
+    # Results folders of this plan run on other seeds (`--set seed=S --set seeds=N --out FOLDER`):
+    # their finished cells' runs join this plan's cells of the same config in the statistics (a cell
+    # grows; no finished seed runs again).
+    more_seeds: list[str] = []
     resources: EvalResources = EvalResources()
     # Every this many seconds the driver prints a line per running cell and saves their partial runs.
     progress_every_s: PositiveFloat = 60.0

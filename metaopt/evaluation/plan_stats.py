@@ -37,16 +37,8 @@ def _finite(values) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], np.float64)
 
 
-def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell.
-
-    Args:
-      out: the plan's folder.
-
-    Returns:
-      The finished cells by label and env; each also carries its source, device record, per-seed
-      largest drops and, for a cell copied from another plan's results, where it came from.
-    """
+def _cells_in(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The finished cells of one results folder (see `load_cells`)."""
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for marker in sorted(Path(out).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
         meta = json.loads(marker.read_text())
@@ -57,8 +49,58 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
             "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
             "device": json.loads(device.read_text()) if device.is_file() else {},
             "largest_drop": largest_drops(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
-            "code_version": meta.get("code_version"),
+            "code_version": meta.get("code_version"), "blocks": [],
         }
+    return cells
+
+
+def _seeds(config: dict[str, Any]) -> range:
+    return range(config.get("seed", 0), config.get("seed", 0) + config.get("num_seeds", 1))
+
+
+def _merge_block(cell: dict[str, Any], block: dict[str, Any], where: str) -> None:
+    """A finished cell of the same config on other seeds joins `cell`: its runs, drops, compute."""
+    def fixed(config: dict[str, Any]) -> dict[str, Any]:  # an unset section (a2c: null) is no difference
+        return {k: v for k, v in config.items() if k not in ("seed", "num_seeds") and v is not None}
+
+    if fixed(block["config"]) != fixed(cell["config"]):
+        raise ValueError(f"more_seeds: {where} ran another config than this plan's cell; "
+                         "run it with the same plan, changing only seed and seeds")
+    taken = [_seeds(cell["config"]), *(_seeds(b["config"]) for b in cell["blocks"])]
+    new = _seeds(block["config"])
+    if any(set(new) & set(r) for r in taken):
+        raise ValueError(f"more_seeds: {where} has seeds {new.start}..{new.stop - 1}, which this cell already has; "
+                         "run the extra seeds from the first one the plan lacks")
+    cell["final_returns"] = np.concatenate([cell["final_returns"], block["final_returns"]])
+    cell["largest_drop"] = np.concatenate([cell["largest_drop"], block["largest_drop"]])
+    cell["blocks"].append({"folder": block["folder"], "config": block["config"], "device": block["device"],
+                           "code_version": block.get("code_version")})
+
+
+def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell, with
+    the runs of the plan's `more_seeds` folders merged into the cells of the same config.
+
+    Args:
+      out: the plan's folder.
+
+    Returns:
+      The finished cells by label and env; each also carries its source, device record, per-seed
+      largest drops, its seed blocks from `more_seeds` (`blocks`) and, for a cell copied from another
+      plan's results, where it came from.
+
+    Raises:
+      ValueError: a `more_seeds` cell ran another config, or seeds the cell already has.
+    """
+    cells = _cells_in(out)
+    plan = yaml.safe_load((Path(out) / PLAN_FILE).read_text()) if (Path(out) / PLAN_FILE).is_file() else {}
+    for extra in plan.get("more_seeds") or []:
+        if Path(extra).resolve() == Path(out).resolve():
+            continue  # the plan run on other seeds names its own folder
+        for label, by_env in _cells_in(Path(extra)).items():
+            for env, block in by_env.items():
+                if env in cells.get(label, {}):
+                    _merge_block(cells[label][env], block, f"{extra} ({label} / {env})")
     return cells
 
 
@@ -224,6 +266,9 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
                    if cells.get(label, {}).get(env, {}).get("reused_from")},
         "hardware": _hardware(cells),
         "compute": _compute(cells),
+        "more_seeds": {f"{label} / {env}": [f"{_seeds(b['config']).start}..{_seeds(b['config']).stop - 1} in "
+                                             f"{b['folder'].parent.parent.parent}" for b in c["blocks"]]
+                       for label, by_env in cells.items() for env, c in by_env.items() if c.get("blocks")},
         "learning_rates": baseline_learning_rates(cells, sources, plan.get("tuned_file")),
         "provenance": json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else [],
         "statistics": "IQM = 25% trimmed mean over seeds; 95% percentile bootstrap CIs (per cell: over seeds; "
@@ -409,7 +454,10 @@ def _json_default(v):
 def _compute(cells) -> dict[str, Any]:
     """Seconds each cell took (compile + run, from its device record; a copied cell counts once, in
     the plan that trained it), their total in hours, and the code versions the cells record."""
-    seconds = {f"{label} / {env}": float(c["device"].get("compile_seconds", 0.0) + c["device"].get("run_seconds", 0.0))
+    def spent(device: dict[str, Any]) -> float:
+        return float(device.get("compile_seconds", 0.0) + device.get("run_seconds", 0.0))
+
+    seconds = {f"{label} / {env}": spent(c["device"]) + sum(spent(b["device"]) for b in c.get("blocks", []))
                for label, by_env in cells.items() for env, c in by_env.items()
                if c["device"] and not c.get("reused_from")}
     versions = sorted({c["code_version"] for by_env in cells.values() for c in by_env.values() if c.get("code_version")})
@@ -693,6 +741,22 @@ def carried_forward(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _seed_curves(folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps and every seed's latest-episode return (carried forward) from the curves.csv of a
+    cell's seed blocks, side by side (over the updates all blocks have)."""
+    xs, blocks = [], []
+    for folder in folders:
+        if not (folder / "curves.csv").is_file():
+            continue
+        with (folder / "curves.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        keys = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k[len("return_seed"):]))
+        xs.append(np.array([float(r["env_steps"]) for r in rows]))
+        blocks.append(carried_forward(np.array([[float(r[k]) for k in keys] for r in rows])))
+    n = min(len(x) for x in xs)
+    return xs[0][:n], np.concatenate([b[:n] for b in blocks], axis=1)
+
+
 def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
     """Return against env steps per env, one line per optimizer: the mean over seeds of each seed's
     latest finished episode's return, with a band of ± 1 standard error over seeds.
@@ -712,11 +776,8 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
             cell = cells.get(label, {}).get(env)
             if cell is None or not (cell["folder"] / "curves.csv").is_file():
                 continue
-            with (cell["folder"] / "curves.csv").open() as f:
-                rows = list(csv.DictReader(f))
-            seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k[len("return_seed"):]))
-            x = np.array([float(r["env_steps"]) for r in rows])
-            per_seed = carried_forward(np.array([[float(r[k]) for k in seeds] for r in rows]))
+            x, per_seed = _seed_curves([cell["folder"], *(b["folder"] for b in cell.get("blocks", []))])
+            seeds = range(per_seed.shape[1])
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # updates before any seed's first episode
                 n = np.isfinite(per_seed).sum(axis=1)

@@ -314,6 +314,10 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
         f"- Made by: {'; '.join(f'`{c}`' for c in commands) or 'unknown'}"
         f"{' (run in parts, each with --only LABEL/ENV)' if in_parts else ''} (results in `{_shown(folder)}`).",
     ]
+    if summary.get("more_seeds"):
+        lines.append("- More seeds (the same cells run on further seeds, their runs merged; n per cell in the "
+                     "tables): " + "; ".join(f"{key}: {', '.join(blocks)}" for key, blocks in summary["more_seeds"].items())
+                     + ".")
     if summary.get("reused"):
         by_folder: dict[str, list[str]] = {}
         for key, source in summary["reused"].items():
