@@ -1,0 +1,140 @@
+"""An evaluation plan's finished cells read from its folder (and from its `more_seeds` folders,
+merged into the cells of the same config): per-seed final returns, configs, device records,
+largest drops; the partial runs of unfinished cells."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from metaopt.evaluation.plan_files import CELL_FILE, CELLS_DIR, DEVICE_FILE, PARTIAL_FILE, PLAN_FILE, folder_name
+from metaopt.serialization import read_metadata
+
+
+def _finite(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], np.float64)
+
+
+def _cells_in(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The finished cells of one results folder (see `load_cells`)."""
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for marker in sorted(Path(out).glob(f"{CELLS_DIR}/*/*/{CELL_FILE}")):
+        meta = json.loads(marker.read_text())
+        result = json.loads((marker.parent / "results.json").read_text())
+        device = marker.parent / DEVICE_FILE
+        cells.setdefault(meta["label"], {})[meta["env"]] = {
+            "final_returns": _finite(result["final_return"]), "trained_on": meta.get("trained_on"),
+            "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
+            "device": json.loads(device.read_text()) if device.is_file() else {},
+            "largest_drop": largest_drops(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
+            "code_version": meta.get("code_version"), "blocks": [],
+        }
+    return cells
+
+
+def seed_range(config: dict[str, Any]) -> range:
+    """The seeds a run's config (results.json) trained."""
+    return range(config.get("seed", 0), config.get("seed", 0) + config.get("num_seeds", 1))
+
+
+def _merge_block(cell: dict[str, Any], block: dict[str, Any], where: str) -> None:
+    """A finished cell of the same config on other seeds joins `cell`: its runs, drops, compute."""
+    def fixed(config: dict[str, Any]) -> dict[str, Any]:  # an unset section (a2c: null) is no difference
+        return {k: v for k, v in config.items() if k not in ("seed", "num_seeds") and v is not None}
+
+    if fixed(block["config"]) != fixed(cell["config"]):
+        raise ValueError(f"more_seeds: {where} ran another config than this plan's cell; "
+                         "run it with the same plan, changing only seed and seeds")
+    taken = [seed_range(cell["config"]), *(seed_range(b["config"]) for b in cell["blocks"])]
+    new = seed_range(block["config"])
+    if any(set(new) & set(r) for r in taken):
+        raise ValueError(f"more_seeds: {where} has seeds {new.start}..{new.stop - 1}, which this cell already has; "
+                         "run the extra seeds from the first one the plan lacks")
+    cell["final_returns"] = np.concatenate([cell["final_returns"], block["final_returns"]])
+    cell["largest_drop"] = np.concatenate([cell["largest_drop"], block["largest_drop"]])
+    cell["blocks"].append({"folder": block["folder"], "config": block["config"], "device": block["device"],
+                           "code_version": block.get("code_version")})
+
+
+def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> env -> {final_returns, trained_on, config, folder} for every finished cell, with
+    the runs of the plan's `more_seeds` folders merged into the cells of the same config.
+
+    Args:
+      out: the plan's folder.
+
+    Returns:
+      The finished cells by label and env; each also carries its source, device record, per-seed
+      largest drops, its seed blocks from `more_seeds` (`blocks`) and, for a cell copied from another
+      plan's results, where it came from.
+
+    Raises:
+      ValueError: a `more_seeds` cell ran another config, or seeds the cell already has.
+    """
+    cells = _cells_in(out)
+    plan = yaml.safe_load((Path(out) / PLAN_FILE).read_text()) if (Path(out) / PLAN_FILE).is_file() else {}
+    for extra in plan.get("more_seeds") or []:
+        if Path(extra).resolve() == Path(out).resolve():
+            continue  # the plan run on other seeds names its own folder
+        for label, by_env in _cells_in(Path(extra)).items():
+            for env, block in by_env.items():
+                if env in cells.get(label, {}):
+                    _merge_block(cells[label][env], block, f"{extra} ({label} / {env})")
+    return cells
+
+
+def partial_runs(out: Path, labels: list[str], envs: list[str]) -> dict[str, str]:
+    """The unfinished cells that saved a partial run, and how far they got.
+
+    Args:
+      out: the plan's folder.
+      labels: the plan's optimizer labels.
+      envs: the plan's envs.
+
+    Returns:
+      "LABEL / ENV" -> "update N of M", in plan order.
+    """
+    found = {}
+    for label in labels:
+        for env in envs:
+            path = Path(out) / CELLS_DIR / folder_name(label) / env / PARTIAL_FILE
+            if path.is_file() and not (path.parent / CELL_FILE).is_file():
+                meta = read_metadata(path)
+                found[f"{label} / {env}"] = f"update {meta.get('updates_done')} of {meta.get('num_updates')}"
+    return found
+
+
+def largest_drops(curves: Path) -> np.ndarray:
+    """Per seed, the largest fall of the return below its running peak over training (a
+    policy-collapse measure): max over updates t of (max_{s<=t} R_s - R_t), on the per-update
+    mean return of finished episodes (updates with none carry the last value).
+
+    Args:
+      curves: a cell's curves.csv (return_seedK columns).
+
+    Returns:
+      One value per seed (NaN for a seed without a finished episode); empty when the file is missing.
+    """
+    if not curves.is_file():
+        return np.array([])
+    with curves.open() as f:
+        rows = list(csv.DictReader(f))
+    seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k.removeprefix("return_seed")))
+    drops = []
+    for key in seeds:
+        r = np.array([float(row[key]) if row[key] not in ("", "nan") else np.nan for row in rows])
+        valid = np.isfinite(r)
+        if not valid.any():
+            drops.append(np.nan)
+            continue
+        r = r[np.argmax(valid):]
+        for i in range(1, r.size):  # carry forward over updates without a finished episode
+            if not np.isfinite(r[i]):
+                r[i] = r[i - 1]
+        drops.append(float(np.max(np.maximum.accumulate(r) - r)))
+    return np.asarray(drops)
