@@ -39,7 +39,8 @@ def tiny_breakout_cfg():
 # The longest files first (measured in CI). `--dist loadfile` gives each file to one worker as
 # a unit, in collection order: started first, the long files run side by side while the many
 # short ones fill in around them, instead of one long file running alone at the end.
-LONGEST_FIRST = ("test_distributed.py", "test_ray_job.py", "test_tune.py", "test_plan.py", "test_plan_interrupts.py",
+LONGEST_FIRST = ("test_distributed.py", "test_distributed_failures.py", "test_ray_job.py", "test_tune.py", "test_plan.py",
+                 "test_plan_interrupts.py",
                  "test_tune_sensitivity.py",
                  "test_demo.py", "test_envs.py", "test_registry.py", "test_study_configs.py")
 
@@ -47,3 +48,19 @@ LONGEST_FIRST = ("test_distributed.py", "test_ray_job.py", "test_tune.py", "test
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray of 2 CPUs for the module's tests (the distributed meta-training tests)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """A folder for the module's sqlite MLflow store."""
+    return tmp_path_factory.mktemp("mlflow")
