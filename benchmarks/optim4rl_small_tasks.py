@@ -136,15 +136,20 @@ def select_lr(args) -> None:
     from metaopt.config import load_meta_config
 
     cfg = load_meta_config(args.config, _sets(args.set))
-    task = cfg.tasks[0]
-    trained = Path(args.run) / "meta_params.safetensors"
+    task = next((t for t in cfg.tasks if t.env.name == args.task), None) if args.task else cfg.tasks[0]
+    if task is None:
+        raise SystemExit(f"--task: {args.task} is not a task of {args.config}")
+    trained = Path(args.meta_params) if args.meta_params else Path(args.run) / "meta_params.safetensors"
     grids = {"optim4rl (meta-trained)": ("optim4rl", trained, args.learned_lrs),
-             "optim4rl (its initialisation)": ("optim4rl", _initialisation(cfg, Path(args.work)), args.learned_lrs),
+             "optim4rl (its initialisation)": ("optim4rl", _initialisation(cfg, Path(args.work)),
+                                               args.learned_lrs if args.initialisation_lrs is None else args.initialisation_lrs),
              "adam": ("adam", None, args.baseline_lrs), "rmsprop": ("rmsprop", None, args.baseline_lrs)}
+    grids = {label: grid for label, grid in grids.items() if grid[2]}  # an empty rate list: not searched
     table: dict = {}
     for label, (name, meta, lrs) in grids.items():
         for lr in lrs:
-            sets = {"optimizer.learning_rate": lr, **({"optimizer.meta_params": str(meta)} if meta else {})}
+            sets = {"optimizer.learning_rate": lr, **({"optimizer.meta_params": str(meta)} if meta else {}),
+                    **({"a2c.total_timesteps": args.total_steps} if args.total_steps else {})}
             finals = final_returns(cfg, task, name, args.tune_seed, args.tune_seeds, sets)
             table.setdefault(label, {})[f"{lr:g}"] = {"final_returns": [float(x) for x in finals],
                                                       "mean": float(np.mean(finals))}
@@ -312,11 +317,15 @@ def main() -> None:
     e.add_argument("--lr-choice", help="a select-lr JSON: also each optimizer at its rate chosen on tuning seeds")
     s = sub.add_parser("select-lr", help="each optimizer's evaluation learning rate, chosen on tuning seeds")
     s.add_argument("--config", required=True)
-    s.add_argument("--run", required=True, help="the recipe's meta-training folder (its meta_params.safetensors)")
+    s.add_argument("--run", help="the recipe's meta-training folder (its meta_params.safetensors)")
+    s.add_argument("--meta-params", help="the trained optimizer's file instead of --run's")
+    s.add_argument("--task", help="which of the recipe's tasks (its env name); default: the first")
+    s.add_argument("--total-steps", type=int, help="the evaluation budget in env steps; default: the task's")
     s.add_argument("--out", required=True, help="the JSON to write")
     s.add_argument("--work", default="runs/small_task_eval", help="scratch folder for meta-parameter files")
-    s.add_argument("--learned-lrs", type=float, nargs="+", default=[1e-3, 2e-3, 3e-3, 5e-3])
-    s.add_argument("--baseline-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    s.add_argument("--learned-lrs", type=float, nargs="*", default=[1e-3, 2e-3, 3e-3, 5e-3])
+    s.add_argument("--initialisation-lrs", type=float, nargs="*", help="default: --learned-lrs; none: not searched")
+    s.add_argument("--baseline-lrs", type=float, nargs="*", default=[1e-3, 3e-3, 1e-2], help="none: not searched")
     s.add_argument("--tune-seed", type=int, default=100, help="first tuning seed (never reported)")
     s.add_argument("--tune-seeds", type=int, default=10)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
