@@ -349,3 +349,19 @@ def test_a_cell_grows_with_the_same_plan_run_on_more_seeds(tmp_path):
     # the same seeds twice, or another config, are refused in one line
     with pytest.raises(ValueError, match="which this cell already has"):
         load_cells(_plan_copy(tmp_path / "twice", [extra, extra]))
+
+
+def test_a_reference_with_one_finished_run_stays_fixed_in_the_bootstrap():
+    x = {"a": np.array([1.0, 2.0, 3.0])}
+    fixed = stats.stratified_bootstrap_ci({"a": x["a"] / 2.0})
+    one = stats.stratified_bootstrap_ci(x, normalisers={"a": np.array([2.0, np.nan])})
+    assert one == pytest.approx(fixed)
+
+
+def test_draws_whose_normaliser_resamples_to_zero_are_left_out():
+    x = {"a": np.array([1.0, 2.0, 3.0, 4.0])}
+    ref = {"a": np.array([0.0, 0.0, 2.0, 2.0])}  # some resamples have IQM 0
+    point, lo, hi = stats.stratified_bootstrap_ci(x, normalisers=ref)
+    assert np.isfinite(lo) and np.isfinite(hi) and lo <= point <= hi
+    d, lo, hi = stats.stratified_difference_ci(x, ref, normalisers=ref, y_is_reference=True)
+    assert np.isfinite(lo) and np.isfinite(hi)

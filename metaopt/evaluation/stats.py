@@ -130,10 +130,26 @@ def _clean(v) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+def _quantiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap draws, leaving out draws that are not finite (a
+    normaliser resampled to a non-positive IQM); NaNs when none is."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+
+
 def _normaliser_draws(reference: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resample indices of a task's reference runs and the IQM of each resample (one per row)."""
+    """Resample indices of a task's reference runs and the IQM of each resample (one per row); a
+    reference with a single run cannot be resampled and stays fixed."""
     idx = rng.integers(0, reference.size, (resamples, reference.size))
-    return idx, iqm(reference[idx], axis=-1)
+    if reference.size < 2:
+        return idx, np.full(resamples, float(iqm(reference)))
+    norm = iqm(reference[idx], axis=-1)
+    # A resample whose IQM is not positive cannot normalise (a ratio to 0 or below says nothing):
+    # that draw is left out of the interval (NaN), as the point estimate needs a positive IQM too.
+    return idx, np.where(norm > 0, norm, np.nan)
 
 
 def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable = iqm, confidence: float = 0.95,
@@ -151,7 +167,7 @@ def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable =
       resamples: bootstrap resamples.
       normalisers: task -> the reference's raw runs: each task's scores are divided by the IQM of
         the reference's runs, which are resampled in the same bootstrap (the normaliser's noise is
-        in the interval). None: the scores are already normalised.
+        in the interval; a single run stays fixed). None: the scores are already normalised.
 
     Returns:
       (point estimate, low, high); NaNs where a task has fewer than two runs.
@@ -163,7 +179,7 @@ def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable =
         return float("nan"), float("nan"), float("nan")
     scale = [float(iqm(r)) for r in refs] if refs else [1.0] * len(tasks)
     point = float(statistic(np.concatenate([t / c for t, c in zip(tasks, scale)]), axis=-1))
-    if any(t.size < 2 for t in tasks) or (refs and any(r.size < 2 for r in refs)):
+    if any(t.size < 2 for t in tasks):
         return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     parts = []
@@ -171,8 +187,7 @@ def stratified_bootstrap_ci(scores: dict[str, np.ndarray], statistic: Callable =
         drawn = t[rng.integers(0, t.size, (resamples, t.size))]
         parts.append(drawn / _normaliser_draws(refs[i], rng, resamples)[1][:, None] if refs else drawn)
     values = statistic(np.concatenate(parts, axis=1), axis=-1)
-    alpha = (1.0 - confidence) / 2.0
-    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+    return (point, *_quantiles(values, confidence))
 
 
 def stratified_difference_ci(x: dict[str, np.ndarray], y: dict[str, np.ndarray], statistic: Callable = iqm,
@@ -206,7 +221,7 @@ def stratified_difference_ci(x: dict[str, np.ndarray], y: dict[str, np.ndarray],
     scale = [float(iqm(r)) for r in refs] if refs else [1.0] * len(pairs)
     point = float(statistic(np.concatenate([a / c for (a, _), c in zip(pairs, scale)]), axis=-1)
                   - statistic(np.concatenate([b / c for (_, b), c in zip(pairs, scale)]), axis=-1))
-    if any(a.size < 2 or b.size < 2 for a, b in pairs) or (refs and any(r.size < 2 for r in refs)):
+    if any(a.size < 2 or b.size < 2 for a, b in pairs):
         return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -221,8 +236,7 @@ def stratified_difference_ci(x: dict[str, np.ndarray], y: dict[str, np.ndarray],
         xs.append(da)
         ys.append(db)
     values = statistic(np.concatenate(xs, axis=1), axis=-1) - statistic(np.concatenate(ys, axis=1), axis=-1)
-    alpha = (1.0 - confidence) / 2.0
-    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+    return (point, *_quantiles(values, confidence))
 
 
 def aggregate_probability_of_improvement(x: dict[str, np.ndarray], y: dict[str, np.ndarray], confidence: float = 0.95,
