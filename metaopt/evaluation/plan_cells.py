@@ -132,9 +132,24 @@ def largest_drops(curves: Path) -> np.ndarray:
         if not valid.any():
             drops.append(np.nan)
             continue
-        r = r[np.argmax(valid):]
-        for i in range(1, r.size):  # carry forward over updates without a finished episode
-            if not np.isfinite(r[i]):
-                r[i] = r[i - 1]
+        r = carried_forward(r[np.argmax(valid):, None])[:, 0]  # over updates without a finished episode
         drops.append(float(np.max(np.maximum.accumulate(r) - r)))
     return np.asarray(drops)
+
+
+def carried_forward(values: np.ndarray) -> np.ndarray:
+    """Each column's latest finite value carried forward along the rows (NaN before its first):
+    a seed's return of its latest finished episode at every update, also where episodes outlast
+    an update (Freeway).
+
+    Args:
+      values: updates x seeds, NaN where no episode finished in that update.
+
+    Returns:
+      The same shape, gaps filled from above.
+    """
+    out = np.array(values, np.float64)
+    for row in range(1, out.shape[0]):
+        gap = ~np.isfinite(out[row])
+        out[row, gap] = out[row - 1, gap]
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from metaopt.evaluation import stats
+from metaopt.evaluation.plan_cells import carried_forward
 from metaopt.evaluation.plan_tables import trained_on_text
 from metaopt.plotting import label_colour, pyplot
 
@@ -124,24 +125,6 @@ def plot_generalisation(path: Path, summary: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def carried_forward(values: np.ndarray) -> np.ndarray:
-    """Each column's latest finite value carried forward along the rows (NaN before its first):
-    a seed's return of its latest finished episode at every update, also where episodes outlast
-    an update (Freeway).
-
-    Args:
-      values: updates x seeds, NaN where no episode finished in that update.
-
-    Returns:
-      The same shape, gaps filled from above.
-    """
-    out = np.array(values, np.float64)
-    for row in range(1, out.shape[0]):
-        gap = ~np.isfinite(out[row])
-        out[row, gap] = out[row - 1, gap]
-    return out
 
 
 def _seed_curves(folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:

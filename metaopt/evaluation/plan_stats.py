@@ -18,8 +18,8 @@ import numpy as np
 import yaml
 
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan_cells import largest_drops, load_cells, partial_runs, seed_range
-from metaopt.evaluation.plan_figures import carried_forward, plot_aggregate, plot_curves, plot_generalisation, plot_profiles
+from metaopt.evaluation.plan_cells import carried_forward, largest_drops, load_cells, partial_runs, seed_range
+from metaopt.evaluation.plan_figures import plot_aggregate, plot_curves, plot_generalisation, plot_profiles
 from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
 from metaopt.evaluation.plan_tables import fmt, generalisation_table, markdown_table, per_seed_table, trained_on_text
 
