@@ -198,10 +198,10 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
 
     from metaopt.config import TrainConfig, load_meta_config, load_train_config
     from metaopt.evaluation import stats
-    from metaopt.evaluation.runs import run_training
     from metaopt.meta.run import make_engine
     from metaopt.meta.warm_start import load_warm_start
     from metaopt.optimizers.learned import save_meta_params
+    from metaopt.training.runs import run_training
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cfg = load_meta_config(config)

@@ -53,7 +53,7 @@ def _train_config(cfg, task, optimizer: str, seed: int, seeds: int, overrides: d
 
 def final_returns(cfg, task, optimizer: str, seed: int, seeds: int, overrides: dict | None = None):
     """Per-seed final returns of fresh agents (the reference's definition for A2C tasks)."""
-    from metaopt.evaluation.runs import run_training
+    from metaopt.training.runs import run_training
 
     return run_training(_train_config(cfg, task, optimizer, seed, seeds, overrides)).final_returns()
 

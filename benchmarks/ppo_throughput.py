@@ -75,8 +75,8 @@ def case_config(name: str):
 
 def run_case(name: str) -> dict:
     """In the child process: one training run, measured."""
-    from metaopt.evaluation.runs import run_training
     from metaopt.optimizers import build_optimizer
+    from metaopt.training.runs import run_training
 
     env, optimizer, _ = CASES[name]
     cfg, meta_params = case_config(name)

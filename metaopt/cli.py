@@ -214,7 +214,7 @@ def _meta_train(args) -> int:
     from metaopt import console
     from metaopt.evaluation.report import plot_meta_training
     from metaopt.meta.pipeline import MetaTrainingDiverged
-    from metaopt.tracking.checkpoints import CheckpointMismatch
+    from metaopt.serialization import CheckpointMismatch
 
     if args.resume and not args.ray:
         raise ConfigError("--resume RUN_ID continues an MLflow run of a Ray job; add --ray (without it, "
@@ -260,7 +260,7 @@ def _evaluate(args) -> int:
     cells = resolve_cells(plan)  # every config, tuned rate, model and file checked before any cell runs
     select_cells(cells, args.only)  # and every --only pattern
     from metaopt import console
-    from metaopt.evaluation.plan import run_plan
+    from metaopt.evaluation.plan_run import run_plan
 
     try:
         summary = run_plan(plan, cells, out, log=console.log_line, only=args.only)
@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Validated: only now pay for importing and compiling JAX code.
     from metaopt import console
     from metaopt.evaluation.report import write_run
-    from metaopt.evaluation.runs import run_training
+    from metaopt.training.runs import run_training
 
     labels = [name if name and name.endswith(":tuned") else console.run_label(cfg) for name, cfg in zip(names, configs)]
     results = []

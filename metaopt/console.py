@@ -19,8 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from metaopt.config import TrainConfig
+from metaopt.evaluation.plan_stats import fmt
 from metaopt.evaluation.report import TABLE_HEADER, latest_return, table_rows
-from metaopt.evaluation.runs import ProgressFn, RunResult
+from metaopt.training.runs import ProgressFn, RunResult
+from metaopt.tuning.sweep import COMPLETED, spread
 
 # Logs and pipes get one unwrapped line per update, whatever width rich would guess.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -208,8 +210,6 @@ def show_baseline_sweep(sweep, result) -> None:
       sweep: the BaselineSweepConfig.
       result: its BaselineSweepResult.
     """
-    from metaopt.tuning.sweep import COMPLETED, spread
-
     table = Table(title=f"Tuned baselines ({result.out})")
     for h in ("env", "optimizer", "best lr", "final return", "± s.e.", "best/worst", "completed", "stopped early"):
         table.add_column(h, justify="left" if h in ("env", "optimizer") else "right")
@@ -262,8 +262,6 @@ def show_plan_summary(summary: dict, out: Path) -> None:
       summary: from `metaopt.evaluation.plan_stats.summarise`.
       out: the plan's folder.
     """
-    from metaopt.evaluation.plan_stats import fmt
-
     envs, ref = summary["envs"], summary["normalise_by"]
     table = Table(title=f"{summary['plan']}: final return IQM [95% CI] over {summary['seeds']} seeds ({out})")
     table.add_column("optimizer")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (figures are written to files, also on headless nodes).
@@ -32,8 +34,6 @@ def label_colour(label: str) -> str:
     Returns:
       A matplotlib colour.
     """
-    import zlib
-
     if label in LABEL_COLOURS:
         return LABEL_COLOURS[label]
     return _PALETTE[zlib.crc32(label.encode()) % len(_PALETTE)]

@@ -15,11 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metaopt.config import ConfigError, TrackingConfig, optimizer_defaults
+from pydantic import TypeAdapter
+
+from metaopt.config import ConfigError, LearnedOptimizerConfig, PPOConfig, TrackingConfig, optimizer_defaults
 
 URI = re.compile(r"^models:/(?P<name>[A-Za-z0-9._-]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
 CACHE = Path.home() / ".cache" / "metaopt" / "models"
@@ -116,8 +120,6 @@ def fetch(uri: str, tracking: TrackingConfig | None = None) -> tuple[Path, str, 
     store = hashlib.sha256(_where(tracking).encode()).hexdigest()[:12]  # same name and version, other store
     path = CACHE / store / version.name / f"{version.name}-v{version.version}.safetensors"
     if not path.is_file():
-        import tempfile
-
         path.parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(_where(tracking))
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -165,9 +167,6 @@ def load(uri: str, tracking: TrackingConfig | None = None, ppo=None):
     Returns:
       An optax transformation with its registered settings (e.g. gradient clipping).
     """
-    from pydantic import TypeAdapter
-
-    from metaopt.config import LearnedOptimizerConfig, PPOConfig
     from metaopt.optimizers import build_optimizer
 
     path, method, settings = fetch(uri, tracking)
@@ -186,8 +185,6 @@ def pull(uri: str, out: str | Path, tracking: TrackingConfig | None = None) -> P
     Returns:
       `out` as a Path.
     """
-    import shutil
-
     path, _, _ = fetch(uri, tracking)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,8 +254,6 @@ def import_open(file: str | Path, name: str, tracking: TrackingConfig | None = N
     Returns:
       The new MLflow ModelVersion (through an import run that holds the artifact).
     """
-    import tempfile
-
     from metaopt.optimizers import open as open_opt
     from metaopt.optimizers.learned import save_meta_params, size_of
     from metaopt.tracking.mlflow_run import OPTIMIZER_DIR, code_version, experiment_id

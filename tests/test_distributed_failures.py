@@ -77,3 +77,38 @@ def test_killed_driver_resumes_from_mlflow(method_setup, tmp_path):
     assert sorted(steps) == list(range(1, ITERATIONS + 1))  # every iteration logged once
     version = client.get_model_version(cfg.model_name, resumed.version)
     assert version.tags["method"] == "open" and version.tags["config_hash"]
+
+
+def test_lost_work_runs_again_and_an_error_of_the_work_does_not(ray_cluster, tmp_path):
+    """The project's one retry policy (`distributed.retry`), on real Ray workers that die."""
+    from metaopt.distributed.retry import RetriesExhausted, get_with_retries
+
+    @ray.remote(max_retries=0)
+    def dies_on_first_run(path: str) -> int:
+        with open(path, "a") as f:
+            f.write("run\n")
+        if open(path).read().count("run") == 1:
+            os._exit(1)  # the worker process dies: WorkerCrashedError
+        return 7
+
+    runs = tmp_path / "runs.txt"
+    assert get_with_retries(lambda: dies_on_first_run.remote(str(runs)), 1, "once") == 7
+    assert runs.read_text().count("run") == 2
+
+    @ray.remote(max_retries=0)
+    def raises(path: str) -> None:
+        with open(path, "a") as f:
+            f.write("run\n")
+        raise ValueError("a bug in the work")
+
+    bug = tmp_path / "bug.txt"
+    with pytest.raises(ValueError, match="a bug in the work"):
+        get_with_retries(lambda: raises.remote(str(bug)), 3, "bug")
+    assert bug.read_text().count("run") == 1  # never retried
+
+    @ray.remote(max_retries=0)
+    def always_dies() -> None:
+        os._exit(1)
+
+    with pytest.raises(RetriesExhausted, match="always: lost 2 times .*1 retries allowed"):
+        get_with_retries(lambda: always_dies.remote(), 1, "always")

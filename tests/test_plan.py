@@ -345,7 +345,7 @@ def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
 
 
 def test_cell_progress_lines_give_update_return_and_eta(monkeypatch):
-    from metaopt.evaluation import plan as plan_module
+    from metaopt.evaluation import plan_run as plan_module
 
     clock = iter([100.0, 160.0, 220.0])
     monkeypatch.setattr(plan_module.time, "time", lambda: next(clock))

@@ -31,10 +31,11 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     still running in its view (every chunk hands one over: progress_every_s is tiny)."""
     import ray
 
-    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.plan_run import run_plan
     from metaopt.evaluation.plan_stats import partial_runs
-    from metaopt.evaluation.runs import run_training
     from metaopt.serialization import flat_from_bytes, flat_to_bytes, metadata_from_bytes, save_bytes
+    from metaopt.training.runs import run_training
 
     longer = {"total_timesteps": 128 * 600, "progress_every_s": 0.01}  # 600 tiny updates, 25 chunks
     sets = [f"{k}={v}" for k, v in longer.items()]
@@ -108,7 +109,8 @@ def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path):
     would lend them to the next cell and two cells would share the cores."""
     import ray
 
-    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.plan_run import run_plan
 
     plan = load_plan(TINY_PLAN, {"optimizers": ["adam", "rmsprop"], "envs": ["breakout"],
                                  "resources": {"cpus_per_cell": 2}, "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db"}})
@@ -132,8 +134,9 @@ def test_a_cell_whose_worker_dies_runs_again_from_its_latest_partial_run(tmp_pat
     import psutil
     import ray
 
-    from metaopt.evaluation.plan import load_plan, resolve_cells, run_plan
-    from metaopt.evaluation.runs import run_training
+    from metaopt.evaluation.plan import load_plan, resolve_cells
+    from metaopt.evaluation.plan_run import run_plan
+    from metaopt.training.runs import run_training
 
     longer = {"total_timesteps": 128 * 600, "progress_every_s": 0.01}  # 600 tiny updates, 25 chunks
     out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"

@@ -10,8 +10,8 @@ import pytest
 from metaopt.agents import make_ppo
 from metaopt.config import EnvConfig, load_train_config
 from metaopt.envs import make_env
-from metaopt.evaluation.runs import PartialRunMismatch, chunk_size, run_training
 from metaopt.optimizers import build_optimizer
+from metaopt.training.runs import PartialRunMismatch, chunk_size, run_training
 from tests.helpers import TINY
 
 LEARN_STEPS = 200_000  # 24 updates of the published 64x128 batch: ~10 s a seed on 2 cores

@@ -23,8 +23,8 @@ from metaopt.config import (
 )
 from metaopt.envs import make_env
 from metaopt.envs.gridworld import GRIDWORLD_SPECS, GridState, free_cells, make_single
-from metaopt.evaluation.runs import run_training
 from metaopt.meta.pipeline import pipeline_engine
+from metaopt.training.runs import run_training
 
 CATCH_META = CONFIG_DIR / "meta" / "optim4rl_catch.yaml"
 

@@ -275,6 +275,27 @@ def test_curves_carry_each_seeds_latest_episode_forward():
     assert np.array_equal(got, np.array([[nan, 1.0], [2.0, 1.0], [2.0, 1.0], [2.0, 5.0]]), equal_nan=True)
 
 
+def test_collapse_measures_read_the_smoothed_return_not_one_noisy_update(tmp_path):
+    from metaopt.evaluation.plan_cells import collapse_measures
+
+    nan = np.nan
+    steady = [0.0, 1.0, 2.0, 3.0, 4.0, -10.0, 4.0, 4.0, 4.0, 4.0]  # one outlier update, no collapse
+    collapsed = [0.0, 2.0, 4.0, 6.0, 6.0, 6.0, 4.0, 2.0, 0.0, 0.0]  # rises to 6, ends at 0
+    late = [nan, nan, 1.0, nan, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # no episode yet, then carried forward
+    lines = ["update,return_seed0,return_seed1,return_seed2,return_seed10"]
+    lines += [f"{i},{a},{b},{c},{nan}" for i, (a, b, c) in enumerate(zip(steady, collapsed, late))]
+    (tmp_path / "curves.csv").write_text("\n".join(lines) + "\n")
+    got = collapse_measures(tmp_path / "curves.csv", window=3)
+    # trailing means over 3 updates: steady 1, 2, 3, -1, -0.67, -0.67, 4, 4 -> largest fall 4 (the outlier's
+    # 14 shrunk to a third), none at the end; collapsed 2, 4, 5.33, 6, 5.33, 4, 2, 0.67 -> 5.33 and 5.33
+    assert np.allclose(got["largest_drop"][:3], [4.0, 6.0 - 2.0 / 3.0, 0.0], equal_nan=True)
+    assert np.allclose(got["end_drop"][:3], [0.0, 6.0 - 2.0 / 3.0, 0.0])
+    assert np.isnan(got["largest_drop"][3]) and np.isnan(got["end_drop"][3])  # seed 10: no finished episode
+    wide = collapse_measures(tmp_path / "curves.csv", window=20)  # longer than the run: one mean of all updates
+    assert np.allclose(wide["largest_drop"][:3], 0.0) and np.allclose(wide["end_drop"][:3], 0.0)
+    assert collapse_measures(tmp_path / "absent.csv")["largest_drop"].size == 0
+
+
 def test_an_optimizer_has_one_colour_in_every_figure():
     from metaopt.plotting import label_colour
 
@@ -286,7 +307,7 @@ def test_an_optimizer_has_one_colour_in_every_figure():
 def test_report_section_on_cpu_recipes_compares_each_with_adam_on_its_seeds(tmp_path):
     import json
 
-    from metaopt.evaluation.study_report import _recipes_section
+    from metaopt.evaluation.study_sections import recipes_section as _recipes_section
 
     recipe = tmp_path / "open_breakout_cpu.json"
     recipe.write_text(json.dumps({"env": "breakout", "budget_env_steps": 196608, "seeds": 4, "eval_seed": 7000, "results": {

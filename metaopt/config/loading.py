@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from metaopt import published
 from metaopt.config.base import (
     CONFIG_DIR,
     ENV_NAMES,
@@ -187,8 +188,6 @@ def load_train_config(
 def _resolve_published(optimizer: Any) -> None:
     """`optimizer.meta_params: published:ENV` -> the shipped file of that published OPEN."""
     if isinstance(optimizer, dict) and isinstance(optimizer.get("meta_params"), str):
-        from metaopt import published
-
         try:
             optimizer["meta_params"] = published.resolve(optimizer["meta_params"])
         except ValueError as exc:

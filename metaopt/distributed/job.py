@@ -19,12 +19,18 @@ from typing import Any
 
 import ray
 
+from metaopt import registry
 from metaopt.config import MetaTrainConfig
 from metaopt.distributed.ray_meta import WorkerPool, ray_engine
 from metaopt.distributed.resources import keep_driver_on_cpu, ray_options
+from metaopt.distributed.retry import get_with_retries
 from metaopt.meta.run import MetaRunResult, ProgressFn, config_hash, meta_train
+from metaopt.meta.warm_start import load_warm_start
+from metaopt.optimizers.learned import load_meta_params
 from metaopt.tracking.mlflow_run import MlflowTracker, code_version
+from metaopt.training.learned import score
 
+SCORE_RETRIES = 2  # a scoring task whose worker or node dies runs again (distributed.retry)
 
 @dataclass
 class JobResult:
@@ -106,8 +112,6 @@ def run_meta_job(
       A JobResult: the run, its MLflow id, the registered model name and version, whether it
       became champion and both scores.
     """
-    from metaopt.meta.warm_start import load_warm_start
-
     keep_driver_on_cpu()  # the driver asks and tells; the GPUs are the workers'
     out = Path(out)
     digest = config_hash(cfg)
@@ -131,8 +135,6 @@ def run_meta_job(
         tracker.finish(stopped_after=stop_after)  # not left RUNNING; --resume RUN_ID goes on
         return JobResult(result, tracker.run_id, cfg.model_name, "", False, None, None)
 
-    from metaopt import registry
-
     source = tracker.log_outputs(result.meta_params_path, out)
     last = result.history[-1] if result.history else {}
     fitness = last.get("fitness_mean", last.get("meta_loss", float("nan")))
@@ -144,15 +146,13 @@ def run_meta_job(
     }, cfg.tracking).version
     promoted, new_score, old_score = False, None, None
     if evaluate:
-        from metaopt.evaluation.learned import score
-        from metaopt.optimizers.learned import load_meta_params
-
         gpus = 1.0 if cfg.distributed.gpus_per_worker > 0 else 0.0
-        remote_score = ray.remote(score).options(**ray_options(1, gpus), max_retries=2)
+        remote_score = ray.remote(score).options(**ray_options(1, gpus), max_retries=0)  # retried below
 
         def score_uri(uri: str) -> float:  # a Ray task: the driver trains nothing
             path, _, _ = registry.fetch(uri, cfg.tracking)
-            return ray.get(remote_score.remote(cfg, load_meta_params(path, cfg.method)[1]))
+            meta_params = load_meta_params(path, cfg.method)[1]
+            return get_with_retries(lambda: remote_score.remote(cfg, meta_params), SCORE_RETRIES, f"scoring {uri}")
 
         promoted, new_score, old_score = registry.promote_if_better(cfg.model_name, version, score_uri, cfg.tracking)
     tracker.finish()

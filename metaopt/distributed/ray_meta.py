@@ -13,6 +13,7 @@ resources come from `distributed` in the config (one GPU per actor on GPU nodes)
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,14 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metaopt.config import DistributedConfig, MetaTrainConfig
 from metaopt.distributed.resources import ray_options
+from metaopt.distributed.retry import LOST_WORK, RetriesExhausted, RetryBudget
+from metaopt.meta.run import make_engine
 
 
-class ShardFailed(RuntimeError):
-    """A piece failed on every attempt."""
+class ShardFailed(RetriesExhausted):
+    """A piece was lost on every attempt, or no live worker is left to run it."""
 
 
 @ray.remote
@@ -37,11 +39,7 @@ class MetaWorker:
     """Holds one engine and runs its pieces: ES shards or pipeline groups."""
 
     def __init__(self, config_json: str, cores: list[int] | None = None):
-        from metaopt.meta.run import make_engine
-
         if cores:  # before JAX's CPU client exists, so its thread pool fits the cores too
-            import os
-
             os.sched_setaffinity(0, cores)
         self.cfg = MetaTrainConfig.model_validate_json(config_json)
         self.engine = make_engine(self.cfg)
@@ -52,8 +50,6 @@ class MetaWorker:
         Returns:
           The pid.
         """
-        import os
-
         return os.getpid()
 
     def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
@@ -89,7 +85,8 @@ class MetaWorker:
 
 @dataclass
 class WorkerPool:
-    """Actors and the retry policy: a failed or timed-out piece is re-run (idempotent)."""
+    """Actors running pieces: a piece whose actor dies or times out runs again (it is
+    idempotent), on a replacement actor, under the project's retry policy (`distributed.retry`)."""
 
     cfg: MetaTrainConfig
     dist: DistributedConfig
@@ -108,8 +105,6 @@ class WorkerPool:
         so XLA's threads of different workers do not thrash the same cores and caches."""
         if not self.dist.pin_cpus:
             return None
-        import os
-
         per = max(1, int(self.dist.cpus_per_worker))
         return [(index * per + k) % os.cpu_count() for k in range(per)]
 
@@ -164,7 +159,7 @@ class WorkerPool:
         busy = [0.0] * len(self.actors)
         live = self.live()
         pending = {i: live[i % len(live)] for i in range(len(pieces))}
-        attempts = dict.fromkeys(pending, 0)
+        budget = RetryBudget(self.dist.max_retries)
         while pending:
             start = time.monotonic()
             futures = {submit(self.actors[a], pieces[i]): (i, a, start + self._timeout(a)) for i, a in pending.items()}
@@ -175,10 +170,11 @@ class WorkerPool:
                     results[i] = value
                     busy[a] += seconds
                     self.warm.add(a)
-                except (GetTimeoutError, RayActorError, RayTaskError) as exc:
-                    attempts[i] += 1
-                    if attempts[i] > self.dist.max_retries:
-                        raise ShardFailed(f"piece {i} failed {attempts[i]} times; last error: {exc}") from None
+                except LOST_WORK as exc:
+                    try:
+                        budget.spend(i, exc)
+                    except RetriesExhausted as lost:
+                        raise ShardFailed(f"piece {lost}") from exc
                     if self.actors[a] is not None and a not in pending.values():
                         self._replace(a)
                     if self.actors[a] is None:  # no replacement could be placed: the least busy live actor
@@ -284,6 +280,4 @@ def ray_engine(cfg: MetaTrainConfig, pool: WorkerPool, init_meta_params: dict | 
     Returns:
       A RayESEngine or RayPipelineEngine.
     """
-    from metaopt.meta.run import make_engine
-
     return (RayESEngine if cfg.method == "open" else RayPipelineEngine)(make_engine(cfg, init_meta_params), pool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metaopt.config import BRAX_ENVS, GRIDWORLDS, EnvConfig
 from metaopt.envs.core import EnvStep, VecEnv, with_normalization
+from metaopt.envs.gridworld import GRIDWORLD_SPECS, make_gridworld
 
 __all__ = ["EnvStep", "VecEnv", "default_episode_length", "make_env", "resolve_env"]
 
@@ -23,8 +24,6 @@ def default_episode_length(name: str) -> int:
     if name in BRAX_ENVS:
         return BRAX_EPISODE_LENGTH
     if name in GRIDWORLDS:
-        from metaopt.envs.gridworld import GRIDWORLD_SPECS
-
         return GRIDWORLD_SPECS[name].max_steps
     from metaopt.envs.minatar import gymnax_default_params
 
@@ -64,8 +63,6 @@ def make_env(cfg: EnvConfig, num_envs: int, gamma: float = 0.99) -> VecEnv:
 
         env = make_brax(cfg.name, num_envs, cfg.backend, cfg.episode_length)
     elif cfg.name in GRIDWORLDS:
-        from metaopt.envs.gridworld import make_gridworld
-
         if cfg.episode_length != default_episode_length(cfg.name):
             raise ValueError(f"env.episode_length: the gridworld {cfg.name} has its own time limit "
                              f"({default_episode_length(cfg.name)}); remove episode_length")

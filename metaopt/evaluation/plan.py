@@ -1,14 +1,11 @@
-"""Evaluation plans: every (optimizer, env) cell of a plan trains fresh PPO agents from
-scratch (its seeds vmapped) as one Ray task, on any node, with a GPU where the cluster has
-them. The driver writes each finished cell to OUT/cells/LABEL/ENV/ and records it as an MLflow
-child run of the plan's run; a finished cell is never run again, so an interrupted plan goes
-on where it stopped when the same command runs again. A running cell also saves its agents'
-state after each compiled chunk (OUT/cells/LABEL/ENV/partial.safetensors, written by the driver
-every `progress_every_s`): a stopped plan resumes its unfinished cells from there, with the numbers
-of an uninterrupted run, and so does a cell whose worker died, which the driver runs again.
+"""Evaluation plans, their cells and the cells' files: every (optimizer, env) cell of a plan
+trains fresh agents from scratch, its seeds vmapped (`plan_run` runs them on Ray). A cell's
+folder is OUT/cells/LABEL/ENV/; its marker file, written last, records the config hash that
+makes a finished cell never run again, and its partial run (partial.safetensors) lets a stopped
+cell resume with the numbers of an uninterrupted run.
 
     resolve_cells(plan)       -> the cells' TrainConfigs (reads configs, tuned file, registry)
-    run_plan(plan, cells, out) -> runs what is not finished, records it, writes the summary
+    run_plan(plan, cells, out) -> runs what is not finished (metaopt.evaluation.plan_run)
     summarise(out)             -> statistics of a plan folder (metaopt.evaluation.plan_stats)
 """
 
@@ -18,20 +15,15 @@ import fnmatch
 import hashlib
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
+from metaopt import registry
 from metaopt.config import (
     LEARNED_OPTIMIZERS,
     ConfigError,
@@ -43,14 +35,12 @@ from metaopt.config import (
 from metaopt.evaluation.plan_files import (
     CELL_FILE,
     CELLS_DIR,
-    DEVICE_FILE,
     PARTIAL_FILE,
     PLAN_FILE,
-    PROVENANCE_FILE,
-    SUMMARY_FILE,
     folder_name,
 )
-from metaopt.evaluation.plan_stats import summarise
+from metaopt.optimizers.learned import load_meta_params
+from metaopt.serialization import metadata_from_bytes, save_bytes
 from metaopt.tracking.mlflow_run import code_version
 
 LogFn = Callable[[str], None]
@@ -130,9 +120,6 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
     Returns:
       The cells, env by env, optimizers in plan order.
     """
-    from metaopt import registry
-    from metaopt.optimizers.learned import load_meta_params
-
     for folder in plan.reuse_from:
         if not (Path(folder) / PLAN_FILE).is_file():
             raise ConfigError(f"reuse_from: {folder} holds no {PLAN_FILE}; give results folders written by "
@@ -217,77 +204,6 @@ def is_finished(cell: Cell, out: Path) -> bool:
         return False
 
 
-def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
-               progress=None, config_hash: str = "", partial_every_s: float = 0.0,
-               resume: bytes | None = None) -> dict[str, bytes]:
-    """The work of one cell, on whichever node Ray picks: train the agents, return the files
-    (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
-
-    Args:
-      config: a TrainConfig as plain data.
-      label: the optimizer's label.
-      meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
-        with the task, so no node needs the driver's files.
-      key: the cell's name in progress reports.
-      progress: a `CellProgress` actor to report each compiled chunk to and to hand the cell's
-        partial runs to (None: silent).
-      config_hash: the cell's `Cell.config_hash`, stored with its partial runs.
-      partial_every_s: hand over a partial run at most this often (the driver saves them at
-        this period anyway; serialising the state costs a device-to-host copy).
-      resume: a partial run of this cell to go on from (`PartialRun.to_bytes()`; None: from the
-        start). An argument, not fetched here: a task blocked in `ray.get` gives its CPUs back to
-        Ray, which then starts another cell beside it on the same cores.
-
-    Returns:
-      File name -> contents: results.json, curves.csv, returns.png and device.json.
-    """
-    import jax
-
-    from metaopt.evaluation.report import latest_return, write_run
-    from metaopt.evaluation.runs import PartialRunMismatch, run_training
-    from metaopt.optimizers import build_optimizer
-
-    if meta_params is not None:  # the driver's file path means nothing on another node
-        config = {**config, "optimizer": {**config["optimizer"], "meta_params": None}}
-    cfg = TrainConfig.model_validate(config)
-    optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.agent, meta_params)
-
-    def report(done: int, total: int, metrics: dict) -> None:
-        progress.report.remote(key, done, total, latest_return(metrics["episode_return"]))
-
-    handed = [time.perf_counter()]
-
-    def keep(partial) -> None:
-        if time.perf_counter() - handed[0] >= partial_every_s:
-            progress.keep_partial.remote(key, partial.to_bytes({"config_hash": config_hash}))
-            handed[0] = time.perf_counter()
-
-    def train(resume: bytes | None):
-        return run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
-                            resume=resume, checkpoint=None if progress is None else keep)
-
-    started = _now()
-    try:
-        result = train(resume)
-    except PartialRunMismatch as exc:  # same config, other state layout (another code version)
-        progress.note.remote(f"{key}: the saved partial run does not fit this code ({exc}); starting the cell over")
-        result = train(None)
-    device = jax.devices()[0]
-    where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
-             "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-             "resumed_at_update": result.resumed_at, "started": started, "finished": _now()}
-    with tempfile.TemporaryDirectory() as tmp:
-        write_run(Path(tmp), [result], comparison=False)
-        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    files[DEVICE_FILE] = json.dumps(where, indent=2).encode()
-    return files
-
-
-def _now() -> str:
-    """The time now, UTC, ISO 8601 to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def reusable_cells(cells: list[Cell], out: Path, folders: list[str]) -> dict[str, Path]:
     """The unfinished cells that other plans' results folders hold finished with the same
     config hash (the first folder that has one wins).
@@ -312,18 +228,18 @@ def reusable_cells(cells: list[Cell], out: Path, folders: list[str]) -> dict[str
             if c.config_hash in found and found[c.config_hash].resolve() != c.folder(out).resolve()}
 
 
-def _copy_cell(cell: Cell, out: Path, source: Path) -> None:
+def copy_cell(cell: Cell, out: Path, source: Path) -> None:
     files = {p.name: p.read_bytes() for p in source.iterdir()
              if p.is_file() and p.name not in (CELL_FILE, PARTIAL_FILE)}
     try:  # a copy of a copy names the cell's first folder, and the commit that trained it
         marker = json.loads((source / CELL_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         marker = {}
-    _write_cell(cell, out, files, reused_from=marker.get("reused_from") or str(source),
+    write_cell(cell, out, files, reused_from=marker.get("reused_from") or str(source),
                 made_by=marker.get("code_version"))
 
 
-def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str | None = None,
+def write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str | None = None,
                 made_by: str | None = None) -> None:
     """Files first, into a fresh folder moved into place, the marker last: a crash leaves
     either a finished cell or none. The marker records the code version that trained the cell
@@ -345,69 +261,6 @@ def _write_cell(cell: Cell, out: Path, files: dict[str, bytes], reused_from: str
     staging.rename(target)
 
 
-def _gpus_per_cell(plan: EvalPlanConfig) -> float:
-    import ray
-
-    if plan.resources.gpus_per_cell is not None:
-        return plan.resources.gpus_per_cell
-    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-
-
-def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: LogFn = print,
-             address: str | None = None, stop_after: int | None = None,
-             only: list[str] | None = None) -> dict[str, Any]:
-    """Run the plan's unfinished cells as Ray tasks, record every cell in MLflow, write the
-    summary (summary.json, table, figures) and return it.
-
-    Args:
-      plan: the validated plan.
-      cells: from `resolve_cells(plan)`.
-      out: the plan's folder (a user's path or shared storage; never the job's working folder).
-      log: where progress lines go.
-      address: a Ray cluster to join; None: $RAY_ADDRESS or an embedded local Ray.
-      stop_after: finish after this many newly run cells (tests: an interrupted plan).
-      only: run only the unfinished cells matching these "LABEL/ENV" patterns (`select_cells`);
-        the summary still covers every finished cell of the plan.
-
-    Returns:
-      The summary from `plan_stats.summarise(out)`.
-    """
-    from metaopt.tracking.plans import PlanTracker
-
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / PLAN_FILE).write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
-    history = json.loads((out / PROVENANCE_FILE).read_text()) if (out / PROVENANCE_FILE).is_file() else []
-    history.append({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code_version": code_version(),
-                    "command": _command_line(sys.argv)})
-    (out / PROVENANCE_FILE).write_text(json.dumps(history, indent=2))
-    tracker = PlanTracker(plan, out)
-    reused = reusable_cells(cells, out, plan.reuse_from)
-    for cell in cells:
-        if cell.key in reused:
-            _copy_cell(cell, out, reused[cell.key])
-    if reused:
-        log(f"plan {plan.name}: {len(reused)} cells taken from other plans' results (the same runs): "
-            + ", ".join(f"{key} from {folder}" for key, folder in reused.items()))
-    done = [c for c in cells if is_finished(c, out)]
-    todo = [c for c in select_cells(cells, only or []) if not is_finished(c, out)]
-    if stop_after is not None:
-        todo = todo[:stop_after]
-    selected = f" (--only: {len(todo)} of {len(cells) - len(done)} unfinished)" if only else ""
-    log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run{selected}")
-    for cell in done:
-        tracker.record_cell(cell, cell.folder(out))
-    try:
-        if todo:
-            _run_cells(plan, todo, out, tracker, log, address)
-        summary = summarise(out)
-    except BaseException:
-        tracker.finish(failed=True)
-        raise
-    tracker.finish(summary=summary, artifacts=[out / SUMMARY_FILE, *sorted(out.glob("*.png")), out / "table.md"])
-    return summary
-
-
 def read_partial(cell: Cell, out: Path) -> tuple[bytes | None, str]:
     """The cell's saved partial run, if it belongs to the cell's current config.
 
@@ -418,8 +271,6 @@ def read_partial(cell: Cell, out: Path) -> tuple[bytes | None, str]:
     Returns:
       (its bytes or None, a note for the log: "" when there is no file).
     """
-    from metaopt.serialization import metadata_from_bytes
-
     path = cell.folder(out) / PARTIAL_FILE
     if not path.is_file():
         return None, ""
@@ -433,200 +284,5 @@ def read_partial(cell: Cell, out: Path) -> tuple[bytes | None, str]:
     return data, f"{cell.key}: resuming at update {meta.get('updates_done')} ({PARTIAL_FILE})"
 
 
-class CellProgress:
-    """A Ray actor the running cells report to: per cell its first and latest report, so the
-    driver can print progress lines with an ETA, and its latest partial run, which the driver
-    saves and a retried cell resumes from."""
-
-    def __init__(self):
-        self.first: dict[str, tuple[float, int]] = {}
-        self.last: dict[str, tuple[float, int, int, float]] = {}
-        self.partials: dict[str, bytes] = {}
-        self.unsaved: set[str] = set()
-        self.notes: list[str] = []
-
-    def note(self, line: str) -> None:
-        """A line for the driver's log from a cell (Ray may not forward the workers' output).
-
-        Args:
-          line: the text.
-        """
-        self.notes.append(line)
-
-    def take_notes(self) -> list[str]:
-        """The lines noted since the last call.
-
-        Returns:
-          The lines, oldest first.
-        """
-        out, self.notes = self.notes, []
-        return out
-
-    def keep_partial(self, key: str, data: bytes, on_disk: bool = False) -> None:
-        """Hold a cell's latest partial run (from the cell, or from the driver's file).
-
-        Args:
-          key: the cell's name.
-          data: `PartialRun.to_bytes()`.
-          on_disk: the driver read it from its file: nothing to save again.
-        """
-        self.partials[key] = data
-        if not on_disk:
-            self.unsaved.add(key)
-
-    def partial(self, key: str) -> bytes | None:
-        """The latest partial run of a cell.
-
-        Args:
-          key: the cell's name.
-
-        Returns:
-          Its bytes; None when the cell has none.
-        """
-        return self.partials.get(key)
-
-    def take_unsaved(self) -> dict[str, bytes]:
-        """The partial runs that arrived since the last call, for the driver to save.
-
-        Returns:
-          Cell name -> bytes.
-        """
-        out = {key: self.partials[key] for key in sorted(self.unsaved)}
-        self.unsaved.clear()
-        return out
-
-    def report(self, key: str, done: int, total: int, ret: float) -> None:
-        """Record a cell's progress (called by the cells, as a Ray actor method).
-
-        Args:
-          key: the cell's name.
-          done: updates done.
-          total: updates in all.
-          ret: the latest mean episode return.
-        """
-        now = time.time()
-        self.first.setdefault(key, (now, done))
-        self.last[key] = (now, done, total, ret)
-
-    def lines(self) -> list[str]:
-        """One line per unfinished cell that has reported: updates done, return, ETA.
-
-        Returns:
-          The lines.
-        """
-        out = []
-        for key, (now, done, total, ret) in self.last.items():
-            if done >= total:
-                continue
-            t0, d0 = self.first[key]
-            eta = f", eta {(now - t0) / (done - d0) * (total - done) / 60:.0f} min" if done > d0 else ""
-            out.append(f"  {key}: update {done}/{total}, return {ret:.2f}{eta}")
-        return out
-
-
-def _command_line(argv: list[str]) -> str:
-    """How this process was started, as a user would type it."""
-    if not argv:
-        return ""
-    if argv[0].endswith(("metaopt/cli.py", "metaopt/__main__.py")):
-        program = "metaopt"  # python -m metaopt.cli: the same command
-    else:
-        program = f"python {argv[0]}" if argv[0].endswith(".py") else Path(argv[0]).name
-    return " ".join([program, *argv[1:]])
-
-
-CELL_RETRIES = 2  # a cell whose worker or node dies runs again this many times, from its latest partial run
-
-
-def _cell_failures_retried() -> tuple[type[Exception], ...]:
-    from ray import exceptions as ray_exceptions
-
-    return (ray_exceptions.WorkerCrashedError, ray_exceptions.NodeDiedError, ray_exceptions.OutOfMemoryError,
-            ray_exceptions.ObjectLostError)
-
-
-def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: LogFn, address: str | None) -> None:
-    import ray
-
-    from metaopt.distributed.job import connect_ray, terminate_as_interrupt
-    from metaopt.distributed.resources import ray_options
-    from metaopt.optimizers.learned import load_meta_params
-
-    connect_ray(address)
-    retried_failures = _cell_failures_retried()
-    # Ray's own retries would rerun a task with its first arguments, so the driver resubmits a
-    # cell whose worker or node died itself, from the newest partial run the cell handed over.
-    task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, _gpus_per_cell(plan)),
-                                          max_retries=0)
-    progress = ray.remote(CellProgress).options(num_cpus=0).remote()
-    metas: dict[str, dict | None] = {}
-    pending: dict = {}  # ref -> (cell, submitted at, attempt)
-
-    def submit(cell: Cell, resume: bytes | None, attempt: int) -> None:
-        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, metas[cell.key], cell.key, progress,
-                          cell.config_hash, plan.progress_every_s, resume)
-        pending[ref] = (cell, time.perf_counter(), attempt)
-
-    for cell in todo:
-        metas[cell.key] = None
-        if cell.config.optimizer.name in LEARNED_OPTIMIZERS:
-            metas[cell.key] = load_meta_params(cell.config.optimizer.meta_params, cell.config.optimizer.name)[1]
-        partial, note = read_partial(cell, out)
-        if note:
-            log(note)
-        if partial is not None:
-            ray.get(progress.keep_partial.remote(cell.key, partial, True))
-        submit(cell, partial, 0)
-    running = {cell.key: cell for cell, _, _ in pending.values()}
-
-    def save_partials() -> None:  # only of cells still running: a finished cell's folder is final
-        for key, data in ray.get(progress.take_unsaved.remote()).items():
-            if key in running:
-                _save_partial(running[key], out, data)
-        for line in ray.get(progress.take_notes.remote()):
-            log(line)
-
-    # Ray's driver aborts on SIGTERM (`kill`, `ray job stop`); it stops the plan as Ctrl-C does instead, so
-    # the partial runs below are saved.
-    with terminate_as_interrupt():
-        finished = 0
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=plan.progress_every_s)
-                if not ready:  # a line for each running cell and their partial runs saved, every progress_every_s
-                    save_partials()
-                    for line in ray.get(progress.lines.remote()):
-                        log(line)
-                    continue
-                ref = ready[0]
-                cell, started, attempt = pending.pop(ref)
-                try:
-                    files = ray.get(ref)
-                except retried_failures as exc:
-                    if attempt >= CELL_RETRIES:
-                        raise
-                    save_partials()
-                    newest = ray.get(progress.partial.remote(cell.key))
-                    log(f"{cell.key}: {type(exc).__name__}; running it again (retry {attempt + 1} of {CELL_RETRIES}) "
-                        + ("from its latest partial run" if newest is not None else "from the start"))
-                    submit(cell, newest, attempt + 1)
-                    continue
-                del running[cell.key]
-                save_partials()  # and the cell's notes
-                _write_cell(cell, out, files)
-                tracker.record_cell(cell, cell.folder(out))
-                finished += 1
-                finals = json.loads(files["results.json"])["final_return"]
-                log(f"cell {finished}/{len(todo)} {cell.key}: final return {np.nanmean(finals):.2f} "
-                    f"over {len(finals)} seeds ({time.perf_counter() - started:.0f} s since submitted)")
-        finally:  # stopped or failed: keep the newest partial runs the cells handed over
-            try:
-                save_partials()
-            except Exception:  # noqa: BLE001 - Ray already gone: the files of the last minute stand
-                pass
-
-
-def _save_partial(cell: Cell, out: Path, data: bytes) -> None:
-    from metaopt.serialization import save_bytes
-
+def save_partial(cell: Cell, out: Path, data: bytes) -> None:
     save_bytes(cell.folder(out) / PARTIAL_FILE, data)

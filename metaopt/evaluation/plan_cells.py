@@ -1,6 +1,6 @@
 """An evaluation plan's finished cells read from its folder (and from its `more_seeds` folders,
 merged into the cells of the same config): per-seed final returns, configs, device records,
-largest drops; the partial runs of unfinished cells."""
+collapse measures; the partial runs of unfinished cells."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _cells_in(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
             "final_returns": _finite(result["final_return"]), "trained_on": meta.get("trained_on"),
             "config": result.get("config", {}), "folder": marker.parent, "source": meta.get("source"),
             "device": json.loads(device.read_text()) if device.is_file() else {},
-            "largest_drop": largest_drops(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
+            **collapse_measures(marker.parent / "curves.csv"), "reused_from": meta.get("reused_from"),
             "code_version": meta.get("code_version"), "blocks": [],
         }
     return cells
@@ -56,7 +56,8 @@ def _merge_block(cell: dict[str, Any], block: dict[str, Any], where: str) -> Non
         raise ValueError(f"more_seeds: {where} has seeds {new.start}..{new.stop - 1}, which this cell already has; "
                          "run the extra seeds from the first one the plan lacks")
     cell["final_returns"] = np.concatenate([cell["final_returns"], block["final_returns"]])
-    cell["largest_drop"] = np.concatenate([cell["largest_drop"], block["largest_drop"]])
+    for measure in ("largest_drop", "end_drop"):
+        cell[measure] = np.concatenate([cell[measure], block[measure]])
     cell["blocks"].append({"folder": block["folder"], "config": block["config"], "device": block["device"],
                            "code_version": block.get("code_version")})
 
@@ -70,7 +71,7 @@ def load_cells(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
     Returns:
       The finished cells by label and env; each also carries its source, device record, per-seed
-      largest drops, its seed blocks from `more_seeds` (`blocks`) and, for a cell copied from another
+      collapse measures (`collapse_measures`), its seed blocks from `more_seeds` (`blocks`) and, for a cell copied from another
       plan's results, where it came from.
 
     Raises:
@@ -109,32 +110,42 @@ def partial_runs(out: Path, labels: list[str], envs: list[str]) -> dict[str, str
     return found
 
 
-def largest_drops(curves: Path) -> np.ndarray:
-    """Per seed, the largest fall of the return below its running peak over training (a
-    policy-collapse measure): max over updates t of (max_{s<=t} R_s - R_t), on the per-update
-    mean return of finished episodes (updates with none carry the last value).
+COLLAPSE_WINDOW = 20  # logged updates averaged before measuring a fall (Optim4RL's final-return window)
+
+
+def collapse_measures(curves: Path, window: int = COLLAPSE_WINDOW) -> dict[str, np.ndarray]:
+    """Per seed, how far the return fell below its running peak (policy collapse), on the
+    per-update mean return of finished episodes (updates with none carry the last value)
+    smoothed by a trailing mean over `window` updates, so that one noisy update is not a fall.
 
     Args:
       curves: a cell's curves.csv (return_seedK columns).
+      window: updates per trailing mean (fewer for a run shorter than that).
 
     Returns:
-      One value per seed (NaN for a seed without a finished episode); empty when the file is missing.
+      {"largest_drop": max over t of (max_{s<=t} S_s - S_t), "end_drop": max_t S_t - S_T (what
+      of its peak the run had lost at its end)}, S the smoothed return; one value per seed (NaN
+      for a seed without a finished episode); empty arrays when the file is missing.
     """
     if not curves.is_file():
-        return np.array([])
+        return {"largest_drop": np.array([]), "end_drop": np.array([])}
     with curves.open() as f:
         rows = list(csv.DictReader(f))
     seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k.removeprefix("return_seed")))
-    drops = []
+    largest, end = [], []
     for key in seeds:
         r = np.array([float(row[key]) if row[key] not in ("", "nan") else np.nan for row in rows])
         valid = np.isfinite(r)
         if not valid.any():
-            drops.append(np.nan)
+            largest.append(np.nan)
+            end.append(np.nan)
             continue
         r = carried_forward(r[np.argmax(valid):, None])[:, 0]  # over updates without a finished episode
-        drops.append(float(np.max(np.maximum.accumulate(r) - r)))
-    return np.asarray(drops)
+        w = min(window, r.size)
+        smooth = np.convolve(r, np.ones(w) / w, mode="valid")
+        largest.append(float(np.max(np.maximum.accumulate(smooth) - smooth)))
+        end.append(float(np.max(smooth) - smooth[-1]))
+    return {"largest_drop": np.asarray(largest), "end_drop": np.asarray(end)}
 
 
 def carried_forward(values: np.ndarray) -> np.ndarray:

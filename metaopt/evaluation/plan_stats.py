@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from metaopt.config import TUNED_BASELINES_FILE, load_train_config, read_yaml
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan_cells import carried_forward, largest_drops, load_cells, partial_runs, seed_range
+from metaopt.evaluation.plan_cells import carried_forward, collapse_measures, load_cells, partial_runs, seed_range
 from metaopt.evaluation.plan_figures import plot_aggregate, plot_curves, plot_generalisation, plot_profiles
 from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
 from metaopt.evaluation.plan_tables import fmt, generalisation_table, markdown_table, per_seed_table, trained_on_text
@@ -26,7 +27,7 @@ from metaopt.evaluation.plan_tables import fmt, generalisation_table, markdown_t
 # Re-exported: what callers used to import from here.
 __all__ = ["summarise", "compute_summary", "versus", "verdict", "probability_entry", "baseline_learning_rates", "fmt",
            "markdown_table", "per_seed_table", "generalisation_table", "trained_on_text", "carried_forward",
-           "load_cells", "partial_runs", "largest_drops", "plot_curves"]
+           "load_cells", "partial_runs", "collapse_measures", "plot_curves"]
 
 
 
@@ -94,8 +95,8 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
                                      "raw": stats.summarize(raw, seed=seed), "trained_on": cell["trained_on"],
                                      "held_out": None if cell["trained_on"] is None else env not in cell["trained_on"],
                                      "source": cell["source"],
-                                     "largest_drop": stats.summarize(cell["largest_drop"], seed=seed)
-                                     if cell["largest_drop"].size else None}
+                                     **{measure: stats.summarize(cell[measure], seed=seed) if cell[measure].size else None
+                                        for measure in ("largest_drop", "end_drop")}}
             if ref is not None:
                 scores, ref_iqm[env] = stats.normalise(raw, ref["final_returns"])
                 if np.isfinite(scores).any():
@@ -279,8 +280,6 @@ def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], sources
     Returns:
       label -> one line, e.g. "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here".
     """
-    from metaopt.config import TUNED_BASELINES_FILE, load_train_config, read_yaml
-
     path = Path(tuned_file) if tuned_file else TUNED_BASELINES_FILE
     tuned = read_yaml(path) if path.is_file() else {}
     lines = {}

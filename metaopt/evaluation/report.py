@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metaopt.evaluation.runs import RunResult
 from metaopt.plotting import pyplot
+from metaopt.training.runs import RunResult
 
 CURVE_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "dormant_actor", "dormant_critic")
 

@@ -8,17 +8,12 @@ the command that made it. Reads only files.
 
 from __future__ import annotations
 
-import csv
-import json
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from metaopt.evaluation import stats
+from metaopt.evaluation.plan_cells import COLLAPSE_WINDOW
 from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE
 from metaopt.evaluation.plan_stats import (
     compute_summary,
@@ -26,12 +21,11 @@ from metaopt.evaluation.plan_stats import (
     generalisation_table,
     markdown_table,
     per_seed_table,
-    probability_entry,
     verdict,
     versus,
 )
+from metaopt.evaluation.study_sections import anchors, baseline_sweeps, copy_figures, recipes_section, sweep_section
 from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
-from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
 REPORT_FILE = "README.md"
 
@@ -47,16 +41,6 @@ SECTIONS = (
     ("l2", "Does L2 regularisation help Optim4RL?",
      "metaopt evaluate --plan configs/eval/l2_ablation_ant.yaml --out runs/eval/l2_ablation_ant"),
 )
-
-# Published anchors: (env, optimizer, budget in env steps, value, source).
-_OPEN_CODE, _STUDY_PLOT = "Adam in OPEN's code", "the earlier study's plot (read off, approximate)"
-ANCHORS = tuple((env, opt, int(steps), value, source) for source, rows in (
-    (_OPEN_CODE, [("asterix", "adam", 1e7, 15.04), ("freeway", "adam", 1e7, 61.84), ("breakout", "adam", 1e7, 50.08),
-                  ("space_invaders", "adam", 1e7, 167.09), ("ant", "adam", 5e7, 6517.31)]),
-    (_STUDY_PLOT, [("asterix", "open", 1e7, 25.5), ("asterix", "adam", 1e7, 14.0), ("asterix", "rmsprop", 1e7, 14.5),
-                   ("ant", "adam", 5e7, 6400.0), ("ant", "open", 5e7, 6300.0), ("ant", "rmsprop", 5e7, 6200.0),
-                   ("ant", "optim4rl", 5e7, 5200.0)]),
-) for env, opt, steps, value in rows)
 
 
 def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = (),
@@ -103,7 +87,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
     for number, (key, title, command) in enumerate(SECTIONS, 1):
         lines += [f"## {number}. {title}", ""]
         if key == "sensitivity":
-            lines += _sweep_section(sweeps, out, command)
+            lines += sweep_section(sweeps, out, command)
             continue
         chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
         if not chosen and key != "generalisation":
@@ -113,9 +97,9 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
         if key == "generalisation":
             lines += _borrowed_matrices([s for _, s in summaries if s["section"] != key], command, bool(chosen))
         if key == "main":
-            lines += _baseline_sweeps(baselines, out)
-    lines += _recipes_section(recipes, [s for _, s in summaries])
-    lines += _anchors([s for _, s in summaries])
+            lines += baseline_sweeps(baselines, out)
+    lines += recipes_section(recipes, [s for _, s in summaries])
+    lines += anchors([s for _, s in summaries])
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -156,30 +140,36 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
     return [*lines, ""]
 
 
+L2_READINGS = {"-l2": "meta-trained with an L2 penalty on its meta-parameters",
+               "-wd": "with decoupled weight decay on the agent's parameters"}
+
+
 def _l2_answers(summary: dict[str, Any]) -> list[str]:
-    """Each `NAME-l2` optimizer against `NAME` (the same optimizer meta-trained without L2):
-    final returns and the largest drop from the peak return."""
+    """Each `NAME-l2` (meta-trained with L2 on its meta-parameters) and `NAME-wd` (decoupled
+    weight decay on the agent) optimizer against `NAME`: final returns and the collapse measures."""
     lines = []
     for label in summary["labels"]:
-        base = label.removesuffix("-l2")
-        if base == label or base not in summary["labels"]:
+        suffix = next((s for s in L2_READINGS if label.endswith(s)), None)
+        base = label.removesuffix(suffix) if suffix else label
+        if suffix is None or base not in summary["labels"]:
             continue
         pair = versus(summary, label, base)
         if not pair["envs"]:
             continue
-        drops = [f"{name} {fmt(_drop(summary, name, pair['envs']))}" for name in (label, base)]
-        lines.append(f"     - {label} against {base} on {', '.join(pair['envs'])}: {_versus_text(pair)}: "
-                     f"**{verdict(pair, base)}**; largest drop from the peak return (IQM over seeds): "
-                     f"{'; '.join(drops)}.")
+        drops = [f"{name} {fmt(_measure(summary, name, pair['envs'], 'largest_drop'))} / "
+                 f"{fmt(_measure(summary, name, pair['envs'], 'end_drop'))}" for name in (label, base)]
+        lines.append(f"     - {label} ({L2_READINGS[suffix]}) against {base} on {', '.join(pair['envs'])}: "
+                     f"{_versus_text(pair)}: **{verdict(pair, base)}**; largest drop below the running peak / "
+                     f"loss from the peak at the end (IQM over seeds): {'; '.join(drops)}.")
     return lines
 
 
-def _drop(summary: dict[str, Any], label: str, envs: list[str]) -> dict[str, Any] | None:
-    """The largest-drop IQM [CI] of a label's cell, when the comparison covers a single env."""
+def _measure(summary: dict[str, Any], label: str, envs: list[str], measure: str) -> dict[str, Any] | None:
+    """A collapse measure's IQM [CI] of a label's cell, when the comparison covers a single env."""
     if len(envs) != 1:
         return None
-    drop = (summary["cells"].get(label, {}).get(envs[0]) or {}).get("largest_drop")
-    return {"value": drop["iqm"], "ci": drop["iqm_ci"]} if drop else None
+    found = (summary["cells"].get(label, {}).get(envs[0]) or {}).get(measure)
+    return {"value": found["iqm"], "ci": found["iqm_ci"]} if found else None
 
 
 def _held_out_answers(summaries: list[dict[str, Any]]) -> list[str]:
@@ -205,17 +195,6 @@ def _held_out_answers(summaries: list[dict[str, Any]]) -> list[str]:
 def _versus_text(entry: dict[str, Any]) -> str:
     return (f"difference {fmt(entry.get('iqm_difference'))}, "
             f"P(better) {fmt(entry.get('probability_of_improvement'))}")
-
-
-def _copy_figures(folder: Path, plan: str, out: Path, names: tuple[str, ...]) -> list[str]:
-    copied = []
-    for name in names:
-        if (folder / name).is_file():
-            target = out / "figures" / plan / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, target)
-            copied.append(f"![{plan} {name.removesuffix('.png')}](figures/{plan}/{name})")
-    return copied
 
 
 def _budgets(summary: dict[str, Any]) -> str:
@@ -342,7 +321,7 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
     names = ("aggregate.png", "profile.png", "curves.png")
     if section == "generalisation" or _has_held_out(summary):
         names = ("generalisation.png", *names)
-    lines += [" ".join(_copy_figures(folder, summary["plan"], out, names)), ""]
+    lines += [" ".join(copy_figures(folder, summary["plan"], out, names)), ""]
     return lines
 
 
@@ -371,172 +350,20 @@ def _borrowed_matrices(summaries: list[dict[str, Any]], command: str, plan_run: 
 
 
 def _collapse_table(summary: dict[str, Any]) -> list[str]:
-    """The largest fall below the running peak return, IQM over seeds: policy collapse."""
-    lines = ["Policy collapse: the largest drop of the return below its running peak during training "
-             "(IQM over seeds, 95% CI; smaller is steadier).", "",
-             "| optimizer | " + " | ".join(summary["envs"]) + " |", "|---|" + "---|" * len(summary["envs"])]
+    """Policy collapse per cell: the largest fall below the running peak, and the loss from the
+    peak at the end, both on the return smoothed over the last updates (IQM over seeds)."""
+    lines = [f"Policy collapse: the largest fall of the return below its running peak during training, and what "
+             f"of the peak was lost by the end (the return smoothed by a trailing mean over "
+             f"{COLLAPSE_WINDOW} updates; IQM over seeds, 95% CI; smaller is steadier).", "",
+             "| optimizer | " + " | ".join(f"{env}: largest drop | {env}: loss at the end" for env in summary["envs"])
+             + " |", "|---|" + "---|---|" * len(summary["envs"])]
     for label in summary["labels"]:
         row = [label]
         for env in summary["envs"]:
-            drop = (summary["cells"].get(label, {}).get(env) or {}).get("largest_drop")
-            row.append(fmt({"value": drop["iqm"], "ci": drop["iqm_ci"]}) if drop else "not run")
+            for measure in ("largest_drop", "end_drop"):
+                found = (summary["cells"].get(label, {}).get(env) or {}).get(measure)
+                row.append(fmt({"value": found["iqm"], "ci": found["iqm_ci"]}) if found else "not run")
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 
 
-RECIPE_COMMAND = "benchmarks/meta_training.py and benchmarks/optim4rl_small_tasks.py (benchmarks/README.md)"
-
-
-def _recipe_reference(results: dict[str, Any]) -> str | None:
-    """The baseline a recipe is compared with: tuned Adam where it ran, else Adam."""
-    return next((name for name in ("adam:tuned", "adam") if name in results), None)
-
-
-def _recipes_section(recipes: list[Path], summaries: list[dict[str, Any]]) -> list[str]:
-    """Each CPU recipe's optimizer at its own budget against the baselines on its fresh seeds, from
-    the recipe's per-seed final returns, beside how it fares at 1e7 steps in the plans."""
-    lines = ["## 6. Meta-training at CPU scale: the recipes at their own budgets", ""]
-    if not recipes:
-        return [*lines, f"Not given. Add `--recipes benchmarks/recipes/NAME.json ...` (made by {RECIPE_COMMAND}).", ""]
-    lines += ["Each optimizer a CPU recipe meta-trained here, evaluated at the budget it was meta-trained for on "
-              "fresh seeds no choice was made on, against the baselines on the same seeds: IQM [95% CI], the "
-              "difference of IQMs from the reference (Adam, tuned where the recipe tuned it) with its bootstrap CI, "
-              "and P(better than the reference) [95% CI].", ""]
-    for path in recipes:
-        record = json.loads(path.read_text())
-        results, ref = record["results"], _recipe_reference(record["results"])
-        lines += [f"### `{path.stem}`: {record.get('env', '?')}, {record.get('budget_env_steps', 0):,} env steps, "
-                  f"seeds {record['eval_seed']}..{record['eval_seed'] + record['seeds'] - 1}", "",
-                  f"| optimizer | n | IQM [95% CI] | IQM - {ref} [95% CI] | P(better than {ref}) [95% CI] |",
-                  "|---|---|---|---|---|"]
-        reference = np.asarray(results[ref]["final_returns"], np.float64) if ref else None
-        for label, r in results.items():
-            runs = np.asarray(r["final_returns"], np.float64)
-            iqm = {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
-            if reference is None or label == ref:
-                lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | | |")
-                continue
-            diff = stats.difference_ci(reference, runs, statistic=stats.iqm)
-            prob = probability_entry(runs, reference)
-            lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | "
-                         f"{fmt({'value': diff[0], 'ci': list(diff[1:])}, 3)} | {fmt(prob)} |")
-        # The plans' cells that ran this recipe's optimizer (their source is its meta-parameter file).
-        at_scale = [f"{label} {fmt(entry['normalised'])} of {s['normalise_by']} on {env}"
-                    for s in summaries for label, by_env in s["cells"].items()
-                    for env, entry in by_env.items()
-                    if entry.get("normalised") and str(entry.get("source") or "").endswith(f"{path.stem}.safetensors")]
-        if at_scale:
-            lines += ["", "At 1e7 steps, 50x beyond its meta-training budget (normalised IQM [95% CI]): "
-                      + "; ".join(at_scale) + "."]
-        lines.append("")
-    return lines
-
-
-def _count_range(counts: list[int]) -> str:
-    return str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
-
-
-def _study_section(folder: Path, out: Path) -> list[str]:
-    """A sensitivity study's folder (summary.json from metaopt.tuning.sensitivity_report): the grid's
-    normalised returns with CIs, the spreads and the tuning shift."""
-    s = json.loads((folder / SENSITIVITY_SUMMARY).read_text())
-    keys = list(s["grid"])
-    short = [k.split(".")[-1].replace("_", " ") for k in keys]
-    lines = [f"### {folder.name}: {s['env']}, {s['trials']} meta-training runs", "",
-             f"{len(s['configurations'])} configurations so far, each meta-trained with "
-             f"{_count_range([len(c['meta_seeds']) for c in s['configurations']])} meta-seed(s); each "
-             f"trained optimizer scored by {len(s['eval_seeds'])} fresh agents (seeds {s['eval_seeds'][0]}-"
-             f"{s['eval_seeds'][-1]}); final return divided by {s['reference']}'s on the same seeds "
-             f"({s['reference_final_return']:.3f}); 95% CI from a bootstrap over meta-seeds and seeds, the seeds "
-             "paired with the reference's (its noise included).", "",
-             "| " + " | ".join(short) + " | normalised [95% CI] | per meta-seed | meta-seeds |",
-             "|" + "---|" * (len(keys) + 3)]
-    for c in sorted(s["configurations"], key=lambda c: -c["normalised"]):
-        lines.append("| " + " | ".join(str(c["point"][k]) for k in keys) +
-                     f" | {c['normalised']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] | "
-                     f"{', '.join(f'{v:.3f}' for v in c['per_meta_seed'])} | {len(c['meta_seeds'])} |")
-    seed_sd = (f"of one configuration's meta-seeds, on average, {s['meta_seed_sd_mean']:.4f} (where it exceeds the "
-               "first, meta-seeds alone explain the configurations' differences)" if np.isfinite(s["meta_seed_sd_mean"])
-               else "the meta-seeds' own spread is not measured yet (one meta-seed per configuration)")
-    lines += ["", f"Best - worst configuration: {s['spread']:.3f} (normalised return). Standard deviation of the "
-              f"configurations' normalised returns {s['configuration_sd']:.4f}; {seed_sd}.", "",
-              "Tuning shift: what each search spans and what it cost (trial-hours: the sum of its trials' wall time on "
-              "the machine that ran them, trials sharing its cores):", "",
-              "| search | points | best - worst | best | worst | trial-hours |", "|---|---|---|---|---|---|"]
-    for search in s["searches"]:
-        lines.append(f"| {search['name']} | {search['points']} | {search['spread']:.3f} | {max(search['values']):.3f} | "
-                     f"{min(search['values']):.3f} | {search['compute_h']:.2f} |")
-    lines += ["", " ".join(_copy_figures(folder, folder.name, out, ("heatmap.png", "tuning_shift.png"))), ""]
-    return lines
-
-
-def _sweep_section(sweeps: list[Path], out: Path, command: str) -> list[str]:
-    found = [s for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
-    if not found:
-        return [f"Not run. Command: `{command}`, then `metaopt report ... --sweep runs/tune/sensitivity/NAME`.", ""]
-    lines = []
-    for sweep in found:
-        if (sweep / SENSITIVITY_SUMMARY).is_file():
-            lines += _study_section(sweep, out)
-            continue
-        with (sweep / "trials.csv").open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("final_return") not in (None, "")]
-        lines += [f"### Sweep `{sweep.name}`", ""]
-        if rows:
-            best = max(rows, key=lambda r: float(r["final_return"]))
-            worst = min(rows, key=lambda r: float(r["final_return"]))
-            keys = [k for k in rows[0] if k not in ("trial_id", "status", "final_return", "final_return_se", "seconds")]
-            show = lambda r: ", ".join(f"{k}={r[k]}" for k in keys)  # noqa: E731
-            lines += [f"{len(rows)} grid points. Best {float(best['final_return']):.4g} at {show(best)}; "
-                      f"worst {float(worst['final_return']):.4g} at {show(worst)}.", ""]
-        lines += [" ".join(_copy_figures(sweep, sweep.name, out, ("heatmap.png", "tuning_shift.png"))), ""]
-    return lines
-
-
-def _baseline_sweeps(folders: list[Path], out: Path) -> list[str]:
-    """Each learning-rate sweep's trials: rate, final return (mean ± s.e. over the tuning
-    seeds), status; the chosen rate in bold."""
-    found = [f for f in folders if (f / "trials.csv").is_file()]
-    if not found:
-        return []
-    lines = ["### Learning-rate sweeps of the baselines", "",
-             "Final return: mean ± s.e. over the sweep's tuning seeds (not the seeds reported above); in bold the",
-             "rate chosen (the best completed trial), which `adam:tuned` / `rmsprop:tuned` read from the tuned file.", "",
-             "| sweep | env | optimizer | learning rate | final return | env steps | status |",
-             "|---|---|---|---|---|---|---|"]
-    figures = []
-    for folder in found:
-        rows = read_trials(folder / "trials.csv")
-        best = best_per_group(rows)
-        for r in rows:
-            chosen = best.get(r["env"], {}).get(r["optimizer"], {}).get("trial_id") == r["trial_id"]
-            rate = f"**{r['learning_rate']:.3g}**" if chosen else f"{r['learning_rate']:.3g}"
-            value = f"{r['final_return']:.2f} ± {r['final_return_se']:.2f}" if r["status"] == COMPLETED else "—"
-            lines.append(f"| {folder.name} | {r['env']} | {r['optimizer']} | {rate} | {value} | {r['env_steps']:,} | "
-                         f"{r['status']} |")
-        figures += _copy_figures(folder, f"baselines-{folder.name}", out, ("lr_sweep.png",))
-    return [*lines, "", " ".join(figures), ""]
-
-
-def _anchors(summaries: list[dict[str, Any]]) -> list[str]:
-    """Published figures beside this project's cells of the same env, optimizer and budget."""
-    lines = ["## Published anchors", "",
-             "Our IQM [95% CI] from any plan above with the same env, optimizer family and budget.", "",
-             "| env | optimizer | budget | published | source | ours |", "|---|---|---|---|---|---|"]
-    for env, opt, budget, value, source in ANCHORS:
-        ours = []
-        for s in summaries:
-            for label, by_env in s["cells"].items():
-                cell = by_env.get(env)
-                if cell is None or s["budget"].get(env) != budget or not _same_family(label, opt):
-                    continue
-                ours.append(f"{fmt({'value': cell['raw']['iqm'], 'ci': cell['raw']['iqm_ci']})} ({label}, {s['plan']})")
-        lines.append(f"| {env} | {opt} | {budget:,} | {value:g} | {source} | {'; '.join(ours) or '—'} |")
-    lines += ["", "The earlier study's Breakout plot used a 5e5-step budget (a leftover in the reference code), so it",
-              "is not comparable with 1e7-step results and is left out.", ""]
-    return lines
-
-
-def _same_family(label: str, optimizer: str) -> bool:
-    name = label.lower()
-    return name == optimizer or name.startswith(f"{optimizer}:") or name.startswith(f"{optimizer}-")

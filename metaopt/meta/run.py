@@ -26,6 +26,9 @@ import numpy as np
 import yaml
 
 from metaopt.config import MetaTrainConfig
+from metaopt.meta.es import open_es_engine
+from metaopt.meta.pipeline import pipeline_engine
+from metaopt.meta.warm_start import load_warm_start
 from metaopt.optimizers.learned import save_meta_params
 from metaopt.tracking.checkpoints import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint, to_keep
 
@@ -73,11 +76,7 @@ def make_engine(cfg: MetaTrainConfig, init_meta_params: dict | None = None) -> E
       An ESEngine (open) or PipelineEngine (optim4rl).
     """
     if cfg.method == "open":
-        from metaopt.meta.es import open_es_engine
-
         return open_es_engine(cfg, init_meta_params)
-    from metaopt.meta.pipeline import pipeline_engine
-
     return pipeline_engine(cfg, init_meta_params)
 
 
@@ -207,8 +206,6 @@ def meta_train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if engine is None:
-        from metaopt.meta.warm_start import load_warm_start
-
         warm = load_warm_start(cfg)
         engine = make_engine(cfg, None if warm is None else warm.meta_params)
     digest = config_hash(cfg)

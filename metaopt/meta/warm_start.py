@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from metaopt import published, registry
 from metaopt.config import ConfigError, MetaTrainConfig
+from metaopt.optimizers.learned import load_meta_params, size_of
 
 
 @dataclass(frozen=True)
@@ -58,18 +60,12 @@ def load_warm_start(cfg: MetaTrainConfig) -> WarmStart | None:
     """
     if cfg.init_from is None:
         return None
-    from metaopt.optimizers.learned import load_meta_params, size_of
-
     source = cfg.init_from
     if source.startswith("models:/"):
-        from metaopt import registry
-
         path, _, _ = registry.fetch(source, cfg.tracking)
         version = registry.model_version(source, cfg.tracking)
         resolved = f"models:/{version.name}/{version.version}"
     else:
-        from metaopt import published
-
         try:
             path = Path(published.resolve(source)).expanduser()
         except ValueError as exc:

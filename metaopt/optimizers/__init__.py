@@ -19,6 +19,7 @@ from metaopt.optimizers.common import (
     gradient_clipping,
     ppo_lr_schedule,
 )
+from metaopt.optimizers.learned import load_meta_params
 from metaopt.optimizers.open import open_optimizer
 from metaopt.optimizers.optim4rl import optim4rl_optimizer
 
@@ -98,7 +99,5 @@ def build_optimizer(cfg, ppo_cfg: PPOConfig, meta_params: dict | None = None) ->
     if meta_params is None:
         if cfg.meta_params is None:
             raise ValueError(f"optimizer.meta_params: {cfg.name} needs trained meta-parameters; pass --meta-params FILE")
-        from metaopt.optimizers.learned import load_meta_params
-
         _, meta_params = load_meta_params(cfg.meta_params, cfg.name)
     return BUILDERS[cfg.name](cfg, ppo_cfg, meta_params)

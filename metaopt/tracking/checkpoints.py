@@ -12,76 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from metaopt import serialization
+from metaopt.serialization import CheckpointMismatch, arrays_to_state, state_to_arrays
 
 FORMAT = "metaopt-checkpoint/1"
 CHECKPOINT_NAME = re.compile(r"ckpt_(\d+)\.safetensors$")  # group 1: the iteration
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint that is not of this run (another config, method or state layout): the user's
-    --out holds another run's checkpoints."""
-
-
-def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _leaf_name(path) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator=".") or "root"
-
-
-def state_to_arrays(state: Any) -> dict[str, np.ndarray]:
-    """A state pytree -> {leaf key path: numpy array}; typed PRNG keys become their key data.
-
-    Args:
-      state: any pytree.
-
-    Returns:
-      The flat dict.
-    """
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    out = {}
-    for path, leaf in leaves:
-        arr = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-        out[_leaf_name(path)] = np.asarray(arr)
-    if len(out) != len(leaves):
-        raise ValueError("state has leaves whose key paths collide; give them distinct names")
-    return out
-
-
-def arrays_to_state(arrays: dict[str, np.ndarray], template: Any, source: str = "checkpoint") -> Any:
-    """The inverse of `state_to_arrays`, checked against a template (ValueError on any mismatch).
-
-    Args:
-      arrays: leaf key path -> array.
-      template: a state of the same structure, shapes and dtypes (PRNG keys re-wrapped with its key
-        implementations).
-      source: the file's name, for error messages.
-
-    Returns:
-      The state, leaves as JAX arrays.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    names = [_leaf_name(p) for p, _ in leaves]
-    missing, extra = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
-    if missing or extra:
-        raise CheckpointMismatch(f"{source} does not match this run's state (missing {missing[:3]}, unexpected {extra[:3]}); "
-                         "was it written by another config or version?")
-    out = []
-    for name, (_, like) in zip(names, leaves):
-        arr = arrays[name]
-        want = jax.random.key_data(like) if _is_key(like) else like
-        want_shape, want_dtype = np.shape(want), np.asarray(want).dtype
-        if arr.shape != want_shape or arr.dtype != want_dtype:
-            raise CheckpointMismatch(f"{source}: {name} is {arr.dtype}{list(arr.shape)}, expected {want_dtype}{list(want_shape)}")
-        value = jnp.asarray(arr)
-        out.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(like)) if _is_key(like) else value)
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def checkpoint_path(folder: str | Path, iteration: int) -> Path:

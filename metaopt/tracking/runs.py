@@ -13,8 +13,8 @@ import numpy as np
 from mlflow.entities import Metric, RunStatus
 
 from metaopt.config import TrackingConfig
-from metaopt.evaluation.runs import RunResult
 from metaopt.tracking.mlflow_run import client_for, code_version, experiment_id, flat_params, log_params
+from metaopt.training.runs import RunResult
 
 EXPERIMENT = "metaopt-train"
 

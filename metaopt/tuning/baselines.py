@@ -19,7 +19,10 @@ import yaml
 from ray import tune
 
 from metaopt.config import BaselineSweepConfig, baseline_train_config, read_yaml
+from metaopt.distributed.job import connect_ray
 from metaopt.plotting import pyplot
+from metaopt.tracking.sweeps import record_sweep
+from metaopt.training.runs import chunk_size, run_training
 from metaopt.tuning.sweep import GroupedASHA, experiment_root, fit, history, spread
 from metaopt.tuning.trials import COMPLETED, best_per_group, write_trials
 
@@ -37,8 +40,6 @@ def baseline_trial(params: dict, sweep_json: str) -> None:
       params: the trial's grid point: env, optimizer, learning_rate.
       sweep_json: the BaselineSweepConfig as JSON (trials read no files).
     """
-    from metaopt.evaluation.runs import run_training
-
     sweep = BaselineSweepConfig.model_validate_json(sweep_json)
     cfg = baseline_train_config(sweep, params["env"], params["optimizer"], params["learning_rate"])
 
@@ -187,9 +188,6 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
     Returns:
       The BaselineSweepResult.
     """
-    from metaopt.distributed.job import connect_ray
-    from metaopt.tracking.sweeps import record_sweep
-
     out = Path(out).resolve()
     connect_ray(address)
     lrs = sweep.learning_rates.values
@@ -237,7 +235,5 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
 
 def _reports(sweep: BaselineSweepConfig, env: str, optimizer: str) -> int:
     """How many times a trial of this env reports: once per compiled chunk of updates."""
-    from metaopt.evaluation.runs import chunk_size
-
     n = baseline_train_config(sweep, env, optimizer, sweep.learning_rates.low).agent.num_updates
     return n // chunk_size(n)

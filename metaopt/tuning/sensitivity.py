@@ -30,11 +30,11 @@ from ray import tune
 
 from metaopt.config import SensitivitySweepConfig, meta_config_at, sensitivity_base_config
 from metaopt.distributed.job import connect_ray
-from metaopt.evaluation.learned import combined_score, task_final_returns
 from metaopt.meta.run import config_hash, meta_train
 from metaopt.plotting import pyplot
 from metaopt.tracking.mlflow_run import code_version
 from metaopt.tracking.sweeps import record_sweep
+from metaopt.training.learned import combined_score, task_final_returns
 from metaopt.tuning.sweep import COMPLETED, experiment_root, fit, history, spread
 from metaopt.tuning.trials import read_trials
 

@@ -13,6 +13,8 @@ rather than mixed in.
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -344,9 +346,6 @@ def history(path: str | None, columns: Sequence[str]) -> list[dict[str, float]]:
     Returns:
       One dict per report (empty cells left out); empty without a progress.csv.
     """
-    import csv
-    import io
-
     text = _read_text(f"{path}/progress.csv") if path else None
     if text is None:
         return []

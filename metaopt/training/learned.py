@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from metaopt.config import MetaTrainConfig, TrainConfig
-from metaopt.evaluation.runs import run_training
 from metaopt.optimizers import build_optimizer
+from metaopt.training.runs import run_training
 
 
 def evaluation_configs(cfg: MetaTrainConfig, meta_params: str | Path | None) -> list[TrainConfig]:

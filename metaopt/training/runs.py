@@ -26,7 +26,7 @@ from metaopt.agents import Agent, make_agent
 from metaopt.config import TrainConfig
 from metaopt.envs import resolve_env
 from metaopt.optimizers import build_optimizer
-from metaopt.tracking.checkpoints import arrays_to_state, state_to_arrays
+from metaopt.serialization import arrays_to_state, state_to_arrays
 
 PARTIAL_FORMAT = "metaopt-partial-run/1"
 A2C_FINAL_ENTRIES = 20  # Optim4RL's analysis: a run's final return is the mean of its last 20 logged returns
