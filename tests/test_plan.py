@@ -266,6 +266,9 @@ def test_baseline_learning_rates_say_where_each_rate_came_from(tmp_path):
                                    f"0.003 on asterix (sweep record not found): tuned, from {tuned}")
     assert lines["rmsprop"] == "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here"
     assert lines["adam-slow"] == "0.001 on every env run: set in the plan, not tuned here"
+    a2c = {"optimizer": {"name": "adam", "learning_rate": 0.001}, "a2c": {"num_envs": 64}}
+    catch = baseline_learning_rates({"adam": {"catch": {"source": "adam", "config": a2c}}}, {"adam": "adam"}, str(tuned))
+    assert catch["adam"] == "0.001 on every env run: the A2C config's rate (configs/a2c/ENV.yaml), not tuned here"
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -386,3 +386,14 @@ def test_draws_whose_normaliser_resamples_to_zero_are_left_out():
     assert np.isfinite(lo) and np.isfinite(hi) and lo <= point <= hi
     d, lo, hi = stats.stratified_difference_ci(x, ref, normalisers=ref, y_is_reference=True)
     assert np.isfinite(lo) and np.isfinite(hi)
+
+
+def test_fmt_shows_the_digits_an_interval_needs():
+    from metaopt.evaluation.plan_tables import fmt
+
+    assert fmt({"value": 0.4567, "ci": [0.31, 0.62]}) == "0.46 [0.31, 0.62]"
+    assert fmt({"value": -0.0031, "ci": [-0.0042, -0.0019]}) == "-0.003 [-0.004, -0.002]"
+    assert fmt({"value": 1.0, "ci": [1.0, 1.0]}) == "1.00 [1.00, 1.00]"  # a degenerate interval stays short
+    assert fmt({"value": 0.99951, "ci": [0.99949, 0.99952]}) == "1.000 [0.999, 1.000]"
+    assert fmt({"value": 0.12345, "ci": [0.123451, 0.123452]}) == "0.1235 [0.1235, 0.1235]"  # at most 4 decimals
+    assert fmt(None) == "—"

@@ -278,7 +278,8 @@ def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], sources
       tuned_file: the plan's tuned_file (None: configs/tuned/baselines.yaml).
 
     Returns:
-      label -> one line, e.g. "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here".
+      label -> one line, e.g. "0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml), not tuned here"
+      (the A2C config's, configs/a2c/ENV.yaml, for Catch and the gridworlds).
     """
     path = Path(tuned_file) if tuned_file else TUNED_BASELINES_FILE
     tuned = read_yaml(path) if path.is_file() else {}
@@ -301,7 +302,10 @@ def baseline_learning_rates(cells: dict[str, dict[str, dict[str, Any]]], sources
         else:
             given = all(lr == load_train_config(env=env, optimizer=name).optimizer.learning_rate
                         for env, lr in rates.items())
-            where = "the PPO config's rate (configs/ppo/ENV.yaml)" if given else "set in the plan"
+            kinds = {"a2c" if c["config"].get("a2c") else "ppo" for c in by_env.values()}
+            config = " or ".join(f"configs/{k}/ENV.yaml" for k in sorted(kinds))
+            agent = "/".join(k.upper() for k in sorted(kinds))
+            where = f"the {agent} config's rate ({config})" if given else "set in the plan"
             values = (f"{next(iter(rates.values())):.3g} on every env run" if len(set(rates.values())) == 1
                       else "; ".join(f"{lr:.3g} on {env}" for env, lr in rates.items()))
             lines[label] = f"{values}: {where}, not tuned here"

@@ -13,7 +13,8 @@ def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
 
     Args:
       entry: {"value": v, "ci": [low, high]}, or None.
-      digits: decimals shown.
+      digits: decimals shown, more (up to 4) where an interval of nonzero width would print its
+        two ends alike ("-0.00 [-0.00, -0.00]" becomes "-0.003 [-0.004, -0.002]").
 
     Returns:
       The text; just the value when the CI is missing.
@@ -25,6 +26,8 @@ def fmt(entry: dict[str, Any] | None, digits: int = 2) -> str:
     lo, hi = entry["ci"]
     if lo is None or not np.isfinite(lo):
         return f"{entry['value']:.{digits}f}"
+    while digits < 4 and lo != hi and f"{lo:.{digits}f}" == f"{hi:.{digits}f}":
+        digits += 1
     return f"{entry['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
