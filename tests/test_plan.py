@@ -219,7 +219,8 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
                                                   "optimizers": [*plan["optimizers"], twin]}))
     assert main(["report", str(l2), "--out", str(tmp_path / "with_l2")]) == 0
     answers = (tmp_path / "with_l2" / "README.md").read_text().split("## Answers at a glance")[1].split("## 1. ")[0]
-    (line,) = [x for x in answers.splitlines() if "open-breakout-l2 against open-breakout" in x]
+    (line,) = [x for x in answers.splitlines()
+               if "open-breakout-l2 (meta-trained with an L2 penalty on its meta-parameters) against open-breakout" in x]
     assert "on asterix, breakout: difference 0.00 [" in line and "P(better) 0.50 [" in line
     assert "**within noise of open-breakout**" in line
 
