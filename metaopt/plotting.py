@@ -37,3 +37,23 @@ def label_colour(label: str) -> str:
     if label in LABEL_COLOURS:
         return LABEL_COLOURS[label]
     return _PALETTE[zlib.crc32(label.encode()) % len(_PALETTE)]
+
+
+def label_colours(labels: list[str]) -> dict[str, str]:
+    """Colours for the labels of one figure: `label_colour` of each, except that a label whose
+    hashed colour another label of the figure already has takes the next free one (labels in
+    sorted order, so the same set of labels always gets the same colours).
+
+    Args:
+      labels: the figure's optimizer labels.
+
+    Returns:
+      Label -> a matplotlib colour, distinct within the figure while the palette lasts.
+    """
+    colours = {label: LABEL_COLOURS[label] for label in labels if label in LABEL_COLOURS}
+    for label in sorted(set(labels) - set(colours)):
+        start = _PALETTE.index(label_colour(label))
+        free = [_PALETTE[(start + k) % len(_PALETTE)] for k in range(len(_PALETTE))
+                if _PALETTE[(start + k) % len(_PALETTE)] not in colours.values()]
+        colours[label] = free[0] if free else label_colour(label)
+    return colours

@@ -388,6 +388,17 @@ def test_draws_whose_normaliser_resamples_to_zero_are_left_out():
     assert np.isfinite(lo) and np.isfinite(hi)
 
 
+def test_labels_of_one_figure_get_distinct_colours():
+    from metaopt.plotting import label_colour, label_colours
+
+    labels = ["adam", "optim4rl-catch", "optim4rl-catch-l2", "optim4rl-catch-wd", "optim4rl-catch-lr1e-3"]
+    assert label_colour("optim4rl-catch-wd") == label_colour("optim4rl-catch-lr1e-3")  # the hash collides
+    colours = label_colours(labels)
+    assert len(set(colours.values())) == len(labels) and colours["adam"] == "tab:blue"
+    assert label_colours(list(reversed(labels))) == colours  # the same set, the same colours
+    assert label_colours(["my-optimizer"]) == {"my-optimizer": label_colour("my-optimizer")}
+
+
 def test_fmt_shows_the_digits_an_interval_needs():
     from metaopt.evaluation.plan_tables import fmt
 

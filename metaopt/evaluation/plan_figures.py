@@ -4,6 +4,7 @@ matrix and learning curves, one colour per optimizer label."""
 from __future__ import annotations
 
 import csv
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 from metaopt.evaluation import stats
 from metaopt.evaluation.plan_cells import carried_forward
 from metaopt.evaluation.plan_tables import trained_on_text
-from metaopt.plotting import label_colour, pyplot
+from metaopt.plotting import label_colours, pyplot
 
 
 def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
@@ -26,13 +27,13 @@ def plot_aggregate(path: Path, summary: dict[str, Any]) -> None:
     labels = [label for label in summary["labels"] if label in summary["aggregate"]]
     if not labels:
         return
-    plt = pyplot()
+    plt, colour = pyplot(), label_colours(summary["labels"])
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(labels) + 1.6), dpi=120, sharey=True)
     for ax, name, title in zip(axes, ("normalised_iqm", "normalised_mean"), ("IQM", "mean")):
         for i, label in enumerate(labels):
             entry = summary["aggregate"][label][name]
             lo, hi = entry["ci"]
-            ax.plot([lo, hi], [i, i], lw=6, alpha=0.5, color=label_colour(label), solid_capstyle="butt")
+            ax.plot([lo, hi], [i, i], lw=6, alpha=0.5, color=colour[label], solid_capstyle="butt")
             ax.plot(entry["value"], i, "|", color="k", ms=14)
         ax.axvline(1.0, color="grey", ls="--", lw=1)
         ax.set_title(f"{title} of returns / {summary['normalise_by']} IQM")
@@ -59,10 +60,10 @@ def plot_profiles(path: Path, summary: dict[str, Any], normalised: dict[str, dic
         return
     top = max(np.nanmax(np.concatenate(list(s.values()))) for s in present.values())
     taus = np.linspace(0.0, max(1.5, float(top)) * 1.05, 200)
-    plt = pyplot()
+    plt, colour = pyplot(), label_colours(summary["labels"])
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
     for label, scores in present.items():
-        ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6, color=label_colour(label))
+        ax.plot(taus, stats.performance_profile(scores, taus), label=label, lw=1.6, color=colour[label])
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xlabel(f"normalised score τ (return / {summary['normalise_by']} IQM on the env)")
     ax.set_ylabel("fraction of runs with score > τ")
@@ -155,7 +156,7 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
     envs = [env for env in summary["envs"] if any(env in by_env for by_env in cells.values())]
     if not envs:
         return
-    plt = pyplot()
+    plt, colours = pyplot(), label_colours(summary["labels"])
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), dpi=120, squeeze=False)
     for ax, env in zip(axes[0], envs):
         for label in summary["labels"]:
@@ -169,7 +170,7 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
                 n = np.isfinite(per_seed).sum(axis=1)
                 mean = np.nanmean(per_seed, axis=1)
                 se = np.nanstd(per_seed, axis=1, ddof=1) / np.sqrt(n)
-            colour = label_colour(label)
+            colour = colours[label]
             ax.plot(x, mean, lw=1.4, color=colour, label=f"{label} (n={len(seeds)})")
             ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2)
         ax.set_title(env)
@@ -177,8 +178,9 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("return of the latest finished episode")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"{summary['plan']}: line = mean over seeds of each seed's latest finished episode; "
-                 "band = ± 1 standard error over seeds (not the tables' IQM CI)", fontsize=8)
+    title = (f"{summary['plan']}: line = mean over seeds of each seed's latest finished episode; "
+             "band = ± 1 standard error over seeds (not the tables' IQM CI)")
+    fig.suptitle(textwrap.fill(title, width=int(14 * 4.2 * len(envs))), fontsize=8)  # ~14 characters an inch fit
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
