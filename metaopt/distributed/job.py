@@ -32,6 +32,7 @@ from metaopt.training.learned import score
 
 SCORE_RETRIES = 2  # a scoring task whose worker or node dies runs again (distributed.retry)
 
+
 @dataclass
 class JobResult:
     """What `run_meta_job` did: the meta-training run, its MLflow run and model version, the champion

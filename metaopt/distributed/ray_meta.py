@@ -159,7 +159,7 @@ class WorkerPool:
         busy = [0.0] * len(self.actors)
         live = self.live()
         pending = {i: live[i % len(live)] for i in range(len(pieces))}
-        budget = RetryBudget(self.dist.max_retries)
+        budget = RetryBudget(self.dist.max_retries, ShardFailed)
         while pending:
             start = time.monotonic()
             futures = {submit(self.actors[a], pieces[i]): (i, a, start + self._timeout(a)) for i, a in pending.items()}
@@ -171,10 +171,7 @@ class WorkerPool:
                     busy[a] += seconds
                     self.warm.add(a)
                 except LOST_WORK as exc:
-                    try:
-                        budget.spend(i, exc)
-                    except RetriesExhausted as lost:
-                        raise ShardFailed(f"piece {lost}") from exc
+                    budget.spend(f"piece {i}", exc)
                     if self.actors[a] is not None and a not in pending.values():
                         self._replace(a)
                     if self.actors[a] is None:  # no replacement could be placed: the least busy live actor

@@ -38,6 +38,7 @@ class RetryBudget:
     """Retries per piece of work: `spend` counts a loss and says which retry comes next."""
 
     retries: int
+    error: type[RetriesExhausted] = RetriesExhausted  # what `spend` raises when none is left
     spent: dict[Hashable, int] = field(default_factory=dict)
 
     def spend(self, key: Hashable, exc: BaseException) -> int:
@@ -51,11 +52,11 @@ class RetryBudget:
           The retry to run now, 1..retries.
 
         Raises:
-          RetriesExhausted: none is left (raised from `exc`).
+          RetriesExhausted: none is left (the budget's `error`, raised from `exc`).
         """
         self.spent[key] = self.spent.get(key, 0) + 1
         if self.spent[key] > self.retries:
-            raise RetriesExhausted(f"{key}: lost {self.spent[key]} times ({type(exc).__name__}: {exc}); "
+            raise self.error(f"{key}: lost {self.spent[key]} times ({type(exc).__name__}: {exc}); "
                                    f"{self.retries} retries allowed") from exc
         return self.spent[key]
 
