@@ -1,13 +1,18 @@
-"""FlatLayout: per-network flat vectors (padded), their round trip and the agent-wide noise."""
+"""FlatLayout: per-network flat vectors (padded), their round trip, the agent-wide noise, and A2C's
+shared torso (layer depth, masks, dormancy statistics, one clip)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from metaopt.agents.a2c import network_forward
+from metaopt.optimizers import clip_by_global_norm_per_network
 from metaopt.optimizers.flat import LANES, FlatLayout, standard_normal
+from metaopt.optimizers.open import dormancy_score
 
 
 def agent():
@@ -67,3 +72,57 @@ def test_noise_is_one_agent_wide_draw_on_the_actor_only():
     whole = np.asarray(layout.noise(key, "actor"))
     np.testing.assert_array_equal(whole[: actor.size], want[: actor.size])
     assert np.all(whole[actor.size : layout.size] == 0)
+
+
+def a2c_agent():
+    """A2C's tree: a shared torso (conv, dense) and one-layer heads whose leaves sit under their names."""
+    k = jax.random.split(jax.random.key(1), 4)
+    return {
+        "torso": {"conv": {"kernel": jax.random.normal(k[0], (2, 2, 3, 4)), "bias": jnp.zeros(4)},
+                  "dense": {"kernel": jax.random.normal(k[1], (8, 5)), "bias": jnp.zeros(5)}},
+        "actor": {"kernel": jax.random.normal(k[2], (5, 3)), "bias": jnp.zeros(3)},
+        "critic": {"kernel": jax.random.normal(k[3], (5, 1)), "bias": jnp.zeros(1)},
+    }
+
+
+def test_a_shared_torso_lies_on_both_paths_its_layers_first():
+    """The torso's layers get depth 0 and 1/2 of a three-layer path, each head 1 (the last layer
+    of its path, as the output layer of a PPO network gets); the actor's mask (OPEN's noise)
+    covers its head and the torso, not the critic's head; each head is one layer."""
+    layout = FlatLayout(a2c_agent())
+    assert layout.is_agent and layout.torso_depth == 2
+    actor, critic, torso = layout.networks()
+    assert actor.layers("actor") == ["actor"] and torso.layers("torso") == ["conv", "dense"]
+    prop = layout.layer_proportion()
+    for part, want in ((actor, {1.0}), (critic, {1.0}), (torso, {0.0, 0.5})):
+        assert set(np.unique(part.layer_proportion()[: part.size])) == want
+        np.testing.assert_array_equal(part.layer_proportion()[: part.size], prop[part.start : part.start + part.size])
+    conv = 4 + 2 * 2 * 3 * 4
+    np.testing.assert_array_equal(torso.layer_proportion()[:conv], 0.0)
+    mask = layout.mask("actor")
+    assert mask[actor.start : actor.start + actor.size].all() and mask[torso.start : torso.start + torso.size].all()
+    assert not mask[critic.start : critic.start + critic.size].any()
+    assert critic.noise(jax.random.key(0), "actor") is None and torso.noise(jax.random.key(0), "actor") is not None
+
+
+def test_a2c_dormancy_reaches_every_layer_and_a_torso_is_clipped_as_one_network():
+    """The statistics A2C hands the optimizer are keyed as its params tree, so every leaf with
+    units gets its unit's score (not the default 1); one global-norm clip for a shared torso."""
+    params = a2c_agent()
+    params["torso"]["conv"]["kernel"] = params["torso"]["conv"]["kernel"][:, :, :, :4]
+    obs = jax.random.normal(jax.random.key(2), (7, 2 * 2 * 3))
+    # a conv torso on (C=2, rows=2, cols=3) observations: 2 * 2 * 4 = 16 conv outputs; dense takes them
+    params["torso"]["dense"]["kernel"] = jax.random.normal(jax.random.key(3), (16, 5))
+    logits, values, stats = network_forward(params, obs, (2, 2, 3))
+    assert logits.shape == (7, 3) and values.shape == (7,)
+    assert {k: v.shape for k, v in stats["torso"].items()} == {"conv": (4,), "dense": (5,)}
+    assert stats["actor"]["actor"].shape == (3,) and stats["critic"]["critic"].shape == (1,)
+    layout = FlatLayout(params)
+    scores = layout.unit_scores(stats, dormancy_score)
+    dense = next(leaf for leaf in layout.leaves if leaf.network == "torso" and leaf.layer == "dense" and len(leaf.shape) == 2)
+    want = np.asarray(dormancy_score(stats["torso"]["dense"]))
+    np.testing.assert_allclose(np.asarray(scores[dense.offset : dense.offset + dense.size]).reshape(16, 5)[0], want, rtol=1e-6)
+    assert not np.allclose(want, 1.0)
+    grads = jax.tree.map(jnp.ones_like, params)
+    clipped, _ = clip_by_global_norm_per_network(0.5).update(grads, None)
+    assert float(optax.tree.norm(clipped)) == pytest.approx(0.5, rel=1e-5)

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from metaopt.agents.a2c import a2c_loss, init_network, network_apply, td_lambda_advantages
+from metaopt.agents.a2c import a2c_loss, init_network, make_a2c, network_apply, td_lambda_advantages
 from metaopt.config import (
     CONFIG_DIR,
     GRIDWORLDS,
@@ -24,6 +24,7 @@ from metaopt.config import (
 from metaopt.envs import make_env
 from metaopt.envs.gridworld import GRIDWORLD_SPECS, GridState, free_cells, make_single
 from metaopt.meta.pipeline import pipeline_engine
+from metaopt.optimizers import build_optimizer
 from metaopt.training.runs import run_training
 
 CATCH_META = CONFIG_DIR / "meta" / "optim4rl_catch.yaml"
@@ -216,10 +217,32 @@ def test_small_task_configs_pick_a2c_and_the_reference_optimizers():
 def test_a2c_refuses_what_it_cannot_run_in_one_line():
     with pytest.raises(ConfigError, match="a2c.torso: conv2x2 is the big gridworlds"):
         load_train_config(env="catch", overrides={"a2c.torso": "conv2x2"})
-    with pytest.raises(ConfigError, match="OPEN's inputs are PPO's"):
-        load_train_config(env="catch", optimizer="open", overrides={"optimizer.meta_params": None})
     with pytest.raises(ConfigError, match="a2c: total_timesteps=100 is below one rollout"):
         load_train_config(env="catch", overrides={"a2c.total_timesteps": 100})
+
+
+def test_a_trained_open_runs_under_a2c_and_reads_its_dormancy():
+    """OPEN's published gridworld weights on a big gridworld (the conv torso): the run is finite,
+    moves every layer, and the activation statistics reach the optimizer (without them, dormancy
+    1 everywhere, the same seeds end elsewhere)."""
+    cfg = load_train_config(env="big_dense_short", optimizer="open",
+                            overrides={"optimizer.meta_params": "published:gridworld", "num_seeds": 1, "seed": 3,
+                                       "agent.num_envs": 8, "agent.total_timesteps": 8 * 20 * 6})
+    agent = make_a2c(cfg, build_optimizer(cfg.optimizer, cfg.a2c))
+    start = agent.init(jax.random.key(3))
+    state, metrics = jax.jit(agent.update)(start)
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.params, start.params)
+    assert all(np.isfinite(v) and v > 0 for v in jax.tree.leaves(moved)), moved
+    assert np.isfinite(float(metrics["grad_norm"]))
+
+    def without_activations(opt):
+        return optax.GradientTransformationExtraArgs(
+            opt.init, lambda g, s, p=None, **extra: opt.update(g, s, p, **{**extra, "activations": None}))
+
+    blind = make_a2c(cfg, without_activations(build_optimizer(cfg.optimizer, cfg.a2c)))
+    blind_state, _ = jax.jit(blind.update)(blind.init(jax.random.key(3)))
+    assert not np.allclose(np.asarray(blind_state.params["torso"]["dense"]["kernel"]),
+                           np.asarray(state.params["torso"]["dense"]["kernel"]))
 
 
 # ------------------------------------------------------------------ pipeline training on Catch

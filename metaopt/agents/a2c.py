@@ -14,8 +14,11 @@ linear critic head (OPTIM4RL_SMALL_TASKS.md section 3).
 
 `make_a2c(cfg, optimizer)` returns the same `Agent` functions as PPO's `make_ppo` (init, update,
 fresh_loss, train), so every optimizer, `run_training` and pipeline training take either.
-Optimizers get `training_progress` and `key` as extra args; A2C has no epochs and reports no
-per-layer activations (so OPEN, which reads them, is PPO-only).
+Optimizers get the same extra args as under PPO: `training_progress`, `key`, `epoch_progress`
+(always 0: one epoch, as PPO with `update_epochs` 1 gives) and `activations`, each layer's mean
+|activation| per unit on the update's rollout ({"torso": {"conv", "dense"}, "actor": {"actor":
+logits}, "critic": {"critic": value}}), which OPEN reads as dormancy (optimizers/flat.py: the
+torso is on both heads' paths).
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ def conv2x2_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return sum(padded[:, i:i + y, j:j + z, :] @ kernel[i, j] for i in range(2) for j in range(2))
 
 
-def network_apply(params: dict, obs: jax.Array, obs_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """(..., obs_dim) flat observations -> (logits (..., actions), values (...)).
+def network_forward(params: dict, obs: jax.Array, obs_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array, dict]:
+    """(..., obs_dim) flat observations -> (logits (..., actions), values (...), statistics).
 
     Args:
       params: from `init_network`.
@@ -101,18 +104,29 @@ def network_apply(params: dict, obs: jax.Array, obs_shape: tuple[int, ...]) -> t
       obs_shape: one observation's shape (the conv torso unflattens to it).
 
     Returns:
-      (logits, values).
+      (logits, values, each layer's mean |activation| per unit over the batch (and the conv's
+      positions), the heads' of their raw outputs, no gradient; laid out as the params tree:
+      {"torso": {layer: ...}, "actor": {"actor": ...}, "critic": {"critic": ...}}).
     """
     lead = obs.shape[:-1]
     x = obs.reshape((-1, obs.shape[-1]))
-    torso = params["torso"]
+    torso, stats = params["torso"], {}
     if "conv" in torso:
         x = jax.nn.relu(conv2x2_same(x.reshape((-1, *obs_shape)), torso["conv"]["kernel"]) + torso["conv"]["bias"])
+        stats["conv"] = nets.unit_mean_abs(x)
         x = x.reshape((x.shape[0], -1))
     h = jax.nn.relu(x @ torso["dense"]["kernel"] + torso["dense"]["bias"])
+    stats["dense"] = nets.unit_mean_abs(h)
     logits = h @ params["actor"]["kernel"] + params["actor"]["bias"]
-    value = (h @ params["critic"]["kernel"] + params["critic"]["bias"])[:, 0]
-    return logits.reshape(lead + logits.shape[-1:]), value.reshape(lead)
+    value = h @ params["critic"]["kernel"] + params["critic"]["bias"]
+    stats = {"torso": stats, "actor": {"actor": nets.unit_mean_abs(logits)}, "critic": {"critic": nets.unit_mean_abs(value)}}
+    return logits.reshape(lead + logits.shape[-1:]), value[:, 0].reshape(lead), stats
+
+
+def network_apply(params: dict, obs: jax.Array, obs_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """`network_forward` without its statistics: (logits (..., actions), values (...))."""
+    logits, values, _ = network_forward(params, obs, obs_shape)
+    return logits, values
 
 
 # ------------------------------------------------------------------ the loss
@@ -148,7 +162,16 @@ def td_lambda_advantages(rewards, values, bootstrap, done, gamma: float, lam: fl
 
 def a2c_loss(params: dict, obs: jax.Array, last_obs: jax.Array, action, reward, done, a2c: A2CConfig,
              obs_shape: tuple[int, ...]) -> tuple[jax.Array, dict]:
-    """The A2C loss of one rollout (time-major, (T, envs, ...)) and its parts.
+    """The A2C loss of one rollout (time-major, (T, envs, ...)) and its parts (`a2c_loss_and_stats`
+    without the activation statistics)."""
+    total, (parts, _) = a2c_loss_and_stats(params, obs, last_obs, action, reward, done, a2c, obs_shape)
+    return total, parts
+
+
+def a2c_loss_and_stats(params: dict, obs: jax.Array, last_obs: jax.Array, action, reward, done, a2c: A2CConfig,
+                       obs_shape: tuple[int, ...]) -> tuple[jax.Array, tuple[dict, dict]]:
+    """The A2C loss of one rollout (time-major, (T, envs, ...)), its parts and the network's
+    activation statistics on it.
 
     Args:
       params: the network.
@@ -161,9 +184,9 @@ def a2c_loss(params: dict, obs: jax.Array, last_obs: jax.Array, action, reward, 
       obs_shape: one observation's shape.
 
     Returns:
-      (total loss, {"policy_loss", "value_loss", "entropy"}).
+      (total loss, ({"policy_loss", "value_loss", "entropy"}, statistics as `network_forward`'s)).
     """
-    logits, values = network_apply(params, jnp.concatenate([obs, last_obs[None]], 0), obs_shape)
+    logits, values, stats = network_forward(params, jnp.concatenate([obs, last_obs[None]], 0), obs_shape)
     targets_from = jax.lax.stop_gradient(values)
     adv_target = td_lambda_advantages(reward, targets_from[:-1], targets_from[-1], done, a2c.gamma, a2c.gae_lambda)
     returns = adv_target + targets_from[:-1]  # G^lambda, a constant
@@ -173,7 +196,7 @@ def a2c_loss(params: dict, obs: jax.Array, last_obs: jax.Array, action, reward, 
     value_loss = (td**2).mean()
     ent = entropy.mean()
     total = policy_loss + a2c.vf_coef * value_loss - a2c.ent_coef * ent
-    return total, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": ent}
+    return total, ({"policy_loss": policy_loss, "value_loss": value_loss, "entropy": ent}, stats)
 
 
 # ------------------------------------------------------------------ the agent
@@ -222,7 +245,7 @@ def make_a2c(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
 
     def loss_on(params, traj, last_obs):
         obs, action, reward, done, _ = traj
-        return a2c_loss(params, obs, last_obs, action, reward, done, a, obs_shape)
+        return a2c_loss_and_stats(params, obs, last_obs, action, reward, done, a, obs_shape)
 
     def episode_metrics(traj, state: RunnerState):
         done, episode_return = traj[3], traj[4]
@@ -239,7 +262,7 @@ def make_a2c(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
     def fresh_loss(state: RunnerState):
         key, k_roll = jax.random.split(state.key)
         env_state, obs, traj = rollout(state.params, state.env_state, state.obs, k_roll)
-        loss, aux = loss_on(state.params, traj, obs)
+        loss, (aux, _) = loss_on(state.params, traj, obs)
         metrics, last_return = episode_metrics(traj, state)
         return loss, (state._replace(env_state=env_state, obs=obs, key=key, last_return=last_return), {**aux, **metrics})
 
@@ -250,10 +273,10 @@ def make_a2c(cfg: TrainConfig, optimizer: optax.GradientTransformationExtraArgs)
         env_state, obs, traj = rollout(state.params, state.env_state, state.obs, k_roll)
         # The gradient is data to the optimizer (first-order meta-gradients): taken at
         # stop_gradient(params), its value is the same and no second-order path is built.
-        (_, aux), grads = grad_fn(jax.lax.stop_gradient(state.params), traj, obs)
+        (_, (aux, activations)), grads = grad_fn(jax.lax.stop_gradient(state.params), traj, obs)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
                                               training_progress=state.update_idx / training_denominator,
-                                              epoch_progress=0.0, key=k_opt)
+                                              epoch_progress=0.0, activations=activations, key=k_opt)
         params = optax.apply_updates(state.params, updates)
         episodes, last_return = episode_metrics(traj, state)
         metrics = {**aux, "grad_norm": optax.tree.norm(grads), **episodes}

@@ -98,14 +98,15 @@ def mlp_apply(params: dict, x: jax.Array, activation: str) -> tuple[jax.Array, d
     stats = {}
     for name in names[:-1]:
         x = act(x @ params[name]["kernel"] + params[name]["bias"])
-        stats[name] = _unit_mean_abs(x)
+        stats[name] = unit_mean_abs(x)
     head = names[-1]
     out = x @ params[head]["kernel"] + params[head]["bias"]
-    stats[head] = _unit_mean_abs(out)
+    stats[head] = unit_mean_abs(out)
     return out, stats
 
 
-def _unit_mean_abs(x: jax.Array) -> jax.Array:
+def unit_mean_abs(x: jax.Array) -> jax.Array:
+    """(..., units) -> (units,): mean |x| per unit over every other axis, without gradient."""
     return jax.lax.stop_gradient(jnp.abs(x).reshape(-1, x.shape[-1]).mean(0))
 
 

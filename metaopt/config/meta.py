@@ -96,7 +96,7 @@ class TaskConfig(_MaybeA2C):
 
     @model_validator(mode="after")
     def _check_a2c(self) -> TaskConfig:
-        _check_agent(self.env, self.a2c, None)
+        _check_agent(self.env, self.a2c)
         return self
 
 
@@ -270,7 +270,8 @@ class MetaTrainConfig(_Strict):
         for task in self.tasks:
             task.eval_ppo(self.tracking)  # evaluation settings must validate before any compute
         if self.method == "open" and any(t.a2c is not None for t in self.tasks):
-            raise ValueError("tasks[].a2c: OPEN's inputs are PPO's; meta-train OPEN on PPO tasks")
+            raise ValueError("tasks[].a2c: ES meta-trains OPEN on PPO tasks (its published setting; a trained OPEN "
+                             "runs under A2C); remove a2c")
         if len(self.tasks) > 1 and self.method == "open":
             missing = [t.env.name for t in self.tasks if t.reference is None]
             if missing:

@@ -252,15 +252,12 @@ class _MaybeA2C(_Strict):
         return data
 
 
-def _check_agent(env: EnvConfig, a2c: A2CConfig | None, optimizer_name: str | None) -> None:
+def _check_agent(env: EnvConfig, a2c: A2CConfig | None) -> None:
     """A2C's constraints, shared by TrainConfig and TaskConfig."""
     if a2c is None:
         return
     if env.is_brax:
         raise ValueError(f"a2c: {env.name} has continuous actions and A2C here is for discrete ones; remove a2c to run PPO")
-    if optimizer_name == "open":
-        raise ValueError("optimizer: OPEN's inputs are PPO's (epochs, per-network dormancy); use PPO (remove a2c) "
-                         "or another optimizer")
     if a2c.torso == "conv2x2" and env.name not in GRIDWORLDS[2:]:
         raise ValueError(f"a2c.torso: conv2x2 is the big gridworlds' torso; use mlp for {env.name}")
 
@@ -284,7 +281,7 @@ class TrainConfig(_MaybeA2C):
 
     @model_validator(mode="after")
     def _check_a2c(self) -> TrainConfig:
-        _check_agent(self.env, self.a2c, self.optimizer.name)
+        _check_agent(self.env, self.a2c)
         return self
 
 __all__ = [

@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import optax
 
 from metaopt.config import PPOConfig
+from metaopt.optimizers.flat import SHARED_TORSO
 
 
 def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTransformationExtraArgs:
     """Clip each top-level subtree ("actor", "critic") by its own global norm, as the
-    published code does with its two separate train states. None: identity.
+    published code does with its two separate train states; a tree with a shared torso
+    (A2C: one network, one loss, one train state) by its whole global norm. None: identity.
 
     Args:
       max_norm: the largest global norm per top-level subtree; None: no clipping.
@@ -30,6 +32,8 @@ def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTra
             norm = optax.tree.norm(tree)
             scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
             return jax.tree.map(lambda g: g * scale.astype(g.dtype), tree)
+        if SHARED_TORSO in updates:
+            return clip(updates), state
         return {k: clip(v) for k, v in updates.items()}, state
 
     return optax.with_extra_args_support(

@@ -11,8 +11,12 @@ params (or their shapes) and costs nothing at run time. It knows, for every elem
 network ("actor", "critic") and which layer it belongs to: what OPEN's layer proportion,
 dormancy and actor-only noise need.
 
-A tree whose top level holds "actor" and/or "critic" is an agent: each of those is a network
-and the first key under it is a layer (sorted order = depth order, see agents/networks.py).
+A tree whose top level holds "actor" and/or "critic" (and optionally "torso") is an agent:
+each of those is a network and the first key under it is a layer (sorted order = depth order,
+see agents/networks.py); a network whose leaves sit right under its name (A2C's heads,
+{"kernel", "bias"}) is one layer of that name. A "torso" is shared (A2C's, agents/a2c.py): it
+lies on both the actor's and the critic's path from input to output, so the actor's mask covers
+it and a layer's proportion is its depth along that path (torso layers first, the heads last).
 Any other tree is one network called "actor" whose top-level keys are its layers.
 """
 
@@ -27,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 AGENT_NETWORKS = ("actor", "critic")
+SHARED_TORSO = "torso"
 LANES = 16
 
 
@@ -95,18 +100,20 @@ class FlatLayout:
     def __init__(self, params):
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         top = {_key_name(p[0]) for p, _ in paths_leaves if p}
-        is_agent = bool(top) and top <= set(AGENT_NETWORKS)
+        is_agent = bool(top & set(AGENT_NETWORKS)) and top <= {*AGENT_NETWORKS, SHARED_TORSO}
         leaves, offset = [], 0
         for path, leaf in paths_leaves:
             names = [_key_name(p) for p in path]
             if is_agent:
-                network, layer = names[0], (names[1] if len(names) > 1 else names[0])
+                network, layer = names[0], (names[1] if len(names) > 2 else names[0])
             else:
                 network, layer = "actor", (names[0] if names else "")
             leaves.append(Leaf(network, layer, tuple(int(d) for d in jnp.shape(leaf)), offset))
             offset += leaves[-1].size
         self.is_agent = is_agent
         self.leaves: tuple[Leaf, ...] = tuple(leaves)
+        # the shared torso's depth, kept by every `networks()` part (a head's proportion needs it)
+        self.torso_depth = len({leaf.layer for leaf in leaves if is_agent and leaf.network == SHARED_TORSO})
         self.size = offset
         self.width = padded(offset)  # the length of this layout's vectors
         self.dtypes = tuple(jnp.result_type(leaf) for _, leaf in paths_leaves)
@@ -164,20 +171,29 @@ class FlatLayout:
         return np.concatenate(parts + [np.zeros(self.width - self.size, np.float32)])
 
     def layer_proportion(self) -> np.ndarray:
-        """layer index / (layers - 1) within the leaf's network; a one-layer network gives 0.
+        """layer index / (layers - 1) along the leaf's path from input to output: within its
+        network, after a shared torso's layers where there is one (a torso layer's index is its
+        depth; a head is last). A one-layer network without a torso gives 0.
 
         Returns:
           A numpy float32 array of shape (width,), values in [0, 1].
         """
-        props = {}
-        for network in {leaf.network for leaf in self.leaves}:
+        depth = self.torso_depth
+        props = {(SHARED_TORSO, name): i / depth for i, name in enumerate(self.layers(SHARED_TORSO) if depth else [])}
+        for network in {leaf.network for leaf in self.leaves} - {SHARED_TORSO}:
             names = self.layers(network)
             for i, name in enumerate(names):
-                props[network, name] = i / max(len(names) - 1, 1)
+                props[network, name] = (depth + i) / max(depth + len(names) - 1, 1)
         return self.per_element(lambda leaf: props[leaf.network, leaf.layer])
 
+    def on_path(self, leaf: Leaf, network: str) -> bool:
+        """Whether `leaf` lies on `network`'s path from input to output: its own leaves and a
+        shared torso's."""
+        return leaf.network == network or (self.is_agent and leaf.network == SHARED_TORSO)
+
     def mask(self, network: str) -> np.ndarray:
-        """1 on `network`'s elements, 0 elsewhere (the padding included).
+        """1 on the elements on `network`'s path (its own and a shared torso's), 0 elsewhere
+        (the padding included).
 
         Args:
           network: "actor" or "critic".
@@ -185,7 +201,7 @@ class FlatLayout:
         Returns:
           A numpy float32 array of shape (width,).
         """
-        return self.per_element(lambda leaf: float(leaf.network == network))
+        return self.per_element(lambda leaf: float(self.on_path(leaf, network)))
 
     def noise(self, key: jax.Array, network: str) -> jax.Array | None:
         """(width,) standard normal noise on `network`'s elements, 0 elsewhere; None when
