@@ -18,6 +18,7 @@ from metaopt.cli import main
 from metaopt.config import OpenConfig, PPOConfig, TrackingConfig
 from metaopt.optimizers import build_optimizer, optim4rl
 from metaopt.optimizers.learned import load_meta_params, save_meta_params
+from metaopt.tracking.mlflow_run import code_version_of
 from tests.helpers import WEIGHTS, free_port
 
 
@@ -201,3 +202,25 @@ def test_cache_keeps_stores_apart(tmp_path, monkeypatch):
         store = TrackingConfig(uri=f"sqlite:///{tmp_path}/store{i}.db")
         _, params = registry.load_meta_params("models:/same-name/1", store)
         np.testing.assert_array_equal(np.asarray(open_opt.ravel(params)), flats[i])
+
+
+def test_code_version_names_the_commit_and_marks_uncommitted_code(tmp_path):
+    """A result made by code that differs from HEAD (metaopt/, ray_jobs/) says so; other files
+    (results, notes) and untracked files do not make the code dirty."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "metaopt").mkdir()
+    (tmp_path / "metaopt" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("n\n")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert code_version_of(tmp_path).endswith(f"+{head}")
+    (tmp_path / "notes.md").write_text("changed\n")
+    (tmp_path / "metaopt" / "new.py").write_text("y = 2\n")
+    assert code_version_of(tmp_path).endswith(f"+{head}")
+    (tmp_path / "metaopt" / "a.py").write_text("x = 2\n")
+    assert code_version_of(tmp_path).endswith(f"+{head}.dirty")

@@ -166,6 +166,7 @@ def test_trained_on_text_names_per_env_optimizers():
     assert trained_on_text({"breakout": {"trained_on": ["freeway", "breakout"]},
                             "asterix": {"trained_on": ["breakout", "freeway"]}}) == "breakout, freeway"
     assert trained_on_text({"breakout": {"trained_on": None}}) is None
+    assert trained_on_text({"breakout": {"trained_on": []}, "asterix": {"trained_on": []}}) == "none of these envs"
 
 
 def test_report_names_each_command_once_without_its_only_selection():

@@ -96,14 +96,15 @@ def trained_on_text(cells_by_env: dict[str, dict[str, Any]]) -> str | None:
 
     Returns:
       The envs, comma-separated; "the env it is evaluated on" when each env's cell names a
-      different one (a plan's "{env}" entries); None when no cell names any.
+      different one (a plan's "{env}" entries); "none of these envs" for an empty list (every
+      env held out); None when no cell names any.
     """
     named = {tuple(sorted(c["trained_on"])) for c in cells_by_env.values() if c.get("trained_on") is not None}
     if not named:
         return None
     if len(named) > 1:
         return "the env it is evaluated on"
-    return ", ".join(named.pop())
+    return ", ".join(named.pop()) or "none of these envs"
 
 
 def generalisation_table(summary: dict[str, Any]) -> str:

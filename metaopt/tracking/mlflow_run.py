@@ -134,17 +134,30 @@ def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> Non
 
 @functools.cache
 def code_version() -> str:
-    """metaopt's version with the git commit when the checkout has one: "0.1.0+abc1234" (cached).
+    """This checkout's `code_version_of` (cached)."""
+    return code_version_of(PROJECT_DIR)
+
+
+def code_version_of(checkout: Path) -> str:
+    """metaopt's version with the git commit when `checkout` has one: "0.1.0+abc1234";
+    "0.1.0+abc1234.dirty" when the code (metaopt/, ray_jobs/) differs from that commit, so a
+    result made by uncommitted code never names a commit that cannot make it.
+
+    Args:
+      checkout: the repository's folder.
 
     Returns:
       The version string.
     """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, timeout=5).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(commit) and bool(git("status", "--porcelain", "--untracked-files=no", "--", "metaopt", "ray_jobs"))
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__
+        commit, dirty = "", False
+    return f"{__version__}+{commit}{'.dirty' if dirty else ''}" if commit else __version__
 
 
 class MlflowTracker:
