@@ -216,13 +216,18 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     plan = yaml.safe_load((l2 / "plan.yaml").read_text())
     twin = {**next(o for o in plan["optimizers"] if o["label"] == "open-breakout"), "label": "open-breakout-l2"}
     (l2 / "plan.yaml").write_text(yaml.safe_dump({**plan, "name": "tiny-l2", "section": "l2",
-                                                  "optimizers": [*plan["optimizers"], twin]}))
+                                                  "optimizers": [*plan["optimizers"], twin],
+                                                  "head_to_head": [["open-breakout", "open-breakout-l2"]]}))
     assert main(["report", str(l2), "--out", str(tmp_path / "with_l2")]) == 0
     answers = (tmp_path / "with_l2" / "README.md").read_text().split("## Answers at a glance")[1].split("## 1. ")[0]
     (line,) = [x for x in answers.splitlines()
                if "open-breakout-l2 (meta-trained with an L2 penalty on its meta-parameters) against open-breakout" in x]
     assert "on asterix, breakout: difference 0.00 [" in line and "P(better) 0.50 [" in line
     assert "**within noise of open-breakout**" in line
+    (line,) = [x for x in answers.splitlines() if "Head to head" in x]  # a pair the plan names
+    assert line.startswith("     - Head to head (plan `tiny-l2`, 2 seeds per cell): open-breakout against "
+                           "open-breakout-l2 on asterix, breakout: difference 0.00 [")
+    assert "P(better) 0.50 [" in line and line.endswith("**within noise of open-breakout-l2**.")
 
 
 @pytest.mark.parametrize("sets, expected", [
@@ -235,6 +240,7 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     (["optimizers=[adam, 'models:/no-such-model@champion']"], "no-such-model"),
     (["optimizers=[adam, {optimizer: open, meta_params: missing.safetensors}]"], "missing.safetensors"),
     (["reuse_from=[nowhere]"], "reuse_from: nowhere holds no plan.yaml"),
+    (["head_to_head=[[adam, sgd]]"], "head_to_head: ['adam', 'sgd'] must name two different labels"),
 ])
 def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, capsys):
     out = tmp_path / "out"

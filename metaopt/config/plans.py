@@ -83,6 +83,9 @@ class EvalPlanConfig(_Strict):
         return {f"agent.{k}": v for k, v in (self.a2c if env in SMALL_TASK_ENVS else self.ppo).items()}
     tuned_file: str | None = None  # for adam:tuned / rmsprop:tuned; None: configs/tuned/baselines.yaml
     normalise_by: str | None = "adam:tuned"  # a label of `optimizers`; None: raw returns only
+    # Pairs [A, B] of labels the report also compares directly: A against B on the envs both ran
+    # (e.g. one learned optimizer against another, where each is otherwise only set against Adam).
+    head_to_head: list[tuple[str, str]] = []
     # Other plans' results folders: a finished cell there with the same config (hash) is copied
     # here instead of being trained again (the same run; its cell.json says where it came from).
     reuse_from: list[str] = []
@@ -114,6 +117,11 @@ class EvalPlanConfig(_Strict):
         if self.normalise_by is not None and self.normalise_by not in self.labels:
             raise ValueError(f"normalise_by: {self.normalise_by!r} is not a label of optimizers "
                              f"({', '.join(self.labels)}); add it or set normalise_by: null")
+        for pair in self.head_to_head:
+            unknown = [name for name in pair if name not in self.labels]
+            if unknown or pair[0] == pair[1]:
+                raise ValueError(f"head_to_head: {list(pair)} must name two different labels of optimizers "
+                                 f"({', '.join(self.labels)})")
         if isinstance(self.total_timesteps, dict):
             missing = [env for env in self.envs if env not in self.total_timesteps]
             if missing:

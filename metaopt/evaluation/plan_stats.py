@@ -133,7 +133,8 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
                    "total_timesteps") for label in cells for env in cells[label]}
     summary = {
         "plan": plan["name"], "section": plan.get("section", "main"), "envs": envs, "labels": labels,
-        "normalise_by": reference, "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
+        "normalise_by": reference, "head_to_head": [list(pair) for pair in plan.get("head_to_head") or []],
+        "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "in_progress": partial_runs(out, labels, envs),

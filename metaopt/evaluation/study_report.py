@@ -124,6 +124,8 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
             lines.append(f"{number}. {title} " + ("— not run." if not rows else "On the envs each optimizer was not "
                                                    "meta-trained on:"))
             lines += rows
+            for summary in plans:
+                lines += _head_to_head_answers(summary, indent="   ")
             continue
         lines.append(f"{number}. {title}" + (" — not run." if not plans else ""))
         for summary in plans:
@@ -137,6 +139,7 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
                              f"{len(agg['envs'])} envs, {_versus_text(agg)}: **{verdict(agg, ref)}**.")
             if key == "l2":
                 lines += _l2_answers(summary)
+            lines += _head_to_head_answers(summary, indent="     ")
     return [*lines, ""]
 
 
@@ -161,6 +164,18 @@ def _l2_answers(summary: dict[str, Any]) -> list[str]:
         lines.append(f"     - {label} ({L2_READINGS[suffix]}) against {base} on {', '.join(pair['envs'])}: "
                      f"{_versus_text(pair)}: **{verdict(pair, base)}**; largest drop below the running peak / "
                      f"loss from the peak at the end (IQM over seeds): {'; '.join(drops)}.")
+    return lines
+
+
+def _head_to_head_answers(summary: dict[str, Any], indent: str) -> list[str]:
+    """A line per pair of the plan's `head_to_head`: A against B directly on the envs both ran."""
+    lines = []
+    for label, other in summary.get("head_to_head") or []:
+        pair = versus(summary, label, other)
+        if pair["envs"]:
+            lines.append(f"{indent}- Head to head (plan `{summary['plan']}`, {summary['seeds']} seeds per cell): "
+                         f"{label} against {other} on {', '.join(pair['envs'])}: {_versus_text(pair)}: "
+                         f"**{verdict(pair, other)}**.")
     return lines
 
 
