@@ -217,7 +217,8 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     twin = {**next(o for o in plan["optimizers"] if o["label"] == "open-breakout"), "label": "open-breakout-l2"}
     (l2 / "plan.yaml").write_text(yaml.safe_dump({**plan, "name": "tiny-l2", "section": "l2",
                                                   "optimizers": [*plan["optimizers"], twin],
-                                                  "head_to_head": [["open-breakout", "open-breakout-l2"]]}))
+                                                  "head_to_head": [["open-breakout", "open-breakout-l2"]],
+                                                  "note": "open-breakout-l2 is open-breakout's twin."}))
     assert main(["report", str(l2), "--out", str(tmp_path / "with_l2")]) == 0
     answers = (tmp_path / "with_l2" / "README.md").read_text().split("## Answers at a glance")[1].split("## 1. ")[0]
     (line,) = [x for x in answers.splitlines()
@@ -228,6 +229,8 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     assert line.startswith("     - Head to head (plan `tiny-l2`, 2 seeds per cell): open-breakout against "
                            "open-breakout-l2 on asterix, breakout: difference 0.00 [")
     assert "P(better) 0.50 [" in line and line.endswith("**within noise of open-breakout-l2**.")
+    assert "### Plan `tiny-l2`\n\n- Note: open-breakout-l2 is open-breakout's twin.\n- Envs:" in \
+        (tmp_path / "with_l2" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("sets, expected", [

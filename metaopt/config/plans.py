@@ -86,6 +86,9 @@ class EvalPlanConfig(_Strict):
     # Pairs [A, B] of labels the report also compares directly: A against B on the envs both ran
     # (e.g. one learned optimizer against another, where each is otherwise only set against Adam).
     head_to_head: list[tuple[str, str]] = []
+    # What a reader needs to read this plan's numbers (a setting outside an optimizer's training,
+    # where a probe is); printed under the plan's heading in the report. No numbers: they go stale.
+    note: str | None = None
     # Other plans' results folders: a finished cell there with the same config (hash) is copied
     # here instead of being trained again (the same run; its cell.json says where it came from).
     reuse_from: list[str] = []

@@ -134,6 +134,7 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
     summary = {
         "plan": plan["name"], "section": plan.get("section", "main"), "envs": envs, "labels": labels,
         "normalise_by": reference, "head_to_head": [list(pair) for pair in plan.get("head_to_head") or []],
+        "note": plan.get("note"),
         "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],

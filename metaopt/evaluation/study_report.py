@@ -301,6 +301,7 @@ def _plan_part(folder: Path, summary: dict[str, Any], out: Path, section: str) -
     lines = [
         f"### Plan `{summary['plan']}`",
         "",
+        *([f"- Note: {summary['note']}"] if summary.get("note") else []),
         f"- Envs: {', '.join(summary['envs'])}; {_budgets(summary)}; {summary['seeds']} seeds per cell "
         f"(seeds {summary['seed']}..{summary['seed'] + summary['seeds'] - 1}).",
         f"- Hardware: {summary['hardware']}. Code: {_code_versions(provenance, folder)}.",
