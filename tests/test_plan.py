@@ -148,6 +148,7 @@ def test_report_from_the_plan_folder(plan_run, tmp_path):
     assert "- Learning rate of adam: 0.005 on every env run: the PPO config's rate (configs/ppo/ENV.yaml)" in text
     assert "metaopt evaluate --plan configs/eval/tiny.yaml" in text  # the command that made it
     assert "## 2. Does OPEN reproduce on Ant?\n\nNot run. Command: `metaopt evaluate --plan" in text
+    assert "## 1. Main comparison: OPEN, Optim4RL, Adam and RMSProp\n\nThe study's setting: the four MinAtar games" in text
     assert (tmp_path / "report" / "figures" / "tiny" / "generalisation.png").read_bytes()[:8] == PNG
     # No generalisation plan: section 3 shows the tiny plan's held-out cells as a matrix.
     section = text.split("## 3. ")[1].split("## 4. ")[0]
@@ -229,8 +230,13 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     assert line.startswith("     - Head to head (plan `tiny-l2`, 2 seeds per cell): open-breakout against "
                            "open-breakout-l2 on asterix, breakout: difference 0.00 [")
     assert "P(better) 0.50 [" in line and line.endswith("**within noise of open-breakout-l2**.")
-    assert "### Plan `tiny-l2`\n\n- Note: open-breakout-l2 is open-breakout's twin.\n- Envs:" in \
-        (tmp_path / "with_l2" / "README.md").read_text()
+    report = (tmp_path / "with_l2" / "README.md").read_text()
+    assert "### Plan `tiny-l2`\n\n- Note: open-breakout-l2 is open-breakout's twin.\n- Envs:" in report
+    # each section puts its question in the study's own (GPU) setting, with the command that runs it there
+    l2_section = report.split("## 5. Does L2 regularisation help Optim4RL?")[1]
+    assert l2_section.lstrip().startswith("The study's setting: Optim4RL meta-trained on Brax Ant without and with L2")
+    assert "`metaopt evaluate --plan configs/eval/l2_ablation_ant.yaml --out runs/eval/l2_ablation_ant`" in l2_section
+    assert report.count("The study's setting: ") == 1  # sections with nothing run say how to run them instead
 
 
 @pytest.mark.parametrize("sets, expected", [

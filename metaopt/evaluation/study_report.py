@@ -24,7 +24,14 @@ from metaopt.evaluation.plan_stats import (
     verdict,
     versus,
 )
-from metaopt.evaluation.study_sections import anchors, baseline_sweeps, copy_figures, recipes_section, sweep_section
+from metaopt.evaluation.study_sections import (
+    anchors,
+    baseline_sweeps,
+    copy_figures,
+    recipes_section,
+    study_setting,
+    sweep_section,
+)
 from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
 
 REPORT_FILE = "README.md"
@@ -41,7 +48,6 @@ SECTIONS = (
     ("l2", "Does L2 regularisation help Optim4RL?",
      "metaopt evaluate --plan configs/eval/l2_ablation_ant.yaml --out runs/eval/l2_ablation_ant"),
 )
-
 
 def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baselines: list[Path] = (),
                  recipes: list[Path] = ()) -> Path:
@@ -86,10 +92,12 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
     ]
     for number, (key, title, command) in enumerate(SECTIONS, 1):
         lines += [f"## {number}. {title}", ""]
+        chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
+        if chosen or (key == "sensitivity" and sweeps):  # what ran here, beside the study's own setting
+            lines += study_setting(key)
         if key == "sensitivity":
             lines += sweep_section(sweeps, out, command)
             continue
-        chosen = [(folder, s) for folder, s in summaries if s["section"] == key]
         if not chosen and key != "generalisation":
             lines += [f"Not run. {_how_to_run(command)}", ""]
         for folder, summary in chosen:

@@ -196,3 +196,28 @@ def anchors(summaries: list[dict[str, Any]]) -> list[str]:
 def _same_family(label: str, optimizer: str) -> bool:
     name = label.lower()
     return name == optimizer or name.startswith(f"{optimizer}:") or name.startswith(f"{optimizer}-")
+
+
+# The study's own setting of each question (GPU scale) and the command that runs it on a cluster,
+# printed at the head of its section beside whatever scale the plans below ran at.
+STUDY_SETTINGS = {
+    "main": ("the four MinAtar games at 1e7 env steps and Brax Ant at 5e7, 16 seeds per cell",
+             "metaopt evaluate --plan configs/eval/minatar_1e7.yaml --set seeds=16 --out runs/eval/minatar_1e7_gpu"),
+    "ant": ("Brax Ant at 5e7 env steps, 16 seeds per cell",
+            "metaopt evaluate --plan configs/eval/ant_reproduction.yaml --out runs/eval/ant_reproduction"),
+    "generalisation": ("each game's OPEN on all four MinAtar games at 1e7 env steps, 16 seeds per cell",
+                       "metaopt evaluate --plan configs/eval/generalisation_minatar.yaml --out runs/eval/generalisation_minatar"),
+    "sensitivity": ("Optim4RL meta-trained on Brax Ant over meta learning rate 1e-5..1e-3 x reset interval 32..512 "
+                    "x L2 off/on, one GPU per trial",
+                    "metaopt tune-sensitivity --config configs/tune/sensitivity_optim4rl_ant.yaml "
+                    "--set resources.gpus_per_trial=1 --out runs/tune/sensitivity_ant"),
+    "l2": ("Optim4RL meta-trained on Brax Ant without and with L2, against Adam, 16 seeds at 5e7 env steps",
+           "metaopt evaluate --plan configs/eval/l2_ablation_ant.yaml --out runs/eval/l2_ablation_ant"),
+}
+
+
+def study_setting(key: str) -> list[str]:
+    """The line that puts a section's question in the study's own setting, with its command."""
+    setting, command = STUDY_SETTINGS[key]
+    return [f"The study's setting: {setting} (GPU scale; `{command}`). What ran here is stated by each plan or "
+            "sweep below (hardware, tasks, budgets, seeds).", ""]
