@@ -324,6 +324,35 @@ def test_report_section_on_cpu_recipes_compares_each_with_adam_on_its_seeds(tmp_
     assert "Not given" in "\n".join(_recipes_section([], []))
 
 
+def test_meta_seeds_of_one_recipe_say_how_often_it_learns(tmp_path):
+    """Two meta-seeds of one recipe: the one whose trained optimizer beats its initialisation
+    learns, the one that stays at the start does not; escape is where the curve doubles."""
+    import json
+
+    from metaopt.evaluation.study_sections import escape_iteration, recipes_section
+
+    assert escape_iteration([0.5] * 10 + [0.9, 1.0, 3.0]) == 12 and escape_iteration([0.5] * 20) is None
+    flat, rising = [0.5] * 30, [0.5] * 10 + [0.6 + 0.5 * i for i in range(20)]
+    paths = []
+    for seed, curve, trained in ((0, rising, [10.0, 11.0, 12.0, 13.0, 12.5]), (7, flat, [0.4, 0.6, 0.5, 0.7, 0.5])):
+        path = tmp_path / f"recipe_seed{seed}.json"
+        path.write_text(json.dumps({"recipe": "configs/meta/open_breakout_cpu.yaml", "meta_training_seed": seed,
+                                    "env": "breakout", "budget_env_steps": 196608, "seeds": 5, "eval_seed": 7000,
+                                    "curve": {"metric": "fitness_mean", "iterations": 30, "k": 10, "values": curve,
+                                              "first_k_mean": 0.5, "last_k_mean": sum(curve[-10:]) / 10},
+                                    "results": {"open (meta-trained)": {"final_returns": trained},
+                                                "open (its initialisation)": {"final_returns": [0.5, 0.6, 0.4, 0.5, 0.5]},
+                                                "adam:tuned": {"final_returns": [7.0, 8.0, 9.0, 10.5, 8.0]}}}))
+        paths.append(path)
+    text = "\n".join(recipes_section(paths, [], tmp_path / "report"))
+    assert "### `configs/meta/open_breakout_cpu.yaml` over 2 meta-seeds: how often it learns" in text
+    rows = {line.split(" |")[0]: line for line in text.splitlines() if line.startswith("| 0 |") or line.startswith("| 7 |")}
+    assert "| 12 | 0.50 -> " in rows["| 0"] and "| yes |" in rows["| 0"]
+    assert "| never | 0.50 -> 0.50 |" in rows["| 7"] and "| no |" in rows["| 7"]
+    assert "Learns on 1 of 2 meta-seeds." in text
+    assert (tmp_path / "report" / "figures" / "recipes" / "open_breakout_cpu_meta_seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_made_by_commands_run_from_any_checkout(tmp_path):
     from metaopt.evaluation.study_report import _commands
 

@@ -106,7 +106,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
             lines += _borrowed_matrices([s for _, s in summaries if s["section"] != key], command, bool(chosen))
         if key == "main":
             lines += baseline_sweeps(baselines, out)
-    lines += recipes_section(recipes, [s for _, s in summaries])
+    lines += recipes_section(recipes, [s for _, s in summaries], out)
     lines += anchors([s for _, s in summaries])
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ import numpy as np
 
 from metaopt.evaluation import stats
 from metaopt.evaluation.plan_stats import fmt, probability_entry
+from metaopt.plotting import pyplot
 from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
 from metaopt.tuning.trials import COMPLETED, best_per_group, read_trials
 
@@ -48,7 +49,7 @@ def _recipe_reference(results: dict[str, Any]) -> str | None:
     return next((name for name in ("adam:tuned", "adam") if name in results), None)
 
 
-def recipes_section(recipes: list[Path], summaries: list[dict[str, Any]]) -> list[str]:
+def recipes_section(recipes: list[Path], summaries: list[dict[str, Any]], out: Path | None = None) -> list[str]:
     """Each CPU recipe's optimizer at its own budget against the baselines on its fresh seeds, from
     the recipe's per-seed final returns, beside how it fares at 1e7 steps in the plans."""
     lines = ["## 6. Meta-training at CPU scale: the recipes at their own budgets", ""]
@@ -85,7 +86,98 @@ def recipes_section(recipes: list[Path], summaries: list[dict[str, Any]]) -> lis
             lines += ["", "At 1e7 steps, 50x beyond its meta-training budget (normalised IQM [95% CI]): "
                       + "; ".join(at_scale) + "."]
         lines.append("")
+    return lines + meta_seeds_part(recipes, out)
+
+
+ESCAPE_FACTOR = 2.0  # a meta-training "escapes" at the first iteration whose curve is twice its first-10 mean
+
+
+def escape_iteration(values: list[float], k: int = 10, factor: float = ESCAPE_FACTOR) -> int | None:
+    """The first iteration (counted from 1) whose value reaches `factor` x the mean of the first
+    `k`: where a run leaves its starting level (OPEN's ES: the random-policy fitness of a no-op
+    optimizer). None: never, or a start at or below zero."""
+    start = float(np.mean(values[:k]))
+    if start <= 0:
+        return None
+    return next((i for i, v in enumerate(values, 1) if v >= factor * start), None)
+
+
+def meta_seeds_part(recipes: list[Path], out: Path | None) -> list[str]:
+    """One recipe meta-trained from several meta-seeds (records of the same `recipe` with different
+    `meta_training_seed`): how often it learns, a row per meta-seed, and their curves in one figure
+    (written under OUT/figures/recipes/ when `out` is given)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path in recipes:
+        record = json.loads(path.read_text())
+        if record.get("curve") and record.get("meta_training_seed") is not None:
+            groups.setdefault(record["recipe"], []).append(record)
+    lines = []
+    for recipe, records in sorted(groups.items()):
+        if len({r["meta_training_seed"] for r in records}) < 2:
+            continue
+        records = sorted(records, key=lambda r: r["meta_training_seed"])
+        lines += [f"### `{recipe}` over {len(records)} meta-seeds: how often it learns", "",
+                  f"Each meta-seed's own meta-training and its trained optimizer on the same fresh seeds. Escape: the "
+                  f"first iteration whose {records[0]['curve']['metric']} reaches {ESCAPE_FACTOR:g}x its first-10 mean. "
+                  "Learns: the trained optimizer's IQM above its initialisation's, the difference's 95% CI above 0.", "",
+                  "| meta-seed | iterations | escape | first 10 -> last 10 (mean) | trained IQM [95% CI] | "
+                  "trained - initialisation [95% CI] | learns | trained - reference [95% CI] |",
+                  "|---|---|---|---|---|---|---|---|"]
+        learned = 0
+        for r in records:
+            curve, results = r["curve"], r["results"]
+            trained, init = _learned_labels(results)
+            runs = np.asarray(results[trained]["final_returns"], np.float64)
+            iqm = {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
+            versus_init = _difference(results, trained, init)
+            ref = _recipe_reference(results)
+            versus_ref = _difference(results, trained, ref) if ref else None
+            learns = versus_init is not None and versus_init["ci"][0] > 0
+            learned += learns
+            lines.append(f"| {r['meta_training_seed']} | {curve['iterations']} | "
+                         f"{escape_iteration(curve['values']) or 'never'} | {curve['first_k_mean']:.2f} -> "
+                         f"{curve['last_k_mean']:.2f} | {fmt(iqm, 3)} | {fmt(versus_init, 3)} | "
+                         f"{'yes' if learns else 'no'} | {fmt(versus_ref, 3) if versus_ref else ''} ({ref}) |")
+        lines += ["", f"Learns on {learned} of {len(records)} meta-seeds."]
+        if out is not None:
+            lines += ["", _plot_meta_seeds(recipe, records, out)]
+        lines.append("")
     return lines
+
+
+def _learned_labels(results: dict[str, Any]) -> tuple[str, str | None]:
+    """(the trained optimizer's label, its initialisation's label) in a recipe record."""
+    trained = next(k for k in results if k.endswith("(meta-trained)"))
+    init = next((k for k in results if k.endswith("(its initialisation)")), None)
+    return trained, init
+
+
+def _difference(results: dict[str, Any], label: str, other: str | None) -> dict[str, Any] | None:
+    """IQM(label) - IQM(other) with its bootstrap CI, as a `fmt` entry; None without `other`."""
+    if other is None:
+        return None
+    diff = stats.difference_ci(np.asarray(results[other]["final_returns"], np.float64),
+                               np.asarray(results[label]["final_returns"], np.float64), statistic=stats.iqm)
+    return {"value": diff[0], "ci": list(diff[1:])}
+
+
+def _plot_meta_seeds(recipe: str, records: list[dict[str, Any]], out: Path) -> str:
+    """Each meta-seed's curve in one figure; its Markdown image link."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in records:
+        ax.plot(range(1, len(r["curve"]["values"]) + 1), r["curve"]["values"], label=f"meta-seed {r['meta_training_seed']}")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel(records[0]["curve"]["metric"])
+    ax.set_title(f"{recipe}: one curve per meta-seed")
+    ax.legend()
+    name = Path(recipe).stem + "_meta_seeds.png"
+    target = out / "figures" / "recipes" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return f"![{Path(recipe).stem} meta-seeds](figures/recipes/{name})"
 
 
 def _count_range(counts: list[int]) -> str:
