@@ -19,6 +19,8 @@ recipe: a CPU meta-training recipe's curve (first vs last 10 iterations, bootstr
 
     python benchmarks/meta_training.py --recipe configs/meta/open_breakout_cpu.yaml \\
         --run runs/open_breakout_cpu --published PATH/breakout_OPEN.npy --out benchmarks/recipes
+    python benchmarks/meta_training.py --recipe configs/meta/open_breakout_cpu.yaml --meta-seed 1 \\
+        --run runs/open_breakout_cpu_seed1 --published published:breakout --out benchmarks/recipes
 """
 
 from __future__ import annotations
@@ -185,10 +187,12 @@ def optim4rl_step_response(meta_params: dict, scales=(1e-5, 1e-4, 1e-3, 1e-2, 1e
     return rows
 
 
-def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, published: str | None) -> dict:
+def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, published: str | None,
+           meta_seed: int | None = None) -> dict:
     """Fresh-seed evaluation of a CPU meta-training recipe's result: the learned optimizer,
     its own initialisation, tuned Adam and RMSProp (and the published OPEN), each training
-    `seeds` agents from scratch at the recipe's budget on seeds the run never used."""
+    `seeds` agents from scratch at the recipe's budget on seeds the run never used. `meta_seed`:
+    the seed the run was meta-trained with where it was not the config's (`--set seed=N`)."""
     import csv
     import subprocess
     import tempfile
@@ -204,7 +208,7 @@ def recipe(config: str, run: str, seeds: int, eval_seed: int, tuned_file: str, p
     from metaopt.training.runs import run_training
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    cfg = load_meta_config(config)
+    cfg = load_meta_config(config, None if meta_seed is None else {"seed": meta_seed})
     task = cfg.tasks[0]
     run_dir = Path(run)
     with (run_dir / "metrics.csv").open() as f:
@@ -302,6 +306,8 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=7000, help="base seed of the fresh agents (unused in meta-training)")
     parser.add_argument("--tuned-file", default="configs/tuned/breakout_cpu.yaml")
     parser.add_argument("--published", help="a published OPEN to evaluate beside: published:ENV or a .npy file")
+    parser.add_argument("--meta-seed", type=int, help="the run's meta-training seed where it was not the recipe's "
+                        "(meta-trained with --set seed=N); the output is then named RECIPE_seedN")
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--updates", type=int, default=4, help="PPO updates per ES member's run")
     parser.add_argument("--width", type=int, default=2, help="pipeline agents")
@@ -314,10 +320,10 @@ def main() -> None:
     import jax
 
     if args.recipe:
-        record = recipe(args.recipe, args.run, args.seeds, args.eval_seed, args.tuned_file, args.published)
+        record = recipe(args.recipe, args.run, args.seeds, args.eval_seed, args.tuned_file, args.published, args.meta_seed)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        name = Path(args.recipe).stem
+        name = Path(args.recipe).stem + ("" if args.meta_seed is None else f"_seed{args.meta_seed}")
         record["machine"] = {"platform": platform.platform(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
                              "cpus": os.cpu_count()}
         (out / f"{name}.json").write_text(json.dumps(record, indent=2))
