@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from metaopt.cli import main
 from metaopt.config import ENV_NAMES
 from metaopt.evaluation import stats
+from metaopt.evaluation.plan import load_plan, resolve_cells
 from metaopt.evaluation.plan_stats import fmt, verdict
 from tests.helpers import PROJECT
 
@@ -250,6 +251,8 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
     (["optimizers=[adam, {optimizer: open, meta_params: missing.safetensors}]"], "missing.safetensors"),
     (["reuse_from=[nowhere]"], "reuse_from: nowhere holds no plan.yaml"),
     (["head_to_head=[[adam, sgd]]"], "head_to_head: ['adam', 'sgd'] must name two different labels"),
+    (["optimizers=[adam, {label: a2, optimizer: adam, set: {learning_rate: {breakout: 0.001}}}]"],
+     "optimizers: a2: set.learning_rate has no value for asterix"),
 ])
 def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, capsys):
     out = tmp_path / "out"
@@ -258,6 +261,16 @@ def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing ran, nothing was written
+
+
+def test_a_setting_can_differ_per_env():
+    """A learned optimizer's rate chosen per game on tuning seeds: each cell gets its env's value."""
+    plan = load_plan(TINY_PLAN, {"optimizers": [
+        "adam", {"label": "adam-per-game", "optimizer": "adam", "set": {"learning_rate": {"breakout": 1e-3, "asterix": 3e-3},
+                                                                         "eps": 1e-6}}]})
+    rates = {(c.label, c.env): (c.config.optimizer.learning_rate, c.config.optimizer.eps) for c in resolve_cells(plan)}
+    assert rates[("adam-per-game", "breakout")] == (1e-3, 1e-6) and rates[("adam-per-game", "asterix")] == (3e-3, 1e-6)
+    assert rates[("adam", "breakout")][0] == rates[("adam", "asterix")][0] != 1e-3
 
 
 def test_baseline_learning_rates_say_where_each_rate_came_from(tmp_path):
@@ -314,7 +327,7 @@ def test_only_pattern_matching_no_cell_stops_before_any_cell(only, expected, tmp
 
 
 def test_only_selects_cells_in_plan_order(tmp_path):
-    from metaopt.evaluation.plan import load_plan, resolve_cells, select_cells
+    from metaopt.evaluation.plan import select_cells
 
     cells = resolve_cells(load_plan(TINY_PLAN, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"}))
     assert [f"{c.label}/{c.env}" for c in select_cells(cells, ["*/asterix", "adam/*"])] == \
@@ -324,8 +337,6 @@ def test_only_selects_cells_in_plan_order(tmp_path):
 
 def test_cell_hash_counts_meta_params_by_content_not_path(tmp_path):
     import shutil
-
-    from metaopt.evaluation.plan import load_plan, resolve_cells
 
     cells = resolve_cells(load_plan(TINY_PLAN, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"}))
     cell = next(c for c in cells if c.label == "open-breakout" and c.env == "breakout")
@@ -345,8 +356,6 @@ def test_cell_hash_counts_meta_params_by_content_not_path(tmp_path):
 @pytest.mark.parametrize("path", sorted((PROJECT / "configs" / "eval").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_plans_resolve_or_name_the_missing_model(path, tmp_path):
     from metaopt.config import ConfigError, load_train_config
-    from metaopt.evaluation.plan import load_plan, resolve_cells
-
     plan = load_plan(path, {"tracking.uri": f"sqlite:///{tmp_path}/m.db"})
     uris = [o.optimizer for o in plan.optimizers if o.optimizer.startswith("models:/")]
     if uris:  # registered models that do not exist in a fresh store: one line naming the first

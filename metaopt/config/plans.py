@@ -19,6 +19,11 @@ from metaopt.config.meta import TrackingConfig
 from metaopt.config.sweeps import EnvList, FolderName
 
 
+def per_env(value: Any) -> bool:
+    """Whether a `set` value is one per env: a mapping whose keys are all env names."""
+    return isinstance(value, dict) and bool(value) and all(k in ENV_NAMES for k in value)
+
+
 class PlanOptimizer(_Strict):
     """One optimizer of an evaluation plan (the short form is just `optimizer`)."""
 
@@ -30,7 +35,13 @@ class PlanOptimizer(_Strict):
     # The envs it was meta-trained on (the generalisation matrix marks the others held out);
     # ["{env}"]: the cell's own env. None: a hand-designed optimizer.
     trained_on: list[str] | None = None
-    set: dict[str, Any] = {}  # optimizer fields to override, e.g. {learning_rate: 3e-4}
+    # Optimizer fields to override, e.g. {learning_rate: 3e-4}; a value may be one per env,
+    # {learning_rate: {breakout: 1e-3, asterix: 3e-3, ...}} (each env's rate chosen on tuning seeds).
+    set: dict[str, Any] = {}
+
+    def settings_for(self, env: str) -> dict[str, Any]:
+        """`set` as it applies to `env` (per-env values resolved)."""
+        return {k: (v[env] if per_env(v) else v) for k, v in self.set.items()}
 
     @model_validator(mode="after")
     def _check(self) -> PlanOptimizer:
@@ -120,6 +131,12 @@ class EvalPlanConfig(_Strict):
         if self.normalise_by is not None and self.normalise_by not in self.labels:
             raise ValueError(f"normalise_by: {self.normalise_by!r} is not a label of optimizers "
                              f"({', '.join(self.labels)}); add it or set normalise_by: null")
+        for entry in self.optimizers:
+            for key, value in entry.set.items():
+                missing = [env for env in self.envs if per_env(value) and env not in value]
+                if missing:
+                    raise ValueError(f"optimizers: {entry.name}: set.{key} has no value for {missing[0]}; "
+                                     "give every env of the plan one, or one value for all")
         for pair in self.head_to_head:
             unknown = [name for name in pair if name not in self.labels]
             if unknown or pair[0] == pair[1]:

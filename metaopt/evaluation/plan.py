@@ -144,7 +144,7 @@ def resolve_cells(plan: EvalPlanConfig) -> list[Cell]:
             elif entry.meta_params is not None:
                 source = entry.meta_params.replace("{env}", env)
                 overrides["optimizer.meta_params"] = source
-            overrides.update({f"optimizer.{k}": v for k, v in entry.set.items()})
+            overrides.update({f"optimizer.{k}": v for k, v in entry.settings_for(env).items()})
             where = f"optimizers: {entry.name} on {env}"
             try:
                 cfg = load_train_config(env=env, optimizer=optimizer, overrides=overrides, tuned_file=plan.tuned_file)
