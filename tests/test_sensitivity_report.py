@@ -112,4 +112,8 @@ def test_the_report_shows_the_study_from_its_summary_without_writing_into_it(tmp
     assert "| 0.01 | global_norm | 2.010 [" in text  # the best configuration first, normalised by Adam 1e-3
     assert "| adam learning rate | 2 | 0.500 |" in text
     assert "4. How sensitive is Optim4RL to its meta-learning rate and reset interval? See section 4" in text
+    # at a glance: the grid's spread beside the meta-seeds' (0.02 apart normalised on every point: sd 0.0141) and Adam's
+    assert ("   - `optim4rl_catch_sensitivity` (catch, 4 configurations, 8 meta-trainings): best - worst 0.800 of "
+            "adam 0.001's return, configurations' sd ") in text
+    assert "against one configuration's meta-seeds' 0.0141 on average; adam learning rate spans 0.50 over 2 points." in text
     assert {p: p.stat().st_mtime_ns for p in study.rglob("*")} == before

@@ -30,6 +30,7 @@ from metaopt.evaluation.study_sections import (
     copy_figures,
     recipes_section,
     study_setting,
+    sweep_answers,
     sweep_section,
 )
 from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
@@ -126,6 +127,7 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
         if key == "sensitivity":
             found = [s.name for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
             lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "— not run."))
+            lines += sweep_answers(sweeps)
             continue
         if key == "generalisation":
             rows = _held_out_answers(plans + [s for _, s in summaries if s["section"] != key])

@@ -218,6 +218,25 @@ def _study_section(folder: Path, out: Path) -> list[str]:
     return lines
 
 
+def sweep_answers(sweeps: list[Path]) -> list[str]:
+    """A line per sensitivity study (its summary.json): how far its configurations spread, against
+    the meta-seeds' own spread and the baselines' spread over their learning-rate grids."""
+    lines = []
+    for sweep in sweeps:
+        if not (sweep / SENSITIVITY_SUMMARY).is_file():
+            continue
+        s = json.loads((sweep / SENSITIVITY_SUMMARY).read_text())
+        seeds = (f"configurations' sd {s['configuration_sd']:.4f} against one configuration's meta-seeds' "
+                 f"{s['meta_seed_sd_mean']:.4f} on average" if np.isfinite(s["meta_seed_sd_mean"])
+                 else "the meta-seeds' own spread not measured yet")
+        baselines = "; ".join(f"{b['name']} spans {b['spread']:.2f} over {b['points']} points"
+                              for b in s["searches"] if not b["learned"])
+        lines.append(f"   - `{sweep.name}` ({s['env']}, {len(s['configurations'])} configurations, {s['trials']} "
+                     f"meta-trainings): best - worst {s['spread']:.3f} of {s['reference']}'s return, {seeds}"
+                     + (f"; {baselines}" if baselines else "") + ".")
+    return lines
+
+
 def sweep_section(sweeps: list[Path], out: Path, command: str) -> list[str]:
     found = [s for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
     if not found:
