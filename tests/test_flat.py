@@ -126,3 +126,15 @@ def test_a2c_dormancy_reaches_every_layer_and_a_torso_is_clipped_as_one_network(
     grads = jax.tree.map(jnp.ones_like, params)
     clipped, _ = clip_by_global_norm_per_network(0.5).update(grads, None)
     assert float(optax.tree.norm(clipped)) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_a_continuous_actors_log_std_is_its_own_last_layer():
+    """PPO's Gaussian actor: log_std sits right under "actor" beside the dense layers; it stays a
+    layer of its own (sorted last: proportion 1), as the published OPEN reads it on Brax."""
+    tree = agent()
+    tree["actor"]["log_std"] = jnp.zeros(2)
+    layout = FlatLayout(tree)
+    assert [(leaf.network, leaf.layer) for leaf in layout.leaves if leaf.network == "actor"] == [
+        ("actor", "dense_0"), ("actor", "dense_0"), ("actor", "dense_1"), ("actor", "dense_1"), ("actor", "log_std")]
+    actor = layout.networks()[0]
+    np.testing.assert_array_equal(actor.layer_proportion()[: actor.size], [0.0] * 18 + [0.5] * 8 + [1.0] * 2)

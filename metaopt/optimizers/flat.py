@@ -13,7 +13,7 @@ dormancy and actor-only noise need.
 
 A tree whose top level holds "actor" and/or "critic" (and optionally "torso") is an agent:
 each of those is a network and the first key under it is a layer (sorted order = depth order,
-see agents/networks.py); a network whose leaves sit right under its name (A2C's heads,
+see agents/networks.py); a network whose leaves all sit right under its name (A2C's heads,
 {"kernel", "bias"}) is one layer of that name. A "torso" is shared (A2C's, agents/a2c.py): it
 lies on both the actor's and the critic's path from input to output, so the actor's mask covers
 it and a layer's proportion is its depth along that path (torso layers first, the heads last).
@@ -101,11 +101,15 @@ class FlatLayout:
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         top = {_key_name(p[0]) for p, _ in paths_leaves if p}
         is_agent = bool(top & set(AGENT_NETWORKS)) and top <= {*AGENT_NETWORKS, SHARED_TORSO}
+        paths = [[_key_name(p) for p in path] for path, _ in paths_leaves]
+        # A network whose leaves all sit right under its name (A2C's heads) is one layer of that name;
+        # otherwise the key under the network names the layer (a PPO actor's "log_std" is its own).
+        one_layer = {names[0] for names in paths if names} - {names[0] for names in paths if len(names) > 2}
         leaves, offset = [], 0
-        for path, leaf in paths_leaves:
-            names = [_key_name(p) for p in path]
+        for names, (_, leaf) in zip(paths, paths_leaves):
             if is_agent:
-                network, layer = names[0], (names[1] if len(names) > 2 else names[0])
+                network = names[0]
+                layer = network if network in one_layer else (names[1] if len(names) > 1 else network)
             else:
                 network, layer = "actor", (names[0] if names else "")
             leaves.append(Leaf(network, layer, tuple(int(d) for d in jnp.shape(leaf)), offset))
