@@ -69,14 +69,13 @@ def recipes_section(recipes: list[Path], summaries: list[dict[str, Any]], out: P
         reference = np.asarray(results[ref]["final_returns"], np.float64) if ref else None
         for label, r in results.items():
             runs = np.asarray(r["final_returns"], np.float64)
-            iqm = {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
+            iqm = _iqm_entry(runs)
             if reference is None or label == ref:
                 lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | | |")
                 continue
-            diff = stats.difference_ci(reference, runs, statistic=stats.iqm)
             prob = probability_entry(runs, reference)
             lines.append(f"| {label} | {np.isfinite(runs).sum()} | {fmt(iqm, 3)} | "
-                         f"{fmt({'value': diff[0], 'ci': list(diff[1:])}, 3)} | {fmt(prob)} |")
+                         f"{fmt(_difference(results, label, ref), 3)} | {fmt(prob)} |")
         # The plans' cells that ran this recipe's optimizer (their source is its meta-parameter file).
         at_scale = [f"{label} {fmt(entry['normalised'])} of {s['normalise_by']} on {env}"
                     for s in summaries for label, by_env in s["cells"].items()
@@ -127,8 +126,7 @@ def meta_seeds_part(recipes: list[Path], out: Path | None) -> list[str]:
         for r in records:
             curve, results = r["curve"], r["results"]
             trained, init = _learned_labels(results)
-            runs = np.asarray(results[trained]["final_returns"], np.float64)
-            iqm = {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
+            iqm = _iqm_entry(np.asarray(results[trained]["final_returns"], np.float64))
             versus_init = _difference(results, trained, init)
             ref = _recipe_reference(results)
             versus_ref = _difference(results, trained, ref) if ref else None
@@ -150,6 +148,11 @@ def _learned_labels(results: dict[str, Any]) -> tuple[str, str | None]:
     trained = next(k for k in results if k.endswith("(meta-trained)"))
     init = next((k for k in results if k.endswith("(its initialisation)")), None)
     return trained, init
+
+
+def _iqm_entry(runs: np.ndarray) -> dict[str, Any]:
+    """IQM of the finite runs with its bootstrap CI, as a `fmt` entry."""
+    return {"value": float(stats.iqm(runs[np.isfinite(runs)])), "ci": list(stats.bootstrap_ci(runs))}
 
 
 def _difference(results: dict[str, Any], label: str, other: str | None) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from metaopt.config import PPOConfig
-from metaopt.optimizers.flat import AGENT_NETWORKS, SHARED_TORSO
+from metaopt.optimizers.flat import SHARED_TORSO, is_agent_top
 
 
 def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTransformationExtraArgs:
@@ -32,7 +32,7 @@ def clip_by_global_norm_per_network(max_norm: float | None) -> optax.GradientTra
             norm = optax.tree.norm(tree)
             scale = jnp.minimum(1.0, max_norm / (norm + 1e-12))
             return jax.tree.map(lambda g: g * scale.astype(g.dtype), tree)
-        if SHARED_TORSO in updates and set(updates) & set(AGENT_NETWORKS):  # an agent, as FlatLayout reads it
+        if SHARED_TORSO in updates and is_agent_top(set(updates)):  # an agent, as FlatLayout reads it
             return clip(updates), state
         return {k: clip(v) for k, v in updates.items()}, state
 

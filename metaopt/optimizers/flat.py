@@ -63,6 +63,12 @@ def padded(size: int) -> int:
     return -(-size // LANES) * LANES
 
 
+def is_agent_top(top: set[str]) -> bool:
+    """Whether a tree with these top-level keys is an agent: "actor" and/or "critic", and
+    optionally a shared "torso", nothing else."""
+    return bool(top & set(AGENT_NETWORKS)) and top <= {*AGENT_NETWORKS, SHARED_TORSO}
+
+
 def _levels(size: int, count: int = 3) -> tuple[int, ...]:
     """`size` as a product of `count` factors, each the largest divisor of what is left
     up to its count-th root (rounded): the block lengths of a nested sum."""
@@ -100,7 +106,7 @@ class FlatLayout:
     def __init__(self, params):
         paths_leaves, self.treedef = jax.tree_util.tree_flatten_with_path(params)
         top = {_key_name(p[0]) for p, _ in paths_leaves if p}
-        is_agent = bool(top & set(AGENT_NETWORKS)) and top <= {*AGENT_NETWORKS, SHARED_TORSO}
+        is_agent = is_agent_top(top)
         paths = [[_key_name(p) for p in path] for path, _ in paths_leaves]
         # A network whose leaves all sit right under its name (A2C's heads) is one layer of that name;
         # otherwise the key under the network names the layer (a PPO actor's "log_std" is its own).
