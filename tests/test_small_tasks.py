@@ -65,6 +65,25 @@ def test_gridworld_shapes_and_reset(name):
     assert grid[:, :, [0, -1], :].sum() == 0 and grid[:, :, :, [0, -1]].sum() == 0  # never on the walls
 
 
+def test_gridworld_reset_draws_every_ordered_choice_of_distinct_cells_equally_often():
+    """Agent and objects land on distinct free cells, every ordered choice equally likely (the
+    reset draws k cells without a permutation of all of them)."""
+    spec = GRIDWORLD_SPECS["small_dense_short"]  # 24 free cells; agent, A, B
+    reset, _, _ = make_single(spec)
+    states = jax.vmap(reset)(jax.random.split(jax.random.key(3), 200_000))
+    free = free_cells(spec)
+    cells = np.concatenate([np.asarray(states.agent)[:, None], np.asarray(states.objects)], 1)
+    flat = (cells[..., 0] - 1) * (spec.cols - 2) + (cells[..., 1] - 1)  # row-major index of each interior cell
+    assert np.all(np.sort(flat, 1)[:, 1:] != np.sort(flat, 1)[:, :-1])  # three distinct cells every time
+    pairs = np.bincount(flat[:, 1] * len(free) + flat[:, 2], minlength=len(free) ** 2).reshape(len(free), len(free))
+    assert np.all(np.diag(pairs) == 0)
+    expected = len(flat) / (len(free) * (len(free) - 1))  # 362 per ordered pair of distinct cells
+    off = pairs[~np.eye(len(free), dtype=bool)]
+    assert np.all(np.abs(off - expected) < 5 * np.sqrt(expected)), (off.min(), off.max(), expected)
+    agent = np.bincount(flat[:, 0], minlength=len(free))
+    assert np.all(np.abs(agent - len(flat) / len(free)) < 5 * np.sqrt(len(flat) / len(free)))
+
+
 def _state(agent, objects, time=0):
     return GridState(jnp.array(agent, jnp.int32), jnp.array(objects, jnp.int32), jnp.array(time, jnp.int32))
 

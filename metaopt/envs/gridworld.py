@@ -85,39 +85,52 @@ def make_single(spec: GridSpec):
     def is_wall(cell):
         return (cell[0] == 0) | (cell[0] == spec.rows - 1) | (cell[1] == 0) | (cell[1] == spec.cols - 1)
 
+    n_free = free.shape[0]
+
+    def distinct_cells(key):
+        """n + 1 distinct free cells, every ordered choice equally likely: draw j uniform over the
+        n_free - j cells not yet taken and step it past the taken ones in ascending order (k
+        draws, where a permutation of every free cell would cost a sort per env per step)."""
+        draws = jax.random.randint(key, (n + 1,), 0, n_free - jnp.arange(n + 1))
+        taken = []
+        for j in range(n + 1):
+            index = draws[j]
+            for low in (jnp.sort(jnp.stack(taken)) if taken else ()):
+                index = index + (index >= low)
+            taken.append(index)
+        return free[jnp.stack(taken)]
+
     def reset(key) -> GridState:
-        cells = jax.random.choice(key, free, (n + 1,), replace=False)
+        cells = distinct_cells(key)
         return GridState(cells[0], cells[1:], jnp.zeros((), jnp.int32))
 
     def step(key, state: GridState, action):
         target = jnp.clip(state.agent + moves[action], 0, upper)
         agent = jnp.where(is_wall(target), state.agent, target)
-
-        def one_object(carry, i):
-            key, reward, end, objects = carry
-            key, k_term, k_respawn, k_cell = jax.random.split(key, 4)
-            collected = jnp.all(objects[i] == agent)
-            reward = reward + jnp.where(collected, props[i, 0], 0.0)
-            cell = jnp.where(collected, jnp.array([-1, -1], jnp.int32), objects[i])
-            end = end | (collected & (jax.random.uniform(k_term) <= props[i, 1]))
-            respawn = (cell[0] < 0) & (jax.random.uniform(k_respawn) <= props[i, 2])
-            cell = jnp.where(respawn, jax.random.choice(k_cell, free), cell)
-            return (key, reward, end, objects.at[i].set(cell)), None
-
-        (key, reward, end, objects), _ = jax.lax.scan(
-            one_object, (key, jnp.zeros((), jnp.float32), jnp.zeros((), bool), state.objects), jnp.arange(n))
+        k_draw, k_cell, k_reset = jax.random.split(key, 3)
+        # Each object's rules depend on its own cell and draws only, so the index order of the
+        # reference's loop is kept by processing all objects at once.
+        terminate_draw, respawn_draw = jax.random.uniform(k_draw, (2, n))
+        collected = jnp.all(state.objects == agent, axis=1)
+        reward = jnp.sum(jnp.where(collected, props[:, 0], 0.0))
+        end = jnp.any(collected & (terminate_draw <= props[:, 1]))
+        objects = jnp.where(collected[:, None], -1, state.objects)
+        respawn = (objects[:, 0] < 0) & (respawn_draw <= props[:, 2])
+        objects = jnp.where(respawn[:, None], free[jax.random.randint(k_cell, (n,), 0, n_free)], objects)
         time = state.time + 1
         done = end | (time >= spec.max_steps)
-        fresh = reset(key)
+        fresh = reset(k_reset)
         nxt = GridState(agent, objects, time)
         nxt = jax.tree.map(lambda f, c: jnp.where(done, f, c), fresh, nxt)
         return nxt, reward, done
 
+    rows_index = jnp.arange(spec.rows)[:, None]
+    cols_index = jnp.arange(spec.cols)[None, :]
+
     def observe(state: GridState) -> jax.Array:
-        present = state.objects[:, 0] >= 0
-        grid = jnp.zeros((n + 1, spec.rows, spec.cols), jnp.float32)
-        grid = grid.at[jnp.arange(n), state.objects[:, 0], state.objects[:, 1]].set(present.astype(jnp.float32))
-        return grid.at[n, state.agent[0], state.agent[1]].set(1.0)
+        cells = jnp.concatenate([state.objects, state.agent[None]], 0)  # absent objects sit at (-1, -1)
+        hit = (rows_index[None] == cells[:, 0, None, None]) & (cols_index[None] == cells[:, 1, None, None])
+        return hit.astype(jnp.float32)
 
     return reset, step, observe
 
