@@ -193,8 +193,12 @@ def _study_section(folder: Path, out: Path) -> list[str]:
     s = json.loads((folder / SENSITIVITY_SUMMARY).read_text())
     keys = list(s["grid"])
     short = [k.split(".")[-1].replace("_", " ") for k in keys]
+    grid_size = int(np.prod([len(v) for v in s["grid"].values()]))
+    found = len(s["configurations"])
+    extent = f"All {found} configurations of the grid" if found == grid_size else \
+        f"{found} of the grid's {grid_size} configurations so far"
     lines = [f"### {folder.name}: {s['env']}, {s['trials']} meta-training runs", "",
-             f"{len(s['configurations'])} configurations so far, each meta-trained with "
+             f"{extent}, each meta-trained with "
              f"{_count_range([len(c['meta_seeds']) for c in s['configurations']])} meta-seed(s); each "
              f"trained optimizer scored by {len(s['eval_seeds'])} fresh agents (seeds {s['eval_seeds'][0]}-"
              f"{s['eval_seeds'][-1]}); final return divided by {s['reference']}'s on the same seeds "
@@ -209,8 +213,12 @@ def _study_section(folder: Path, out: Path) -> list[str]:
     seed_sd = (f"of one configuration's meta-seeds, on average, {s['meta_seed_sd_mean']:.4f} (where it exceeds the "
                "first, meta-seeds alone explain the configurations' differences)" if np.isfinite(s["meta_seed_sd_mean"])
                else "the meta-seeds' own spread is not measured yet (one meta-seed per configuration)")
+    widest = max(s["configurations"], key=lambda c: np.ptp(c["per_meta_seed"]))
+    where = ", ".join(f"{name} {widest['point'][k]}" for name, k in zip(short, keys))
+    values = ", ".join(f"{v:.3f}" for v in widest["per_meta_seed"])
+    disagree = f" The meta-seeds disagree most at {where}: {values}." if len(widest["per_meta_seed"]) > 1 else ""
     lines += ["", f"Best - worst configuration: {s['spread']:.3f} (normalised return). Standard deviation of the "
-              f"configurations' normalised returns {s['configuration_sd']:.4f}; {seed_sd}.", "",
+              f"configurations' normalised returns {s['configuration_sd']:.4f}; {seed_sd}.{disagree}", "",
               "Tuning shift: what each search spans and what it cost (trial-hours: the sum of its trials' wall time on "
               "the machine that ran them, trials sharing its cores):", "",
               "| search | points | best - worst | best | worst | trial-hours |", "|---|---|---|---|---|---|"]
