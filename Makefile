@@ -56,6 +56,7 @@ test-fast: lint
 
 bench: install
 	$(BIN)/python benchmarks/ppo_throughput.py --out benchmarks/results
+	$(BIN)/python benchmarks/a2c_throughput.py --out benchmarks/results/a2c_throughput.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache mlruns.db mlartifacts
