@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import jax
+from ppo_throughput import machine_info  # this folder is on sys.path when run as a script
 
 from metaopt.agents.a2c import make_a2c
 from metaopt.config import load_train_config
@@ -78,9 +77,8 @@ def main() -> None:
               flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"code_version": code_version(), "machine": platform.processor() or platform.machine(),
-                               "cpus": os.cpu_count(),
-                               "seeds": args.seeds, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"meta": {**machine_info(), "code_version": code_version()}, "seeds": args.seeds,
+                               "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 
