@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan_stats import verdict
+from metaopt.evaluation.plan_stats import fmt, verdict
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
@@ -291,10 +291,38 @@ def test_collapse_measures_read_the_smoothed_return_not_one_noisy_update(tmp_pat
     # 14 shrunk to a third), none at the end; collapsed 2, 4, 5.33, 6, 5.33, 4, 2, 0.67 -> 5.33 and 5.33
     assert np.allclose(got["largest_drop"][:3], [4.0, 6.0 - 2.0 / 3.0, 0.0], equal_nan=True)
     assert np.allclose(got["end_drop"][:3], [0.0, 6.0 - 2.0 / 3.0, 0.0])
+    assert np.allclose(got["end_share"][:3], [0.0, (6.0 - 2.0 / 3.0) / 6.0, 0.0])  # of the smoothed peak
     assert np.isnan(got["largest_drop"][3]) and np.isnan(got["end_drop"][3])  # seed 10: no finished episode
+    assert np.isnan(got["end_share"][3])
     wide = collapse_measures(tmp_path / "curves.csv", window=20)  # longer than the run: one mean of all updates
     assert np.allclose(wide["largest_drop"][:3], 0.0) and np.allclose(wide["end_drop"][:3], 0.0)
     assert collapse_measures(tmp_path / "absent.csv")["largest_drop"].size == 0
+    below = "\n".join(["update,return_seed0", *(f"{i},{v}" for i, v in enumerate([-1.0, -2.0, -3.0]))]) + "\n"
+    (tmp_path / "negative.csv").write_text(below)
+    got = collapse_measures(tmp_path / "negative.csv", window=1)
+    assert got["end_drop"][0] == 2.0 and np.isnan(got["end_share"][0])  # no share of a peak that is not above 0
+
+
+def test_collapse_section_marks_cells_that_lost_most_of_their_peak_and_skips_reused_ones():
+    from metaopt.evaluation.study_sections import collapse_section, collapsed_cells
+
+    def share(values):
+        return stats.summarize(np.asarray(values))
+
+    steady, fallen = share([0.0, 0.02, 0.01, 0.03]), share([0.9, 0.95, 1.0, 0.8])
+    summary = {"plan": "p", "labels": ["adam", "learned", "copied"], "envs": ["a", "b"],
+               "reused": {"copied / a": "elsewhere/cells/copied/a"},
+               "cells": {"adam": {"a": {"end_share": steady}, "b": {"end_share": steady}},
+                         "learned": {"a": {"end_share": steady}, "b": {"end_share": fallen}},
+                         "copied": {"a": {"end_share": fallen}}}}
+    assert collapsed_cells([summary]) == f"Collapsed: learned on b (p: {fallen['iqm']:.2f})."
+    lines = collapse_section([summary])
+    rows = {line.split(" |")[0]: line for line in lines if line.startswith("| ")}
+    assert set(rows) == {"| optimizer", "| adam", "| learned"}  # copied's only cell is another plan's
+    assert rows["| learned"].endswith(f"n=4 | {fmt({'value': fallen['iqm'], 'ci': fallen['iqm_ci']})} n=4 |")
+    calm = {**summary, "cells": {"adam": summary["cells"]["adam"]}}
+    assert collapsed_cells([calm]) == "No cell lost more than 0.5 of its peak return by the end."
+    assert collapse_section([{**summary, "cells": {}}]) == []
 
 
 def test_an_optimizer_has_one_colour_in_every_figure():

@@ -56,7 +56,7 @@ def _merge_block(cell: dict[str, Any], block: dict[str, Any], where: str) -> Non
         raise ValueError(f"more_seeds: {where} has seeds {new.start}..{new.stop - 1}, which this cell already has; "
                          "run the extra seeds from the first one the plan lacks")
     cell["final_returns"] = np.concatenate([cell["final_returns"], block["final_returns"]])
-    for measure in ("largest_drop", "end_drop"):
+    for measure in COLLAPSE_MEASURES:
         cell[measure] = np.concatenate([cell[measure], block[measure]])
     cell["blocks"].append({"folder": block["folder"], "config": block["config"], "device": block["device"],
                            "code_version": block.get("code_version")})
@@ -111,6 +111,7 @@ def partial_runs(out: Path, labels: list[str], envs: list[str]) -> dict[str, str
 
 
 COLLAPSE_WINDOW = 20  # logged updates averaged before measuring a fall (Optim4RL's final-return window)
+COLLAPSE_MEASURES = ("largest_drop", "end_drop", "end_share")
 
 
 def collapse_measures(curves: Path, window: int = COLLAPSE_WINDOW) -> dict[str, np.ndarray]:
@@ -124,28 +125,32 @@ def collapse_measures(curves: Path, window: int = COLLAPSE_WINDOW) -> dict[str, 
 
     Returns:
       {"largest_drop": max over t of (max_{s<=t} S_s - S_t), "end_drop": max_t S_t - S_T (what
-      of its peak the run had lost at its end)}, S the smoothed return; one value per seed (NaN
-      for a seed without a finished episode); empty arrays when the file is missing.
+      of its peak the run had lost at its end), "end_share": end_drop / max_t S_t (that loss as
+      a share of the peak, comparable across envs; NaN where the peak is not above 0)}, S the
+      smoothed return; one value per seed (NaN for a seed without a finished episode); empty
+      arrays when the file is missing.
     """
     if not curves.is_file():
-        return {"largest_drop": np.array([]), "end_drop": np.array([])}
+        return {measure: np.array([]) for measure in COLLAPSE_MEASURES}
     with curves.open() as f:
         rows = list(csv.DictReader(f))
     seeds = sorted((k for k in rows[0] if k.startswith("return_seed")), key=lambda k: int(k.removeprefix("return_seed")))
-    largest, end = [], []
+    largest, end, share = [], [], []
     for key in seeds:
         r = np.array([float(row[key]) if row[key] not in ("", "nan") else np.nan for row in rows])
         valid = np.isfinite(r)
         if not valid.any():
             largest.append(np.nan)
             end.append(np.nan)
+            share.append(np.nan)
             continue
         r = carried_forward(r[np.argmax(valid):, None])[:, 0]  # over updates without a finished episode
         w = min(window, r.size)
         smooth = np.convolve(r, np.ones(w) / w, mode="valid")
         largest.append(float(np.max(np.maximum.accumulate(smooth) - smooth)))
         end.append(float(np.max(smooth) - smooth[-1]))
-    return {"largest_drop": np.asarray(largest), "end_drop": np.asarray(end)}
+        share.append(end[-1] / float(np.max(smooth)) if np.max(smooth) > 0 else np.nan)
+    return {"largest_drop": np.asarray(largest), "end_drop": np.asarray(end), "end_share": np.asarray(share)}
 
 
 def carried_forward(values: np.ndarray) -> np.ndarray:

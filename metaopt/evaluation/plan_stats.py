@@ -19,7 +19,14 @@ import yaml
 
 from metaopt.config import TUNED_BASELINES_FILE, load_train_config, read_yaml
 from metaopt.evaluation import stats
-from metaopt.evaluation.plan_cells import carried_forward, collapse_measures, load_cells, partial_runs, seed_range
+from metaopt.evaluation.plan_cells import (
+    COLLAPSE_MEASURES,
+    carried_forward,
+    collapse_measures,
+    load_cells,
+    partial_runs,
+    seed_range,
+)
 from metaopt.evaluation.plan_figures import plot_aggregate, plot_curves, plot_generalisation, plot_profiles
 from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
 from metaopt.evaluation.plan_tables import fmt, generalisation_table, markdown_table, per_seed_table, trained_on_text
@@ -96,7 +103,7 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
                                      "held_out": None if cell["trained_on"] is None else env not in cell["trained_on"],
                                      "source": cell["source"],
                                      **{measure: stats.summarize(cell[measure], seed=seed) if cell[measure].size else None
-                                        for measure in ("largest_drop", "end_drop")}}
+                                        for measure in COLLAPSE_MEASURES}}
             if ref is not None:
                 scores, ref_iqm[env] = stats.normalise(raw, ref["final_returns"])
                 if np.isfinite(scores).any():

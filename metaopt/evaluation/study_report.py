@@ -27,6 +27,8 @@ from metaopt.evaluation.plan_stats import (
 from metaopt.evaluation.study_sections import (
     anchors,
     baseline_sweeps,
+    collapse_section,
+    collapsed_cells,
     copy_figures,
     recipes_section,
     study_setting,
@@ -107,6 +109,8 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
             lines += _borrowed_matrices([s for _, s in summaries if s["section"] != key], command, bool(chosen))
         if key == "main":
             lines += baseline_sweeps(baselines, out)
+        if key == "l2":
+            lines += collapse_section([s for _, s in summaries if s["section"] != "l2"])
     lines += recipes_section(recipes, [s for _, s in summaries], out)
     lines += anchors([s for _, s in summaries])
     path = out / REPORT_FILE
@@ -150,6 +154,8 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
             if key == "l2":
                 lines += _l2_answers(summary)
             lines += _head_to_head_answers(summary, indent="     ")
+        if key == "l2" and (others := [s for _, s in summaries if s["section"] != "l2"]) and collapse_section(others):
+            lines.append(f"   - Policy collapse in the other plans' runs (section {number}): {collapsed_cells(others)}")
     return [*lines, ""]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from metaopt.evaluation import stats
+from metaopt.evaluation.plan_cells import COLLAPSE_WINDOW
 from metaopt.evaluation.plan_stats import fmt, probability_entry
 from metaopt.plotting import pyplot
 from metaopt.tuning.sensitivity_report import SUMMARY_FILE as SENSITIVITY_SUMMARY
@@ -322,6 +323,52 @@ def _same_family(label: str, optimizer: str) -> bool:
 
 # The study's own setting of each question (GPU scale) and the command that runs it on a cluster,
 # printed at the head of its section beside whatever scale the plans below ran at.
+COLLAPSED_SHARE = 0.5  # a cell whose runs end, by IQM, below half their peak return is called collapsed
+
+
+def _share(summary: dict[str, Any], label: str, env: str) -> dict[str, Any] | None:
+    """The cell's end_share summary, unless it is missing or taken from another plan (shown there)."""
+    if f"{label} / {env}" in (summary.get("reused") or {}):
+        return None
+    found = (summary["cells"].get(label, {}).get(env) or {}).get("end_share")
+    return found if found and found["n"] else None
+
+
+def collapsed_cells(summaries: list[dict[str, Any]]) -> str:
+    """One sentence: the cells of these plans whose runs lost, by IQM, more than `COLLAPSED_SHARE`
+    of their peak return by the end (or that none did)."""
+    found = [f"{label} on {env} ({summary['plan']}: {share['iqm']:.2f})" for summary in summaries
+             for label in summary["labels"] for env in summary["envs"]
+             if (share := _share(summary, label, env)) and share["iqm"] > COLLAPSED_SHARE]
+    return (f"Collapsed: {'; '.join(found)}." if found
+            else f"No cell lost more than {COLLAPSED_SHARE} of its peak return by the end.")
+
+
+def collapse_section(summaries: list[dict[str, Any]]) -> list[str]:
+    """Policy collapse across the given plans' runs (the whole training of every cell, learned
+    optimizers and Adam side by side): per plan a table of the share of its peak return each cell
+    had lost by the end, and the cells that lost more than `COLLAPSED_SHARE` of it."""
+    tables = []
+    for summary in summaries:
+        rows = []
+        for label in summary["labels"]:
+            shares = [_share(summary, label, env) for env in summary["envs"]]
+            if any(shares):
+                rows.append(f"| {label} | " + " | ".join(
+                    f"{fmt({'value': f['iqm'], 'ci': f['iqm_ci']})} n={f['n']}" if f else "—" for f in shares) + " |")
+        if rows:
+            tables += [f"Plan `{summary['plan']}`:", "", "| optimizer | " + " | ".join(summary["envs"]) + " |",
+                       "|---|" + "---|" * len(summary["envs"]), *rows, ""]
+    if not tables:
+        return []
+    return ["### Policy collapse in the other plans' runs", "",
+            "What of its peak return each cell's runs had lost by the end of training: (peak - final) / peak of "
+            f"the return smoothed by a trailing mean over {COLLAPSE_WINDOW} updates, per seed; IQM over seeds with "
+            "its 95% CI and n (seeds whose peak is above 0). 0: the run ends at its peak; 1: it lost all of it. "
+            f"A cell is called collapsed when its IQM is above {COLLAPSED_SHARE}. Cells a plan takes from another "
+            "plan are shown under that plan.", "", collapsed_cells(summaries), "", *tables]
+
+
 STUDY_SETTINGS = {
     "main": ("the four MinAtar games at 1e7 env steps and Brax Ant at 5e7, 16 seeds per cell",
              "metaopt evaluate --plan configs/eval/minatar_1e7.yaml --set seeds=16 --out runs/eval/minatar_1e7_gpu"),
