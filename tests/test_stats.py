@@ -194,6 +194,11 @@ def test_report_lists_a_partly_run_cell_once(tmp_path):
     text = "\n".join(_plan_part(tmp_path, summary, tmp_path / "report", "main"))
     assert "- Not run yet: adam / breakout (" in text
     assert "- Partly run (a partial run saved, resumed by the same command): open / breakout at update 3" in text
+    assert "- Envs: breakout; 1,000 env steps per run; 2 seeds per cell" in text
+    # Before any cell finishes the budget is the plan's, said to be planned.
+    nothing = {**summary, "budget": {}, "planned_timesteps": 3_000_000}
+    text = "\n".join(_plan_part(tmp_path, nothing, tmp_path / "report", "main"))
+    assert "- Envs: breakout; 3,000,000 env steps per run (planned); 2 seeds per cell" in text
 
 
 def test_report_names_few_commits_and_summarises_many(tmp_path):

@@ -143,6 +143,7 @@ def _statistics(out: Path, seed: int) -> tuple[dict[str, Any], dict, dict[str, d
         "normalise_by": reference, "head_to_head": [list(pair) for pair in plan.get("head_to_head") or []],
         "note": plan.get("note"),
         "seeds": plan["seeds"], "seed": plan.get("seed", 0), "budget": budgets,
+        "planned_timesteps": plan.get("total_timesteps"),
         "reference_iqm": ref_iqm, "cells": table, "aggregate": aggregate,
         "missing": [f"{label} / {env}" for label in labels for env in envs if env not in table[label]],
         "in_progress": partial_runs(out, labels, envs),
@@ -356,7 +357,7 @@ def _hardware(cells) -> str:
     """Where the cells ran, e.g. `cpu (2 CPUs) on 1 node` or `gpu NVIDIA H200 on 2 nodes`."""
     devices = [c["device"] for by_env in cells.values() for c in by_env.values() if c["device"]]
     if not devices:
-        return "unknown"
+        return "none recorded yet (no finished cell)"
     kinds = sorted({f"CPU ({d['cpus']} cores)" if d["platform"] == "cpu" else f"{d['platform'].upper()} {d['device_kind']}"
                     for d in devices})
     nodes = len({d["node"] for d in devices})

@@ -230,6 +230,8 @@ def _versus_text(entry: dict[str, Any]) -> str:
 
 def _budgets(summary: dict[str, Any]) -> str:
     budgets = {env: steps for env, steps in summary["budget"].items() if steps}
+    if not budgets and summary.get("planned_timesteps"):
+        return f"{summary['planned_timesteps']:,} env steps per run (planned)"
     values = set(budgets.values())
     if len(values) == 1:
         return f"{values.pop():,} env steps per run"
