@@ -321,8 +321,6 @@ def _same_family(label: str, optimizer: str) -> bool:
     return name == optimizer or name.startswith(f"{optimizer}:") or name.startswith(f"{optimizer}-")
 
 
-# The study's own setting of each question (GPU scale) and the command that runs it on a cluster,
-# printed at the head of its section beside whatever scale the plans below ran at.
 COLLAPSED_SHARE = 0.5  # a cell whose runs end, by IQM, below half their peak return is called collapsed
 
 
@@ -369,6 +367,8 @@ def collapse_section(summaries: list[dict[str, Any]]) -> list[str]:
             "plan are shown under that plan.", "", collapsed_cells(summaries), "", *tables]
 
 
+# The study's own setting of each question (GPU scale) and the command that runs it on a cluster,
+# printed at the head of its section beside whatever scale the plans below ran at.
 STUDY_SETTINGS = {
     "main": ("the four MinAtar games at 1e7 env steps and Brax Ant at 5e7, 16 seeds per cell",
              "metaopt evaluate --plan configs/eval/minatar_1e7.yaml --set seeds=16 --out runs/eval/minatar_1e7_gpu"),
