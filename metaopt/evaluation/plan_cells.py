@@ -148,8 +148,9 @@ def collapse_measures(curves: Path, window: int = COLLAPSE_WINDOW) -> dict[str, 
         w = min(window, r.size)
         smooth = np.convolve(r, np.ones(w) / w, mode="valid")
         largest.append(float(np.max(np.maximum.accumulate(smooth) - smooth)))
-        end.append(float(np.max(smooth) - smooth[-1]))
-        share.append(end[-1] / float(np.max(smooth)) if np.max(smooth) > 0 else np.nan)
+        peak = float(np.max(smooth))
+        end.append(peak - float(smooth[-1]))
+        share.append(end[-1] / peak if peak > 0 else np.nan)
     return {"largest_drop": np.asarray(largest), "end_drop": np.asarray(end), "end_share": np.asarray(share)}
 
 

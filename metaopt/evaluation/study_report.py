@@ -154,8 +154,8 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
             if key == "l2":
                 lines += _l2_answers(summary)
             lines += _head_to_head_answers(summary, indent="     ")
-        if key == "l2" and (others := [s for _, s in summaries if s["section"] != "l2"]) and collapse_section(others):
-            lines.append(f"   - Policy collapse in the other plans' runs (section {number}): {collapsed_cells(others)}")
+        if key == "l2" and (found := collapsed_cells([s for _, s in summaries if s["section"] != "l2"])):
+            lines.append(f"   - Policy collapse in the other plans' runs (section {number}): {found}")
     return [*lines, ""]
 
 

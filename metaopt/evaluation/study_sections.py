@@ -332,12 +332,15 @@ def _share(summary: dict[str, Any], label: str, env: str) -> dict[str, Any] | No
     return found if found and found["n"] else None
 
 
-def collapsed_cells(summaries: list[dict[str, Any]]) -> str:
+def collapsed_cells(summaries: list[dict[str, Any]]) -> str | None:
     """One sentence: the cells of these plans whose runs lost, by IQM, more than `COLLAPSED_SHARE`
-    of their peak return by the end (or that none did)."""
-    found = [f"{label} on {env} ({summary['plan']}: {share['iqm']:.2f})" for summary in summaries
-             for label in summary["labels"] for env in summary["envs"]
-             if (share := _share(summary, label, env)) and share["iqm"] > COLLAPSED_SHARE]
+    of their peak return by the end, or that none did; None when no cell has the measure."""
+    shares = [(summary["plan"], label, env, share) for summary in summaries for label in summary["labels"]
+              for env in summary["envs"] if (share := _share(summary, label, env))]
+    if not shares:
+        return None
+    found = [f"{label} on {env} ({plan}: {share['iqm']:.2f})" for plan, label, env, share in shares
+             if share["iqm"] > COLLAPSED_SHARE]
     return (f"Collapsed: {'; '.join(found)}." if found
             else f"No cell lost more than {COLLAPSED_SHARE} of its peak return by the end.")
 
