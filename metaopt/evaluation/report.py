@@ -69,7 +69,7 @@ def summary(result: RunResult) -> dict:
         "final_return": [_num(v) for v in final],
         "final_return_mean": _num(float(mean[0])),
         "final_return_stderr": _num(float(se[0])),
-        "final_return_definition": "mean return of episodes finished in the last 10% of PPO updates",
+        "final_return_definition": "mean return of episodes finished in the last 10% of updates (PPO or A2C)",
         "num_seeds": result.config.num_seeds,
         "num_updates": int(result.metrics["episode_return"].shape[1]),
         "env_steps": result.env_steps,
