@@ -227,6 +227,10 @@ def test_report_answers_each_question_from_the_aggregates(plan_run, tmp_path):
                if "open-breakout-l2 (meta-trained with an L2 penalty on its meta-parameters) against open-breakout" in x]
     assert "on asterix, breakout: difference 0.00 [" in line and "P(better) 0.50 [" in line
     assert "**within noise of open-breakout**" in line
+    for env in ("asterix", "breakout"):  # the collapse measures of both, env by env (twins: the same)
+        drop, end = (summary["cells"]["open-breakout"][env].get(key) for key in ("largest_drop", "end_drop"))
+        both = " / ".join(fmt(m and {"value": m["iqm"], "ci": m["iqm_ci"]}) for m in (drop, end))
+        assert f"{env}: open-breakout-l2 {both}, open-breakout {both}" in line
     (line,) = [x for x in answers.splitlines() if "Head to head" in x]  # a pair the plan names
     assert line.startswith("     - Head to head (plan `tiny-l2`, 2 seeds per cell): open-breakout against "
                            "open-breakout-l2 on asterix, breakout: difference 0.00 [")

@@ -175,11 +175,12 @@ def _l2_answers(summary: dict[str, Any]) -> list[str]:
         pair = versus(summary, label, base)
         if not pair["envs"]:
             continue
-        drops = [f"{name} {fmt(_measure(summary, name, pair['envs'], 'largest_drop'))} / "
-                 f"{fmt(_measure(summary, name, pair['envs'], 'end_drop'))}" for name in (label, base)]
+        drops = [f"{env}: " + ", ".join(f"{name} {fmt(_measure(summary, name, env, 'largest_drop'))} / "
+                                        f"{fmt(_measure(summary, name, env, 'end_drop'))}" for name in (label, base))
+                 for env in pair["envs"]]
         lines.append(f"     - {label} ({L2_READINGS[suffix]}) against {base} on {', '.join(pair['envs'])}: "
                      f"{_versus_text(pair)}: **{verdict(pair, base)}**; largest drop below the running peak / "
-                     f"loss from the peak at the end (IQM over seeds): {'; '.join(drops)}.")
+                     f"loss from the peak at the end (IQM over seeds), per env: {'; '.join(drops)}.")
     return lines
 
 
@@ -195,11 +196,9 @@ def _head_to_head_answers(summary: dict[str, Any], indent: str) -> list[str]:
     return lines
 
 
-def _measure(summary: dict[str, Any], label: str, envs: list[str], measure: str) -> dict[str, Any] | None:
-    """A collapse measure's IQM [CI] of a label's cell, when the comparison covers a single env."""
-    if len(envs) != 1:
-        return None
-    found = (summary["cells"].get(label, {}).get(envs[0]) or {}).get(measure)
+def _measure(summary: dict[str, Any], label: str, env: str, measure: str) -> dict[str, Any] | None:
+    """A collapse measure's IQM [CI] of a label's cell on one env (None where the cell has none)."""
+    found = (summary["cells"].get(label, {}).get(env) or {}).get(measure)
     return {"value": found["iqm"], "ci": found["iqm_ci"]} if found else None
 
 
