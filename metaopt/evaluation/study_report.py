@@ -177,7 +177,7 @@ def _l2_answers(summary: dict[str, Any]) -> list[str]:
             continue
         drops = [f"{env}: " + ", ".join(f"{name} {fmt(_measure(summary, name, env, 'largest_drop'))} / "
                                         f"{fmt(_measure(summary, name, env, 'end_drop'))}" for name in (label, base))
-                 for env in pair["envs"]]
+                 for env in pair["envs"]]  # per env: the measures are in each env's return units
         lines.append(f"     - {label} ({L2_READINGS[suffix]}) against {base} on {', '.join(pair['envs'])}: "
                      f"{_versus_text(pair)}: **{verdict(pair, base)}**; largest drop below the running peak / "
                      f"loss from the peak at the end (IQM over seeds), per env: {'; '.join(drops)}.")
@@ -394,8 +394,8 @@ def _collapse_table(summary: dict[str, Any]) -> list[str]:
         row = [label]
         for env in summary["envs"]:
             for measure in ("largest_drop", "end_drop"):
-                found = (summary["cells"].get(label, {}).get(env) or {}).get(measure)
-                row.append(fmt({"value": found["iqm"], "ci": found["iqm_ci"]}) if found else "not run")
+                found = _measure(summary, label, env, measure)
+                row.append(fmt(found) if found else "not run")
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 
