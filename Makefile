@@ -14,10 +14,12 @@ DEMO_O4R_EVAL_ARGS ?=
 
 install: $(STAMP)
 
+# pip byte-compiles on one core; compileall does the same work on every core (benchmarks/README.md, "make demo").
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,cluster]'
+	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[dev,cluster]'
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	touch $(STAMP)
 
 # GPU nodes (CUDA 12, NVIDIA driver on the host): the same set plus jaxlib's CUDA plugin and
@@ -26,16 +28,16 @@ install-gpu: install
 	$(BIN)/python -m pip install -q -c requirements.lock -c requirements-cuda12.lock -e '.[dev,cluster,cuda12]'
 
 # OPEN meta-trained by ES on embedded Ray (2 workers) with the local MLflow store (~/.local/share/metaopt/mlruns.db),
-# registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it, the
-# published Breakout OPEN, and Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
+# registered as open-breakout-demo, then PPO trained from scratch on 4 new seeds with it and with
+# Adam and RMSProp tuned at this budget (configs/tuned/breakout_cpu.yaml).
 # Then Optim4RL meta-trained by pipeline training on Catch with A2C (its reference's own task),
 # registered as optim4rl-catch-demo, and A2C agents trained from scratch on 4 new seeds with it and
 # with Adam and RMSProp at the reference's settings (5e5 env steps).
 demo: install
 	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/open_breakout_demo.yaml --out $(DEMO_OUT)/meta $(DEMO_META_ARGS)
 	$(BIN)/python ray_jobs/evaluate.py --env breakout \
-		--optimizers models:/open-breakout-demo@champion open adam:tuned rmsprop:tuned \
-		--meta-params open=published:breakout --tuned-file configs/tuned/breakout_cpu.yaml \
+		--optimizers models:/open-breakout-demo@champion adam:tuned rmsprop:tuned \
+		--tuned-file configs/tuned/breakout_cpu.yaml \
 		--total-steps 196608 --seeds 4 --seed 2000 --out $(DEMO_OUT)/eval $(DEMO_EVAL_ARGS)
 	$(BIN)/python ray_jobs/meta_train.py --config configs/meta/optim4rl_catch_demo.yaml --out $(DEMO_OUT)/optim4rl_meta \
 		$(DEMO_O4R_META_ARGS)
