@@ -3,6 +3,7 @@ errors for bad URIs, missing aliases and broken artifacts; a shared `mlflow serv
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -182,6 +183,27 @@ def test_mlflow_server_shared_by_two_processes_loses_no_metric(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _open_store(uri: str, barrier) -> None:
+    from metaopt.tracking.mlflow_run import client_for
+
+    barrier.wait()  # every process is up: they open the new store together
+    client_for(TrackingConfig(uri=uri)).search_experiments()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_store_together_all_go_on(tmp_path):
+    """Jobs started together on a fresh machine create a new store's tables at the same moment;
+    without the store's lock one of them failed ("table ... already exists")."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_open_store, args=(f"sqlite:///{tmp_path}/new.db", barrier)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
 
 
 def test_cache_keeps_stores_apart(tmp_path, monkeypatch):

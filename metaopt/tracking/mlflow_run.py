@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
@@ -70,7 +71,13 @@ def client_for(cfg: TrackingConfig) -> MlflowClient:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri(cfg)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # The client creates a new sqlite store's tables; two processes doing so at once (two jobs
+    # started together on a fresh machine) collide ("table ... already exists"). A lock file beside
+    # the store lets one create them while the other waits, then finds them.
+    with FileLock(f"{uri.removeprefix('sqlite:///')}.lock"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
