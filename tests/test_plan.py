@@ -20,6 +20,7 @@ from metaopt.config import ENV_NAMES
 from metaopt.evaluation import stats
 from metaopt.evaluation.plan import load_plan, resolve_cells
 from metaopt.evaluation.plan_stats import fmt, verdict
+from metaopt.evaluation.study_report import L2_READINGS, l2_pairing
 from tests.helpers import PROJECT
 
 TINY_PLAN = "configs/eval/tiny.yaml"
@@ -265,6 +266,17 @@ def test_bad_plan_stops_in_one_line_before_any_cell(sets, expected, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing ran, nothing was written
+
+
+def test_l2_rows_pair_with_their_unregularised_row_by_label():
+    labels = ["adam", "optim4rl-catch", "optim4rl-catch-l2", "optim4rl-grid-lr1e-3", "optim4rl-grid-l2-lr1e-3",
+              "optim4rl-grid-wd-lr1e-3", "optim4rl-grid-l2-lr3e-4"]
+    assert l2_pairing("optim4rl-catch-l2", labels) == ("optim4rl-catch", L2_READINGS["l2"])
+    assert l2_pairing("optim4rl-grid-l2-lr1e-3", labels) == ("optim4rl-grid-lr1e-3", L2_READINGS["l2"])
+    assert l2_pairing("optim4rl-grid-wd-lr1e-3", labels) == ("optim4rl-grid-lr1e-3", L2_READINGS["wd"])
+    assert l2_pairing("optim4rl-grid-l2-lr3e-4", labels) is None  # its unregularised row is not in the plan
+    assert [label for label in labels if l2_pairing(label, labels) is None] == [
+        "adam", "optim4rl-catch", "optim4rl-grid-lr1e-3", "optim4rl-grid-l2-lr3e-4"]
 
 
 def test_a_setting_can_differ_per_env():

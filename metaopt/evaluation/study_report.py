@@ -159,26 +159,37 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
     return [*lines, ""]
 
 
-L2_READINGS = {"-l2": "meta-trained with an L2 penalty on its meta-parameters",
-               "-wd": "with decoupled weight decay on the agent's parameters"}
+L2_READINGS = {"l2": "meta-trained with an L2 penalty on its meta-parameters",
+               "wd": "with decoupled weight decay on the agent's parameters"}
+
+
+def l2_pairing(label: str, labels: list[str]) -> tuple[str, str] | None:
+    """The row a regularised optimizer is measured against, and which reading of L2 it is: `NAME-l2`
+    or `NAME-l2-REST` (meta-trained with L2 on its meta-parameters) and `NAME-wd[-REST]` (decoupled
+    weight decay on the agent) pair with `NAME[-REST]` when the plan has that label; else None."""
+    tokens = label.split("-")
+    for i, token in enumerate(tokens[1:], start=1):
+        base = "-".join(tokens[:i] + tokens[i + 1:])
+        if token in L2_READINGS and base in labels:
+            return base, L2_READINGS[token]
+    return None
 
 
 def _l2_answers(summary: dict[str, Any]) -> list[str]:
-    """Each `NAME-l2` (meta-trained with L2 on its meta-parameters) and `NAME-wd` (decoupled
-    weight decay on the agent) optimizer against `NAME`: final returns and the collapse measures."""
+    """Each regularised optimizer (`l2_pairing`) against its unregularised row: final returns and
+    the collapse measures."""
     lines = []
     for label in summary["labels"]:
-        suffix = next((s for s in L2_READINGS if label.endswith(s)), None)
-        base = label.removesuffix(suffix) if suffix else label
-        if suffix is None or base not in summary["labels"]:
+        if (paired := l2_pairing(label, summary["labels"])) is None:
             continue
+        base, reading = paired
         pair = versus(summary, label, base)
         if not pair["envs"]:
             continue
         drops = [f"{env}: " + ", ".join(f"{name} {fmt(_measure(summary, name, env, 'largest_drop'))} / "
                                         f"{fmt(_measure(summary, name, env, 'end_drop'))}" for name in (label, base))
                  for env in pair["envs"]]  # per env: the measures are in each env's return units
-        lines.append(f"     - {label} ({L2_READINGS[suffix]}) against {base} on {', '.join(pair['envs'])}: "
+        lines.append(f"     - {label} ({reading}) against {base} on {', '.join(pair['envs'])}: "
                      f"{_versus_text(pair)}: **{verdict(pair, base)}**; largest drop below the running peak / "
                      f"loss from the peak at the end (IQM over seeds), per env: {'; '.join(drops)}.")
     return lines
