@@ -4,7 +4,9 @@ hung workers and a killed driver: tests/test_distributed_failures.py)."""
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,14 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
                         hooks=[SignalDuringSecondIteration(victim, signal.SIGKILL)])
     assert shared.live() == [1] and result.history[-1]["worker_restarts"] >= 1
     assert_same_run(reference, result)
+
+
+def test_each_worker_keeps_to_its_core_with_an_xla_thread_pool_that_fits_it(method_setup):
+    """`distributed.pin_cpus`: every thread of worker i stays on its core, and XLA's CPU pool
+    has one thread for it. Two pools of both cores on 2 cores ran the ES 2-5x slower."""
+    _, _, _, pool = method_setup
+    for index, pid in enumerate(pool.pids()):
+        cores = set(pool._cores(index))
+        threads = {int(t.name): (t / "comm").read_text().strip() for t in Path(f"/proc/{pid}/task").iterdir()}
+        assert {tid: os.sched_getaffinity(tid) for tid in threads} == dict.fromkeys(threads, cores)
+        assert sum("XLAEigen" in name for name in threads.values()) == len(cores), sorted(threads.values())

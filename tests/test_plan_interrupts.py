@@ -104,23 +104,28 @@ def test_terminated_plan_saves_its_running_cell_like_ctrl_c(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path):
+def test_cells_that_ask_for_every_cpu_run_one_at_a_time(tmp_path, monkeypatch):
     """A cell holds its CPUs for its whole run: it never blocks in `ray.get`, during which Ray
-    would lend them to the next cell and two cells would share the cores."""
+    would lend them to the next cell and two cells would share the cores. Each keeps to the two
+    cores it claimed (its own claims folder: other tests' cells hold the suite's)."""
     import ray
 
+    from metaopt.distributed.cores import CAN_PIN, LOCK_DIR_VARIABLE, NODE_CORES
     from metaopt.evaluation.plan import load_plan, resolve_cells
     from metaopt.evaluation.plan_run import run_plan
 
     plan = load_plan(TINY_PLAN, {"optimizers": ["adam", "rmsprop"], "envs": ["breakout"],
                                  "resources": {"cpus_per_cell": 2}, "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db"}})
+    monkeypatch.setenv(LOCK_DIR_VARIABLE, str(tmp_path / "claims"))  # before Ray starts: its workers inherit it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run_plan(plan, resolve_cells(plan), tmp_path / "out", log=lambda line: None)
     finally:
         ray.shutdown()
-    spans = sorted((datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["finished"]))
-                   for d in (json.loads(f.read_text()) for f in (tmp_path / "out" / "cells").glob("*/*/device.json")))
+    devices = [json.loads(f.read_text()) for f in (tmp_path / "out" / "cells").glob("*/*/device.json")]
+    if CAN_PIN and len(NODE_CORES) >= 2:
+        assert [d["cores"] for d in devices] == [list(NODE_CORES[:2])] * 2
+    spans = sorted((datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["finished"])) for d in devices)
     assert len(spans) == 2 and spans[0][0] < spans[0][1]
     assert spans[0][1] <= spans[1][0], f"the cells ran at the same time: {spans}"
 

@@ -69,6 +69,10 @@ class EvalResources(_Strict):
 
     cpus_per_cell: PositiveFloat = 1.0
     gpus_per_cell: Annotated[float, Field(ge=0)] | None = None  # None: 1 where the cluster has GPUs, else 0
+    # A CPU cell keeps to cpus_per_cell cores of its own (whole CPUs only), claimed on its node,
+    # so cells side by side do not spread XLA's threads over each other's cores
+    # (metaopt/distributed/cores.py). Off: the OS places the threads.
+    pin_cpus: bool = True
 
 
 class EvalPlanConfig(_Strict):

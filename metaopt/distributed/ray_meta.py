@@ -25,6 +25,7 @@ import numpy as np
 import ray
 
 from metaopt.config import DistributedConfig, MetaTrainConfig
+from metaopt.distributed.meta_worker import MetaWorker
 from metaopt.distributed.resources import ray_options
 from metaopt.distributed.retry import LOST_WORK, RetriesExhausted, RetryBudget
 from metaopt.meta.run import make_engine
@@ -32,55 +33,6 @@ from metaopt.meta.run import make_engine
 
 class ShardFailed(RetriesExhausted):
     """A piece was lost on every attempt, or no live worker is left to run it."""
-
-
-@ray.remote
-class MetaWorker:
-    """Holds one engine and runs its pieces: ES shards or pipeline groups."""
-
-    def __init__(self, config_json: str, cores: list[int] | None = None):
-        if cores:  # before JAX's CPU client exists, so its thread pool fits the cores too
-            os.sched_setaffinity(0, cores)
-        self.cfg = MetaTrainConfig.model_validate_json(config_json)
-        self.engine = make_engine(self.cfg)
-
-    def pid(self) -> int:
-        """The actor's process id (also a readiness probe).
-
-        Returns:
-          The pid.
-        """
-        return os.getpid()
-
-    def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
-        """Raw returns of one ES population shard (`ESEngine.evaluate_shard`).
-
-        Args:
-          members: (S, D) flat meta-parameters of the shard's members.
-          keys: (R,) the generation's rollout keys.
-
-        Returns:
-          ((S, R, tasks) raw returns, compute seconds).
-        """
-        t0 = time.perf_counter()
-        raw = np.asarray(self.engine.evaluate_shard(jnp.asarray(members), keys))
-        return raw, time.perf_counter() - t0
-
-    def pipeline_group(self, task: int, meta_params: Any, agents: Any) -> tuple[Any, float]:
-        """Meta-gradient of one pipeline agent group (`PipelineEngine.group_gradient`).
-
-        Args:
-          task: the task index.
-          meta_params: the current meta-parameters.
-          agents: the group's agent states (leading axis: agents).
-
-        Returns:
-          ((gradient sum, meta-loss sum, new agent states, mean metrics) as host arrays, compute
-          seconds).
-        """
-        t0 = time.perf_counter()
-        out = jax.device_get(self.engine.group_gradient(task, meta_params, agents))
-        return out, time.perf_counter() - t0
 
 
 @dataclass

@@ -8,22 +8,19 @@ it (`distributed.retry`)."""
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from metaopt.config import LEARNED_OPTIMIZERS, EvalPlanConfig, TrainConfig
+from metaopt.config import LEARNED_OPTIMIZERS, EvalPlanConfig, EvalResources
 from metaopt.distributed.job import connect_ray, terminate_as_interrupt
 from metaopt.distributed.resources import ray_options
 from metaopt.distributed.retry import LOST_WORK, RetryBudget
+from metaopt.evaluation.cell_task import train_cell
 from metaopt.evaluation.plan import (
     Cell,
     LogFn,
@@ -35,81 +32,18 @@ from metaopt.evaluation.plan import (
     select_cells,
     write_cell,
 )
-from metaopt.evaluation.plan_files import DEVICE_FILE, PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
+from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
 from metaopt.evaluation.plan_stats import summarise
-from metaopt.evaluation.report import latest_return, write_run
-from metaopt.optimizers import build_optimizer
 from metaopt.optimizers.learned import load_meta_params
 from metaopt.tracking.mlflow_run import code_version
 from metaopt.tracking.plans import PlanTracker
-from metaopt.training.runs import PartialRunMismatch, run_training
 
 
-def train_cell(config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
-               progress=None, config_hash: str = "", partial_every_s: float = 0.0,
-               resume: bytes | None = None) -> dict[str, bytes]:
-    """The work of one cell, on whichever node Ray picks: train the agents, return the files
-    (results.json, curves.csv, returns.png) as bytes; it writes nothing where it runs.
-
-    Args:
-      config: a TrainConfig as plain data.
-      label: the optimizer's label.
-      meta_params: the learned optimizer's meta-parameters (None for Adam and RMSProp); sent
-        with the task, so no node needs the driver's files.
-      key: the cell's name in progress reports.
-      progress: a `CellProgress` actor to report each compiled chunk to and to hand the cell's
-        partial runs to (None: silent).
-      config_hash: the cell's `Cell.config_hash`, stored with its partial runs.
-      partial_every_s: hand over a partial run at most this often (the driver saves them at
-        this period anyway; serialising the state costs a device-to-host copy).
-      resume: a partial run of this cell to go on from (`PartialRun.to_bytes()`; None: from the
-        start). An argument, not fetched here: a task blocked in `ray.get` gives its CPUs back to
-        Ray, which then starts another cell beside it on the same cores.
-
-    Returns:
-      File name -> contents: results.json, curves.csv, returns.png and device.json.
-    """
-    import jax
-
-    if meta_params is not None:  # the driver's file path means nothing on another node
-        config = {**config, "optimizer": {**config["optimizer"], "meta_params": None}}
-    cfg = TrainConfig.model_validate(config)
-    optimizer = None if meta_params is None else build_optimizer(cfg.optimizer, cfg.agent, meta_params)
-
-    def report(done: int, total: int, metrics: dict) -> None:
-        progress.report.remote(key, done, total, latest_return(metrics["episode_return"]))
-
-    handed = [time.perf_counter()]
-
-    def keep(partial) -> None:
-        if time.perf_counter() - handed[0] >= partial_every_s:
-            progress.keep_partial.remote(key, partial.to_bytes({"config_hash": config_hash}))
-            handed[0] = time.perf_counter()
-
-    def train(resume: bytes | None):
-        return run_training(cfg, optimizer=optimizer, label=label, progress=None if progress is None else report,
-                            resume=resume, checkpoint=None if progress is None else keep)
-
-    started = _now()
-    try:
-        result = train(resume)
-    except PartialRunMismatch as exc:  # same config, other state layout (another code version)
-        progress.note.remote(f"{key}: the saved partial run does not fit this code ({exc}); starting the cell over")
-        result = train(None)
-    device = jax.devices()[0]
-    where = {"platform": device.platform, "device_kind": device.device_kind, "node": platform.node(),
-             "cpus": os.cpu_count(), "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-             "resumed_at_update": result.resumed_at, "started": started, "finished": _now()}
-    with tempfile.TemporaryDirectory() as tmp:
-        write_run(Path(tmp), [result], comparison=False)
-        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    files[DEVICE_FILE] = json.dumps(where, indent=2).encode()
-    return files
-
-
-def _now() -> str:
-    """The time now, UTC, ISO 8601 to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def _cores_to_pin(resources: EvalResources, gpus: float) -> int:
+    """How many cores a cell claims and keeps to: its CPUs where it runs on CPUs only, pinning
+    is on and they are whole; else 0 (the OS places its threads)."""
+    cpus = resources.cpus_per_cell
+    return int(cpus) if resources.pin_cpus and gpus == 0 and cpus == int(cpus) else 0
 
 
 def _gpus_per_cell(plan: EvalPlanConfig) -> float:
@@ -285,14 +219,15 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
     budget = RetryBudget(CELL_RETRIES)
     # Ray's own retries would rerun a task with its first arguments, so the driver resubmits a
     # cell whose worker or node died itself, from the newest partial run the cell handed over.
-    task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, _gpus_per_cell(plan)),
-                                          max_retries=0)
+    gpus = _gpus_per_cell(plan)
+    task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, gpus), max_retries=0)
+    pinned = _cores_to_pin(plan.resources, gpus)
     progress = ray.remote(CellProgress).options(num_cpus=0).remote()
     metas: dict[str, dict | None] = {}
     pending: dict = {}  # ref -> (cell, submitted at)
 
     def submit(cell: Cell, resume: bytes | None) -> None:
-        ref = task.remote(cell.config.model_dump(mode="json"), cell.label, metas[cell.key], cell.key, progress,
+        ref = task.remote(pinned, cell.config.model_dump(mode="json"), cell.label, metas[cell.key], cell.key, progress,
                           cell.config_hash, plan.progress_every_s, resume)
         pending[ref] = (cell, time.perf_counter())
 
