@@ -51,7 +51,7 @@ def test_a_claim_ends_with_the_process_that_held_it(tmp_path):
 def test_worker_modules_import_without_starting_jax():
     """Ray imports a task's or actor's module before it runs; if that import started JAX's CPU
     backend, XLA's thread pool would be sized to every core before the worker could pin itself."""
-    code = ("import metaopt.evaluation.cell_task, metaopt.distributed.meta_worker\n"
+    code = ("import metaopt.evaluation.cell_task, metaopt.distributed.meta_worker, metaopt.tuning.trial_tasks\n"
             "from jax._src import xla_bridge\n"
             "assert not xla_bridge.backends_are_initialized()\n"
             "import metaopt.meta.run\n"  # the check can fail: the engines' import does start it

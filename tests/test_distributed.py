@@ -54,7 +54,7 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
 
 def test_each_worker_keeps_to_its_core_with_an_xla_thread_pool_that_fits_it(method_setup):
     """`distributed.pin_cpus`: every thread of worker i stays on its core, and XLA's CPU pool
-    has one thread for it. Two pools of both cores on 2 cores ran the ES 2-5x slower."""
+    has one thread for it (before, the pool was sized to every core and left unpinned)."""
     _, _, _, pool = method_setup
     for index, pid in enumerate(pool.pids()):
         cores = set(pool._cores(index))

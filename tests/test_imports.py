@@ -17,7 +17,7 @@ DEFERRED = ("ray", "mlflow", "matplotlib", "brax", "gymnax", "pyarrow", "jax",
             "metaopt.envs.minatar", "metaopt.envs.brax_envs", "metaopt.optimizers", "metaopt.tracking.mlflow_run",
             # Ray workers import these only after pinning their cores: importing them starts JAX's
             # CPU backend, which sizes XLA's thread pool (metaopt/distributed/cores.py).
-            "metaopt.meta.run", "metaopt.evaluation.cell_work")
+            "metaopt.meta.run", "metaopt.evaluation.cell_work", "metaopt.tuning.trial_work")
 # The entry points import what a command needs when it runs: `metaopt --help` and `metaopt doctor`
 # on a broken install must not import JAX, Ray or MLflow first.
 ENTRY_POINTS = ("metaopt.cli", "metaopt.doctor")

@@ -11,8 +11,8 @@ import yaml
 
 from metaopt.config import PipelineConfig, load_meta_config
 from metaopt.meta.run import config_hash
-from metaopt.tuning.sensitivity import SEED_KEY, read_trial_record, trial_record_name, write_trial_record
 from metaopt.tuning.sensitivity_report import normalised_ci, summarise_sensitivity
+from metaopt.tuning.trial_records import SEED_KEY, read_trial_record, trial_record_name, write_trial_record
 from metaopt.tuning.trials import write_trials
 from tests.helpers import PROJECT
 

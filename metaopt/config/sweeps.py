@@ -22,6 +22,10 @@ class SweepResources(_Strict):
     gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
     max_concurrent_trials: PositiveInt | None = None  # None: as many as the resources allow
     max_failures: Annotated[int, Field(ge=0)] = 2  # a crashed trial runs again (from its checkpoint)
+    # A CPU trial keeps to cpus_per_trial cores of its own (whole CPUs only), claimed on its node,
+    # so trials side by side do not spread XLA's threads over each other's cores
+    # (metaopt/distributed/cores.py). Off: the OS places the threads.
+    pin_cpus: bool = True
 
 
 class EarlyStoppingConfig(_Strict):

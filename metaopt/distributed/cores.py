@@ -2,10 +2,10 @@
 
 XLA sizes its CPU thread pool to the cores a process may run on when JAX's CPU backend
 starts (on the first array, which importing evosax already makes). Two workers on a node of
-2 cores, each free to use both, run 4 busy threads on 2 cores, and on this project's 2-core
-machines that ran several times slower than one worker per core (benchmarks/README.md, "Each
-worker on its own cores"). So a worker pins itself before it imports the code that starts
-JAX: its pool then has a thread per core it holds.
+2 cores, each free to use both, run 4 busy threads on 2 cores that preempt each other
+(benchmarks/README.md, "Each worker on its own cores": the ES ran about 20% faster once each
+worker kept to its core). So a worker pins itself before it imports the code that starts JAX:
+its pool then has a thread per core it holds.
 
 Linux only (`os.sched_setaffinity`); elsewhere nothing is pinned and everything still runs.
 """
@@ -27,6 +27,20 @@ NODE_CORES: tuple[int, ...] = tuple(sorted(os.sched_getaffinity(0))) if CAN_PIN 
 # node, so two plans (or a plan and a test) on one machine never pin cells to the same core.
 LOCK_DIR_VARIABLE = "METAOPT_CORE_CLAIMS"
 DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "metaopt-cores"
+
+
+def cores_to_claim(cpus: float, gpus: float, pin: bool) -> int:
+    """How many cores a Ray task or trial claims and keeps to.
+
+    Args:
+      cpus: its Ray CPUs.
+      gpus: its Ray GPUs (a GPU task's host threads are left to the OS).
+      pin: the config's `pin_cpus`.
+
+    Returns:
+      `cpus` where pinning is on, it has no GPU and `cpus` is whole; else 0 (not pinned).
+    """
+    return int(cpus) if pin and gpus == 0 and cpus == int(cpus) else 0
 
 
 def pin_process(cores: list[int]) -> None:

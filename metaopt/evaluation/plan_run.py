@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from metaopt.config import LEARNED_OPTIMIZERS, EvalPlanConfig, EvalResources
+from metaopt.config import LEARNED_OPTIMIZERS, EvalPlanConfig
+from metaopt.distributed.cores import cores_to_claim
 from metaopt.distributed.job import connect_ray, terminate_as_interrupt
 from metaopt.distributed.resources import ray_options
 from metaopt.distributed.retry import LOST_WORK, RetryBudget
@@ -37,13 +38,6 @@ from metaopt.evaluation.plan_stats import summarise
 from metaopt.optimizers.learned import load_meta_params
 from metaopt.tracking.mlflow_run import code_version
 from metaopt.tracking.plans import PlanTracker
-
-
-def _cores_to_pin(resources: EvalResources, gpus: float) -> int:
-    """How many cores a cell claims and keeps to: its CPUs where it runs on CPUs only, pinning
-    is on and they are whole; else 0 (the OS places its threads)."""
-    cpus = resources.cpus_per_cell
-    return int(cpus) if resources.pin_cpus and gpus == 0 and cpus == int(cpus) else 0
 
 
 def _gpus_per_cell(plan: EvalPlanConfig) -> float:
@@ -221,7 +215,7 @@ def _run_cells(plan: EvalPlanConfig, todo: list[Cell], out: Path, tracker, log: 
     # cell whose worker or node died itself, from the newest partial run the cell handed over.
     gpus = _gpus_per_cell(plan)
     task = ray.remote(train_cell).options(**ray_options(plan.resources.cpus_per_cell, gpus), max_retries=0)
-    pinned = _cores_to_pin(plan.resources, gpus)
+    pinned = cores_to_claim(plan.resources.cpus_per_cell, gpus, plan.resources.pin_cpus)
     progress = ray.remote(CellProgress).options(num_cpus=0).remote()
     metas: dict[str, dict | None] = {}
     pending: dict = {}  # ref -> (cell, submitted at)

@@ -22,8 +22,9 @@ from metaopt.config import BaselineSweepConfig, baseline_train_config, read_yaml
 from metaopt.distributed.job import connect_ray
 from metaopt.plotting import pyplot
 from metaopt.tracking.sweeps import record_sweep
-from metaopt.training.runs import chunk_size, run_training
-from metaopt.tuning.sweep import GroupedASHA, experiment_root, fit, history, spread
+from metaopt.training.runs import chunk_size
+from metaopt.tuning.sweep import GroupedASHA, cores_for_trial, experiment_root, fit, history, spread
+from metaopt.tuning.trial_tasks import baseline_trial
 from metaopt.tuning.trials import COMPLETED, best_per_group, write_trials
 
 REPORTED = ("episode_return", "env_steps")
@@ -31,39 +32,6 @@ REPORTED = ("episode_return", "env_steps")
 
 def _describe(config: dict) -> str:
     return f"{config['optimizer']} lr {config['learning_rate']:.3g} on {config['env']}"
-
-
-def baseline_trial(params: dict, sweep_json: str) -> None:
-    """One Tune trial: PPO with this optimizer and learning rate, all seeds of the sweep.
-
-    Args:
-      params: the trial's grid point: env, optimizer, learning_rate.
-      sweep_json: the BaselineSweepConfig as JSON (trials read no files).
-    """
-    sweep = BaselineSweepConfig.model_validate_json(sweep_json)
-    cfg = baseline_train_config(sweep, params["env"], params["optimizer"], params["learning_rate"])
-
-    def chunk_metrics(done: int, chunk: dict[str, np.ndarray]) -> dict[str, float]:
-        with np.errstate(all="ignore"):
-            ret = float(np.nanmean(chunk["episode_return"]))
-        return {"episode_return": ret, "env_steps": done * cfg.agent.batch_size, "updates": done}
-
-    def on_chunk(done: int, total: int, chunk: dict[str, np.ndarray]) -> None:
-        if done < total:  # the last chunk is reported below, with the final return
-            tune.report(chunk_metrics(done, chunk))
-
-    result = run_training(cfg, progress=on_chunk)
-    finals = result.final_returns()
-    n = result.metrics["episode_return"].shape[1]
-    last = {name: values[:, -1:] for name, values in result.metrics.items()}
-    tune.report({
-        **chunk_metrics(n, last),
-        "final_return": float(np.nanmean(finals)),
-        "final_return_se": float(np.nanstd(finals, ddof=1) / np.sqrt(len(finals))) if len(finals) > 1 else 0.0,
-        **{f"final_return_seed{i}": float(v) for i, v in enumerate(finals)},
-        "env_steps_per_second": result.env_steps_per_second,
-        "compile_seconds": result.compile_seconds,
-    })
 
 
 @dataclass
@@ -200,7 +168,7 @@ def run_baseline_sweep(sweep: BaselineSweepConfig, out: str | Path, *, fresh: bo
             reduction_factor=sweep.early_stopping.reduction_factor,
         )
     trials = fit(
-        tune.with_parameters(baseline_trial, sweep_json=sweep.model_dump_json()),
+        tune.with_parameters(baseline_trial, sweep_json=sweep.model_dump_json(), cores=cores_for_trial(sweep.resources)),
         {"env": tune.grid_search(sweep.envs), "optimizer": tune.grid_search(sweep.optimizers),
          "learning_rate": tune.grid_search(lrs)},
         out=out, name=sweep.name, config_dump=sweep.model_dump(mode="json"), resources=sweep.resources,

@@ -18,9 +18,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import re
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,107 +27,16 @@ from ray import tune
 
 from metaopt.config import SensitivitySweepConfig, meta_config_at, sensitivity_base_config
 from metaopt.distributed.job import connect_ray
-from metaopt.meta.run import config_hash, meta_train
 from metaopt.plotting import pyplot
-from metaopt.tracking.mlflow_run import code_version
 from metaopt.tracking.sweeps import record_sweep
-from metaopt.training.learned import combined_score, task_final_returns
-from metaopt.tuning.sweep import COMPLETED, experiment_root, fit, history, spread
+from metaopt.tuning.sweep import COMPLETED, cores_for_trial, experiment_root, fit, history, spread
+from metaopt.tuning.trial_records import SEED_KEY
+from metaopt.tuning.trial_tasks import sensitivity_trial
 from metaopt.tuning.trials import read_trials
-
-SEED_KEY = "meta_seed"
 
 
 def _describe(config: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.items())
-
-
-def trial_record_name(point: dict[str, Any], meta_seed: int) -> str:
-    """A trial's file stem in the results folder: its grid values and meta-seed, e.g.
-    `meta_learning_rate=0.001,reset_interval=32,meta_seed=0`."""
-    parts = [f"{key.split('.')[-1]}={value}" for key, value in point.items()] + [f"{SEED_KEY}={meta_seed}"]
-    return re.sub(r"[^A-Za-z0-9._=,-]", "_", ",".join(parts))
-
-
-def read_trial_record(results: Path, point: dict[str, Any], meta_seed: int, config_key: str) -> dict | None:
-    """The finished trial's record in `results`, or None when absent or made with another config.
-
-    Args:
-      results: the results folder.
-      point: the grid point (dotted keys).
-      meta_seed: the trial's meta-seed.
-      config_key: the trial's meta-training config hash.
-
-    Returns:
-      The record (with `meta_params`: the path of its trained meta-parameters), or None.
-    """
-    stem = trial_record_name(point, meta_seed)
-    record_path, params_path = results / f"{stem}.json", results / f"{stem}.safetensors"
-    if not (record_path.is_file() and params_path.is_file()):
-        return None
-    record = json.loads(record_path.read_text())
-    if record.get("config_hash") != config_key:
-        return None
-    return {**record, "meta_params": str(params_path)}
-
-
-def write_trial_record(results: Path, record: dict[str, Any], meta_params: Path) -> Path:
-    """Write a finished trial's record and a copy of its meta-parameters into `results`.
-
-    Args:
-      results: the results folder (created).
-      record: as `sensitivity_trial` makes it (point, meta_seed, config_hash, returns...).
-      meta_params: the trained meta-parameters' file.
-
-    Returns:
-      The record's path.
-    """
-    results.mkdir(parents=True, exist_ok=True)
-    stem = trial_record_name(record["point"], record[SEED_KEY])
-    shutil.copyfile(meta_params, results / f"{stem}.safetensors")
-    path = results / f"{stem}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
-
-
-def sensitivity_trial(params: dict, base_json: str, results: str | None = None) -> None:
-    """One Tune trial: meta-train at the grid point (resuming from the trial folder's checkpoints), then
-    report the fresh agents' final return; a record in `results` that matches the trial's config
-    is reported instead.
-
-    Args:
-      params: the grid point (dotted keys) and its meta seed (`meta_seed`).
-      base_json: the base meta-training config as JSON (trials read no files).
-      results: an absolute folder of trial records (read and written); None: none.
-    """
-    point = {k: v for k, v in params.items() if k != SEED_KEY}
-    meta_seed = params[SEED_KEY]
-    cfg = meta_config_at(json.loads(base_json), point, seed=meta_seed)
-    key = config_hash(cfg)
-    record = read_trial_record(Path(results), point, meta_seed, key) if results else None
-    if record is None:
-        out = Path(tune.get_context().get_trial_dir()) / "meta"
-
-        def on_iteration(done: int, total: int, row: dict[str, float]) -> None:
-            tune.report({k: v for k, v in row.items() if np.isfinite(v)})
-
-        started = time.perf_counter()
-        result = meta_train(cfg, out, progress=on_iteration, resume=True)
-        trained = time.perf_counter()
-        returns = task_final_returns(cfg, result.meta_params_path)
-        last = result.history[-1] if result.history else {}
-        record = {
-            "point": point, SEED_KEY: meta_seed, "config_hash": key, "tasks": list(cfg.env_names),
-            "eval_seeds": list(range(cfg.tracking.eval_seed, cfg.tracking.eval_seed + cfg.tracking.eval_seeds)),
-            "final_returns": [r.tolist() for r in returns], "final_return": combined_score(cfg, returns),
-            "last_iteration": {k: v for k, v in last.items() if np.isfinite(v)},
-            "meta_training_s": trained - started, "evaluation_s": time.perf_counter() - trained,
-            "code_version": code_version(),
-        }
-        if results:
-            write_trial_record(Path(results), record, result.meta_params_path)
-    tune.report({**record["last_iteration"], "final_return": record["final_return"],
-                 "compute_s": record["meta_training_s"] + record["evaluation_s"]})
 
 
 @dataclass
@@ -283,7 +189,7 @@ def run_sensitivity_sweep(sweep: SensitivitySweepConfig, out: str | Path, *, fre
     space[SEED_KEY] = tune.grid_search(list(range(sweep.meta_seeds)))
     total = int(np.prod([len(v) for v in sweep.grid.values()])) * sweep.meta_seeds
     trials = fit(
-        tune.with_parameters(sensitivity_trial, base_json=json.dumps(base_raw),
+        tune.with_parameters(sensitivity_trial, base_json=json.dumps(base_raw), cores=cores_for_trial(sweep.resources),
                              results=None if sweep.results is None else str(Path(sweep.results).resolve())), space,
         out=out, name=sweep.name, config_dump=sweep.model_dump(mode="json"), resources=sweep.resources,
         total_trials=total, describe=_describe, fresh=fresh, storage=sweep.storage,

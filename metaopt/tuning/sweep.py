@@ -28,7 +28,20 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from metaopt.config import ConfigError, SweepResources
+from metaopt.distributed.cores import cores_to_claim
 from metaopt.tuning.trials import COMPLETED, FAILED, STOPPED, UNFINISHED
+
+
+def cores_for_trial(resources: SweepResources) -> int:
+    """How many cores each trial claims and keeps to (`metaopt.distributed.cores`).
+
+    Args:
+      resources: the sweep's resources.
+
+    Returns:
+      The count; 0: trials are not pinned.
+    """
+    return cores_to_claim(resources.cpus_per_trial, resources.gpus_per_trial, resources.pin_cpus)
 
 
 def say(line: str) -> None:
