@@ -25,6 +25,18 @@ def method_setup(request, ray_cluster, mlflow_store, tmp_path_factory):
     yield from method_setup_for(request.param, mlflow_store, tmp_path_factory)
 
 
+def test_each_worker_keeps_to_its_core_with_an_xla_thread_pool_that_fits_it(method_setup):
+    """`distributed.pin_cpus`: every thread of worker i stays on its core, and XLA's CPU pool
+    has one thread for it (before, the pool was sized to every core and left unpinned). First in
+    the file: a later test kills one of the module's workers."""
+    _, _, _, pool = method_setup
+    for index, pid in enumerate(pool.pids()):
+        cores = set(pool._cores(index))
+        threads = {int(t.name): (t / "comm").read_text().strip() for t in Path(f"/proc/{pid}/task").iterdir()}
+        assert {tid: os.sched_getaffinity(tid) for tid in threads} == dict.fromkeys(threads, cores)
+        assert sum("XLAEigen" in name for name in threads.values()) == len(cores), sorted(threads.values())
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_equals_single_process(method_setup, workers, tmp_path):
     _, cfg, reference, pool = method_setup
@@ -51,13 +63,3 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
     assert shared.live() == [1] and result.history[-1]["worker_restarts"] >= 1
     assert_same_run(reference, result)
 
-
-def test_each_worker_keeps_to_its_core_with_an_xla_thread_pool_that_fits_it(method_setup):
-    """`distributed.pin_cpus`: every thread of worker i stays on its core, and XLA's CPU pool
-    has one thread for it (before, the pool was sized to every core and left unpinned)."""
-    _, _, _, pool = method_setup
-    for index, pid in enumerate(pool.pids()):
-        cores = set(pool._cores(index))
-        threads = {int(t.name): (t / "comm").read_text().strip() for t in Path(f"/proc/{pid}/task").iterdir()}
-        assert {tid: os.sched_getaffinity(tid) for tid in threads} == dict.fromkeys(threads, cores)
-        assert sum("XLAEigen" in name for name in threads.values()) == len(cores), sorted(threads.values())
