@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from metaopt.distributed.cores import CAN_PIN, NODE_CORES, claimed_cores
+from metaopt.distributed.cores import CAN_PIN, LOCK_DIR_VARIABLE, NODE_CORES, claimed_cores
 from tests.helpers import PROJECT
 
 needs_pinning = pytest.mark.skipif(not CAN_PIN, reason="no sched_setaffinity on this platform")
@@ -58,4 +58,24 @@ def test_worker_modules_import_without_starting_jax():
             "assert xla_bridge.backends_are_initialized()\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@needs_pinning
+def test_a_process_keeps_to_its_claim_and_an_unpinned_task_after_it_gets_every_core(tmp_path):
+    """A Ray worker runs one task after another: a pinned cell, then one that is not pinned (or
+    finds no free core), which must not stay on the first one's core. In a child process: pinning
+    is process-wide."""
+    code = ("import os, threading\n"
+            "from metaopt.distributed.cores import NODE_CORES, kept_to_own_cores\n"
+            "threading.Thread(target=threading.Event().wait, daemon=True).start()  # a thread from before\n"
+            "def kept(): return {frozenset(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}\n"
+            "with kept_to_own_cores(1) as held:\n"
+            "    assert held == [NODE_CORES[0]], held\n"
+            "    assert kept() == {frozenset(held)}\n"
+            "with kept_to_own_cores(0) as held:\n"
+            "    assert held is None\n"
+            "    assert kept() == {frozenset(NODE_CORES)}\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, LOCK_DIR_VARIABLE: str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]

@@ -24,9 +24,10 @@ CAN_PIN = hasattr(os, "sched_setaffinity")
 # a worker process that runs one cell after another claims among these each time.
 NODE_CORES: tuple[int, ...] = tuple(sorted(os.sched_getaffinity(0))) if CAN_PIN else ()
 # Where a node's processes record their claims: one folder for every metaopt process of a
-# node, so two plans (or a plan and a test) on one machine never pin cells to the same core.
+# user on a node, so two plans (or a plan and a test) on one machine never pin cells to the
+# same core. Per user: another user's claim files are not ours to open.
 LOCK_DIR_VARIABLE = "METAOPT_CORE_CLAIMS"
-DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / "metaopt-cores"
+DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / f"metaopt-cores-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
 def cores_to_claim(cpus: float, gpus: float, pin: bool) -> int:
@@ -93,3 +94,21 @@ def claimed_cores(count: int, lock_dir: Path | None = None) -> Iterator[list[int
     finally:
         for fd in held.values():
             os.close(fd)  # closing the descriptor drops its lock
+
+
+@contextmanager
+def kept_to_own_cores(count: int) -> Iterator[list[int] | None]:
+    """Claim `count` cores (`claimed_cores`) and keep this process to them for the block; where
+    none are claimed, to all of the node's cores, so a Ray worker that ran a pinned task before
+    does not stay on that task's cores.
+
+    Args:
+      count: how many cores; 0: none (the process may use them all).
+
+    Yields:
+      The claimed cores, or None.
+    """
+    with claimed_cores(count) as held:
+        if CAN_PIN:
+            pin_process(held if held is not None else list(NODE_CORES))
+        yield held

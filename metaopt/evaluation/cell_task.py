@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metaopt.distributed.cores import claimed_cores, pin_process
+from metaopt.distributed.cores import kept_to_own_cores
 
 
 def train_cell(cores: int, config: dict[str, Any], label: str, meta_params: dict | None, key: str = "",
@@ -24,9 +24,7 @@ def train_cell(cores: int, config: dict[str, Any], label: str, meta_params: dict
     Returns:
       As `run_cell`: the cell's files by name.
     """
-    with claimed_cores(cores) as held:
-        if held is not None:
-            pin_process(held)
+    with kept_to_own_cores(cores):
         from metaopt.evaluation.cell_work import run_cell  # after pinning: it starts JAX (above)
 
         return run_cell(config, label, meta_params, key, progress, config_hash, partial_every_s, resume)

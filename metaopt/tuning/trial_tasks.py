@@ -6,7 +6,7 @@ claims and pins its cores (`metaopt.distributed.cores`), then imports the work
 
 from __future__ import annotations
 
-from metaopt.distributed.cores import claimed_cores, pin_process
+from metaopt.distributed.cores import kept_to_own_cores
 
 
 def baseline_trial(params: dict, sweep_json: str, cores: int = 0) -> None:
@@ -16,9 +16,7 @@ def baseline_trial(params: dict, sweep_json: str, cores: int = 0) -> None:
       params, sweep_json: as `trial_work.baseline_trial`.
       cores: how many of the node's cores to claim and keep to; 0, or too few free: unpinned.
     """
-    with claimed_cores(cores) as held:
-        if held is not None:
-            pin_process(held)
+    with kept_to_own_cores(cores):
         from metaopt.tuning.trial_work import baseline_trial as work  # after pinning: it starts JAX (above)
 
         work(params, sweep_json)
@@ -31,9 +29,7 @@ def sensitivity_trial(params: dict, base_json: str, results: str | None = None, 
       params, base_json, results: as `trial_work.sensitivity_trial`.
       cores: how many of the node's cores to claim and keep to; 0, or too few free: unpinned.
     """
-    with claimed_cores(cores) as held:
-        if held is not None:
-            pin_process(held)
+    with kept_to_own_cores(cores):
         from metaopt.tuning.trial_work import sensitivity_trial as work  # after pinning: it starts JAX (above)
 
         work(params, base_json, results)
