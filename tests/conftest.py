@@ -21,6 +21,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")  # the small programs repeat most
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# Core claims (metaopt.distributed.cores) in a folder of this test process, its subprocesses
+# and its Ray workers: a test that pins never finds its cores held by another test file's
+# process (pytest-xdist) or by the user's own jobs on the machine.
+os.environ.setdefault("METAOPT_CORE_CLAIMS", tempfile.mkdtemp(prefix="metaopt-cores-"))
 # `train` and `compare` record their runs: into a store of this test process (and its
 # subprocesses), never the user's default store. Tests of tracking name their own stores.
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db")

@@ -12,6 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from metaopt.distributed.cores import CAN_PIN, NODE_CORES  # noqa: E402
 from metaopt.distributed.ray_meta import WorkerPool, ray_engine  # noqa: E402
 from metaopt.meta.run import meta_train  # noqa: E402
 from tests.distributed_helpers import SignalDuringSecondIteration, method_setup_for, sharing  # noqa: E402
@@ -25,15 +26,18 @@ def method_setup(request, ray_cluster, mlflow_store, tmp_path_factory):
     yield from method_setup_for(request.param, mlflow_store, tmp_path_factory)
 
 
+@pytest.mark.skipif(not CAN_PIN or len(NODE_CORES) < 2, reason="needs Linux and 2 cores to pin 2 workers")
 def test_each_worker_keeps_to_its_core_with_an_xla_thread_pool_that_fits_it(method_setup):
-    """`distributed.pin_cpus`: every thread of worker i stays on its core, and XLA's CPU pool
-    has one thread for it (before, the pool was sized to every core and left unpinned). First in
-    the file: a later test kills one of the module's workers."""
+    """`distributed.pin_cpus`: the two workers claim different cores, every thread of each stays
+    on its core, and XLA's CPU pool has one thread for it (before, the pool was sized to every
+    core and left unpinned). First in the file: a later test kills one of the module's workers."""
     _, _, _, pool = method_setup
-    for index, pid in enumerate(pool.pids()):
-        cores = set(pool._cores(index))
+    held = pool.cores()
+    assert all(cores is not None and len(cores) == 1 for cores in held), held
+    assert len({c for cores in held for c in cores}) == 2  # no core shared
+    for cores, pid in zip(held, pool.pids(), strict=True):
         threads = {int(t.name): (t / "comm").read_text().strip() for t in Path(f"/proc/{pid}/task").iterdir()}
-        assert {tid: os.sched_getaffinity(tid) for tid in threads} == dict.fromkeys(threads, cores)
+        assert {tid: os.sched_getaffinity(tid) for tid in threads} == dict.fromkeys(threads, set(cores))
         assert sum("XLAEigen" in name for name in threads.values()) == len(cores), sorted(threads.values())
 
 

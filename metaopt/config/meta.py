@@ -204,11 +204,12 @@ class DistributedConfig(_Strict):
     # A replacement actor the cluster has not placed by then (a lost node, no spare GPU):
     # its slot stays empty and its pieces go to the live actors (the run goes on, slower).
     replacement_timeout_s: PositiveFloat = 300.0
-    # Pin worker i to its own cores (cpus_per_worker of them). Meant for a machine the pool
-    # has to itself (a laptop, a dedicated CPU node): unpinned, each worker's XLA threads
-    # spread over every core and contend (figures: benchmarks/README.md).
-    # Off, the OS places the threads: right where other jobs share the cores, or on GPU workers.
-    pin_cpus: bool = False
+    # Each CPU worker claims cpus_per_worker cores of its node that no other metaopt process
+    # there holds, and keeps every thread (XLA's pool included) to them: unpinned, each
+    # worker's XLA threads spread over every core and contend (figures: benchmarks/README.md).
+    # A worker that finds too few free cores, or has a GPU, runs unpinned. Off: the OS places
+    # the threads (where jobs of other programs share the cores).
+    pin_cpus: bool = True
 
 
 class TrackingConfig(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import jax
@@ -17,16 +18,23 @@ import numpy as np
 import ray
 
 from metaopt.config import MetaTrainConfig
-from metaopt.distributed.cores import pin_process
+from metaopt.distributed.cores import kept_to_own_cores
 
 
 @ray.remote
 class MetaWorker:
     """Holds one engine and runs its pieces: ES shards or pipeline groups."""
 
-    def __init__(self, config_json: str, cores: list[int] | None = None):
-        if cores:  # every thread, before JAX's CPU backend starts: its thread pool fits the cores
-            pin_process(cores)
+    def __init__(self, config_json: str, cores: int = 0):
+        """Args:
+          config_json: the meta-training config.
+          cores: how many of the node's cores to claim for the actor's life and keep every
+            thread to, before JAX's CPU backend starts (so its thread pool fits them); 0, or
+            too few free on the node, leaves the actor unpinned. The kernel drops the claim
+            when the actor's process ends, so a restarted or replacement actor claims afresh.
+        """
+        self._claim = ExitStack()  # held while the actor lives
+        self._cores = self._claim.enter_context(kept_to_own_cores(cores))
         from metaopt.meta.run import make_engine  # after pinning: it starts JAX (above)
 
         self.cfg = MetaTrainConfig.model_validate_json(config_json)
@@ -39,6 +47,14 @@ class MetaWorker:
           The pid.
         """
         return os.getpid()
+
+    def cores(self) -> list[int] | None:
+        """The cores this actor claimed and keeps to, or None (unpinned).
+
+        Returns:
+          Core ids of its node, or None.
+        """
+        return self._cores
 
     def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
         """Raw returns of one ES population shard (`ESEngine.evaluate_shard`).

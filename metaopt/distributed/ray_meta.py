@@ -13,7 +13,6 @@ resources come from `distributed` in the config (one GPU per actor on GPU nodes)
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 import ray
 
 from metaopt.config import DistributedConfig, MetaTrainConfig
+from metaopt.distributed.cores import cores_to_claim
 from metaopt.distributed.meta_worker import MetaWorker
 from metaopt.distributed.resources import ray_options
 from metaopt.distributed.retry import LOST_WORK, RetriesExhausted, RetryBudget
@@ -52,20 +52,20 @@ class WorkerPool:
         else:
             self.warm = set(range(len(self.actors)))
 
-    def _cores(self, index: int) -> list[int] | None:
-        """With `pin_cpus`, worker i gets its own cores: i*c .. i*c+c-1 (c = cpus_per_worker),
-        so XLA's threads of different workers do not thrash the same cores and caches."""
-        if not self.dist.pin_cpus:
-            return None
-        per = max(1, int(self.dist.cpus_per_worker))
-        return [(index * per + k) % os.cpu_count() for k in range(per)]
+    def _cores(self) -> int:
+        """How many cores each actor claims on its node and keeps to (`distributed.pin_cpus`):
+        claims, not slots, so workers on a node never share a core, with each other or with the
+        plan cells and trials of other jobs there, whatever the nodes' sizes. A worker of less
+        than a CPU claims one core (the next such worker finds it held and runs unpinned)."""
+        whole = max(1, int(self.dist.cpus_per_worker))
+        return cores_to_claim(whole, self.dist.gpus_per_worker, self.dist.pin_cpus)
 
     def _actor_options(self, index: int) -> dict:
         return {**ray_options(self.dist.cpus_per_worker, self.dist.gpus_per_worker), "max_restarts": -1,
                 "max_task_retries": 0}
 
     def _new_actor(self, index: int):
-        return MetaWorker.options(**self._actor_options(index)).remote(json.dumps(self.cfg.dump()), self._cores(index))
+        return MetaWorker.options(**self._actor_options(index)).remote(json.dumps(self.cfg.dump()), self._cores())
 
     def _replace(self, index: int) -> bool:
         """Kill a hung or dead actor and start a fresh one in its slot, which (re)compiles
@@ -141,6 +141,14 @@ class WorkerPool:
           The pids, in slot order.
         """
         return ray.get([a.pid.remote() for a in self.actors if a is not None])
+
+    def cores(self) -> list[list[int] | None]:
+        """The cores each live actor keeps to (None: unpinned).
+
+        Returns:
+          Core ids per actor, in slot order.
+        """
+        return ray.get([a.cores.remote() for a in self.actors if a is not None])
 
     def shutdown(self) -> None:
         """Kill every actor; the pool is empty afterwards."""
