@@ -6,6 +6,7 @@ two files on different workers."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from metaopt.distributed.claims import try_claim
 from tests.helpers import PROJECT
 from tests.test_plan import TINY_PLAN, _evaluate
 
@@ -43,8 +45,15 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     folder, only = out / "cells" / "adam" / "breakout", ["adam/breakout"]
     plan = load_plan(TINY_PLAN, {**longer, "tracking": {"uri": uri}})
 
+    claim = out / ".running" / "adam" / "breakout.lock"
+    held_while_running = []
+
     def log(line: str) -> None:  # Ctrl-C, delivered at the driver's first line after a saved partial run
         if (folder / "partial.safetensors").exists():
+            fd = try_claim(claim)  # another descriptor: refused while the driver holds the cell
+            held_while_running.append(fd is None)
+            if fd is not None:
+                os.close(fd)
             raise KeyboardInterrupt
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -54,6 +63,10 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     finally:
         ray.shutdown()
     assert not (folder / "cell.json").exists()
+    assert held_while_running == [True]
+    fd = try_claim(claim)  # released once the plan stopped
+    assert fd is not None
+    os.close(fd)
     stopped_at = int(metadata_from_bytes((folder / "partial.safetensors").read_bytes())["updates_done"])
     assert 0 < stopped_at < 600
     assert partial_runs(out, ["adam", "rmsprop"], ["breakout"]) == {"adam / breakout": f"update {stopped_at} of 600"}
@@ -73,6 +86,27 @@ def test_stopped_plan_resumes_its_running_cell_from_the_partial_run(tmp_path):
     assert json.loads((misfit.parent / "device.json").read_text())["resumed_at_update"] == 0 and not misfit.exists()
     uninterrupted = run_training(cells["adam / breakout"].config).final_returns()
     np.testing.assert_array_equal(json.loads((folder / "results.json").read_text())["final_return"], uninterrupted)
+
+
+def test_a_cell_another_evaluate_is_running_is_left_to_it(tmp_path):
+    """Two `metaopt evaluate` on one folder: a cell the other one holds (its claim in
+    OUT/.running) is neither run nor touched here; the claim ends with its holder."""
+    out, uri = tmp_path / "out", f"sqlite:///{tmp_path}/mlruns.db"
+    claim = out / ".running" / "adam" / "breakout.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import pathlib, sys\nfrom metaopt.distributed.claims import try_claim\n"
+         f"fd = try_claim(pathlib.Path({str(claim)!r}))\nprint('held' if fd is not None else 'refused', flush=True)\n"
+         "sys.stdin.read()"], cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # the event: the other process holds the cell
+        log = _evaluate(out, uri, only=["adam/breakout"])
+    finally:
+        holder.communicate(input="", timeout=60)
+    assert "0 to run" in log and f"left to the other `metaopt evaluate` running them in {out}: adam / breakout" in log
+    assert not (out / "cells" / "adam" / "breakout").exists()
+    fd = try_claim(claim)  # its holder ended: free
+    assert fd is not None
+    os.close(fd)
 
 
 @pytest.mark.slow

@@ -12,12 +12,13 @@ Linux only (`os.sched_setaffinity`); elsewhere nothing is pinned and everything 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from metaopt.distributed.claims import try_claim
 
 CAN_PIN = hasattr(os, "sched_setaffinity")
 # The cores this process could use when it first imported this module, before any pinning:
@@ -77,19 +78,14 @@ def claimed_cores(count: int, lock_dir: Path | None = None) -> Iterator[list[int
         yield None
         return
     lock_dir = lock_dir or Path(os.environ.get(LOCK_DIR_VARIABLE, DEFAULT_LOCK_DIR))
-    lock_dir.mkdir(parents=True, exist_ok=True)
     held: dict[int, int] = {}
     try:
         for core in NODE_CORES:
             if len(held) == count:
                 break
-            fd = os.open(lock_dir / f"{core}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            held[core] = fd
+            fd = try_claim(lock_dir / f"{core}.lock")
+            if fd is not None:
+                held[core] = fd
         yield sorted(held) if len(held) == count else None
     finally:
         for fd in held.values():

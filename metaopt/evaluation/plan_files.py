@@ -10,6 +10,7 @@ PLAN_FILE = "plan.yaml"
 SUMMARY_FILE = "summary.json"
 DEVICE_FILE = "device.json"  # where and when a cell ran: platform, device kind, node, seconds, start and end
 PROVENANCE_FILE = "provenance.json"  # every invocation: date, commit, command
+CLAIMS_DIR = ".running"  # a claim file per cell a `metaopt evaluate` is running (metaopt.distributed.claims)
 
 
 def folder_name(label: str) -> str:

@@ -8,8 +8,10 @@ it (`distributed.retry`)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 import yaml
 
 from metaopt.config import LEARNED_OPTIMIZERS, EvalPlanConfig
+from metaopt.distributed.claims import try_claim
 from metaopt.distributed.cores import cores_to_claim
 from metaopt.distributed.job import connect_ray, terminate_as_interrupt
 from metaopt.distributed.resources import ray_options
@@ -33,7 +36,7 @@ from metaopt.evaluation.plan import (
     select_cells,
     write_cell,
 )
-from metaopt.evaluation.plan_files import PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE
+from metaopt.evaluation.plan_files import CLAIMS_DIR, PLAN_FILE, PROVENANCE_FILE, SUMMARY_FILE, folder_name
 from metaopt.evaluation.plan_stats import summarise
 from metaopt.optimizers.learned import load_meta_params
 from metaopt.tracking.mlflow_run import code_version
@@ -82,23 +85,52 @@ def run_plan(plan: EvalPlanConfig, cells: list[Cell], out: str | Path, *, log: L
     if reused:
         log(f"plan {plan.name}: {len(reused)} cells taken from other plans' results (the same runs): "
             + ", ".join(f"{key} from {folder}" for key, folder in reused.items()))
-    done = [c for c in cells if is_finished(c, out)]
     todo = [c for c in select_cells(cells, only or []) if not is_finished(c, out)]
     if stop_after is not None:
         todo = todo[:stop_after]
-    selected = f" (--only: {len(todo)} of {len(cells) - len(done)} unfinished)" if only else ""
-    log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run{selected}")
-    for cell in done:
-        tracker.record_cell(cell, cell.folder(out))
-    try:
-        if todo:
-            _run_cells(plan, todo, out, tracker, log, address)
-        summary = summarise(out)
-    except BaseException:
-        tracker.finish(failed=True)
-        raise
+    with ExitStack() as claims:  # held until the cells ran (or the plan stopped)
+        todo, elsewhere = _claim_cells(todo, out, claims)
+        done = [c for c in cells if is_finished(c, out)]
+        selected = f" (--only: {len(todo)} of {len(cells) - len(done)} unfinished)" if only else ""
+        log(f"plan {plan.name}: {len(cells)} cells, {len(done)} already finished, {len(todo)} to run{selected}")
+        if elsewhere:
+            log(f"plan {plan.name}: left to the other `metaopt evaluate` running them in {out}: "
+                + ", ".join(c.key for c in elsewhere))
+        for cell in done:
+            tracker.record_cell(cell, cell.folder(out))
+        try:
+            if todo:
+                _run_cells(plan, todo, out, tracker, log, address)
+            summary = summarise(out)
+        except BaseException:
+            tracker.finish(failed=True)
+            raise
     tracker.finish(summary=summary, artifacts=[out / SUMMARY_FILE, *sorted(out.glob("*.png")), out / "table.md"])
     return summary
+
+
+def _claim_cells(todo: list[Cell], out: Path, claims: ExitStack) -> tuple[list[Cell], list[Cell]]:
+    """Claim each cell for this process (a file per cell in OUT/.running), so that two
+    `metaopt evaluate` on one folder (two terminals, two machines' parts of a plan) never run
+    the same cell: each runs the cells the other does not hold.
+
+    Args:
+      todo: the unfinished cells to run.
+      out: the plan's folder.
+      claims: holds the claims; closing it releases them.
+
+    Returns:
+      (the cells this process holds and that are still unfinished, the cells another process holds).
+    """
+    mine, elsewhere = [], []
+    for cell in todo:
+        fd = try_claim(out / CLAIMS_DIR / folder_name(cell.label) / f"{cell.env}.lock")
+        if fd is None:
+            elsewhere.append(cell)
+            continue
+        claims.callback(os.close, fd)
+        mine.append(cell)
+    return [c for c in mine if not is_finished(c, out)], elsewhere  # one may have finished meanwhile
 
 
 class CellProgress:
