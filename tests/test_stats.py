@@ -362,7 +362,7 @@ def test_meta_seeds_of_one_recipe_say_how_often_it_learns(tmp_path):
     learns, the one that stays at the start does not; escape is where the curve doubles."""
     import json
 
-    from metaopt.evaluation.study_sections import escape_iteration, recipes_section
+    from metaopt.evaluation.study_sections import escape_iteration, meta_seeds_answers, recipes_section
 
     assert escape_iteration([0.5] * 10 + [0.9, 1.0, 3.0]) == 12 and escape_iteration([0.5] * 20) is None
     flat, rising = [0.5] * 30, [0.5] * 10 + [0.6 + 0.5 * i for i in range(20)]
@@ -383,6 +383,10 @@ def test_meta_seeds_of_one_recipe_say_how_often_it_learns(tmp_path):
     assert "| 12 | 0.50 -> " in rows["| 0"] and "| yes |" in rows["| 0"]
     assert "| never | 0.50 -> 0.50 |" in rows["| 7"] and "| no |" in rows["| 7"]
     assert "Learns on 1 of 2 meta-seeds." in text
+    assert meta_seeds_answers(paths) == [  # the line in the answers at a glance
+        "   - `configs/meta/open_breakout_cpu.yaml` (section 6) over 2 meta-seeds: learns on 1 of 2; against "
+        "adam:tuned at its own budget: better on 1, worse on 1, within noise on 0."]
+    assert meta_seeds_answers(paths[:1]) == []  # one meta-seed: no line
     assert (tmp_path / "report" / "figures" / "recipes" / "open_breakout_cpu_meta_seeds.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -30,6 +30,7 @@ from metaopt.evaluation.study_sections import (
     collapse_section,
     collapsed_cells,
     copy_figures,
+    meta_seeds_answers,
     recipes_section,
     study_setting,
     sweep_answers,
@@ -91,7 +92,7 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
         "covers the median only about 88% of the time, so treat 4-seed intervals as rough. A P(better) whose runs do",
         "not overlap has no bootstrap interval at that n; it says so.",
         "",
-        *_answers(summaries, sweeps),
+        *_answers(summaries, sweeps, recipes),
     ]
     for number, (key, title, command) in enumerate(SECTIONS, 1):
         lines += [f"## {number}. {title}", ""]
@@ -118,9 +119,10 @@ def write_report(results: list[Path], out: Path, sweeps: list[Path] = (), baseli
     return path
 
 
-def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -> list[str]:
+def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path], recipes: list[Path]) -> list[str]:
     """The study's questions answered from the plans' aggregates, a line per optimizer, each
-    with the verdict of `plan_stats.verdict` (two measures that must agree)."""
+    with the verdict of `plan_stats.verdict` (two measures that must agree); under sensitivity,
+    also how often a CPU recipe learns over its meta-seeds."""
     lines = ["## Answers at a glance", "",
              "Each learned optimizer or baseline against the plan's reference, over the envs both ran: the",
              "difference of their normalised IQMs and P(better), each with its 95% stratified bootstrap CI. It is",
@@ -130,8 +132,10 @@ def _answers(summaries: list[tuple[Path, dict[str, Any]]], sweeps: list[Path]) -
         plans = [s for _, s in summaries if s["section"] == key]
         if key == "sensitivity":
             found = [s.name for s in sweeps if (s / "trials.csv").is_file() or (s / SENSITIVITY_SUMMARY).is_file()]
-            lines.append(f"{number}. {title} " + (f"See section {number} ({', '.join(found)})." if found else "— not run."))
-            lines += sweep_answers(sweeps)
+            meta_seeds = meta_seeds_answers(recipes)
+            lines.append(f"{number}. {title}" + (f" See section {number} ({', '.join(found)})." if found
+                                                 else "" if meta_seeds else " — not run."))
+            lines += sweep_answers(sweeps) + meta_seeds
             continue
         if key == "generalisation":
             rows = _held_out_answers(plans + [s for _, s in summaries if s["section"] != key])

@@ -102,20 +102,53 @@ def escape_iteration(values: list[float], k: int = 10, factor: float = ESCAPE_FA
     return next((i for i, v in enumerate(values, 1) if v >= factor * start), None)
 
 
-def meta_seeds_part(recipes: list[Path], out: Path | None) -> list[str]:
-    """One recipe meta-trained from several meta-seeds (records of the same `recipe` with different
-    `meta_training_seed`): how often it learns, a row per meta-seed, and their curves in one figure
-    (written under OUT/figures/recipes/ when `out` is given)."""
+def _meta_seed_groups(recipes: list[Path]) -> dict[str, list[dict[str, Any]]]:
+    """Records of one recipe meta-trained from at least 2 meta-seeds, by recipe, each group in
+    meta-seed order."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for path in recipes:
         record = json.loads(path.read_text())
         if record.get("curve") and record.get("meta_training_seed") is not None:
             groups.setdefault(record["recipe"], []).append(record)
+    return {recipe: sorted(records, key=lambda r: r["meta_training_seed"]) for recipe, records in sorted(groups.items())
+            if len({r["meta_training_seed"] for r in records}) >= 2}
+
+
+def _meta_seed_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One meta-seed's trained optimizer: its IQM, its difference from its initialisation (it
+    learns when that CI is above 0) and from the record's reference, with that reference's label."""
+    results = record["results"]
+    trained, init = _learned_labels(results)
+    versus_init = _difference(results, trained, init)
+    ref = _recipe_reference(results)
+    return {"iqm": _iqm_entry(np.asarray(results[trained]["final_returns"], np.float64)), "versus_init": versus_init,
+            "learns": versus_init is not None and versus_init["ci"][0] > 0, "reference": ref,
+            "versus_ref": _difference(results, trained, ref) if ref else None}
+
+
+def meta_seeds_answers(recipes: list[Path]) -> list[str]:
+    """A line per recipe meta-trained from several meta-seeds, for the answers at a glance: how
+    often it learns, and how often it is better or worse than its reference (the difference's CI)."""
     lines = []
-    for recipe, records in sorted(groups.items()):
-        if len({r["meta_training_seed"] for r in records}) < 2:
-            continue
-        records = sorted(records, key=lambda r: r["meta_training_seed"])
+    for recipe, records in _meta_seed_groups(recipes).items():
+        rows = [_meta_seed_row(r) for r in records]
+        compared = [row for row in rows if row["versus_ref"]]
+        better = sum(row["versus_ref"]["ci"][0] > 0 for row in compared)
+        worse = sum(row["versus_ref"]["ci"][1] < 0 for row in compared)
+        refs = sorted({row["reference"] for row in compared})
+        versus = (f"; against {', '.join(refs)} at its own budget: better on {better}, worse on {worse}, within noise "
+                  f"on {len(compared) - better - worse}") if compared else ""
+        lines.append(f"   - `{recipe}` (section 6) over {len(rows)} meta-seeds: learns on "
+                     f"{sum(row['learns'] for row in rows)} of {len(rows)}{versus}.")
+    return lines
+
+
+def meta_seeds_part(recipes: list[Path], out: Path | None) -> list[str]:
+    """One recipe meta-trained from several meta-seeds (records of the same `recipe` with different
+    `meta_training_seed`): how often it learns, a row per meta-seed, and their curves in one figure
+    (written under OUT/figures/recipes/ when `out` is given)."""
+    lines = []
+    for recipe, records in _meta_seed_groups(recipes).items():
         lines += [f"### `{recipe}` over {len(records)} meta-seeds: how often it learns", "",
                   f"Each meta-seed's own meta-training and its trained optimizer on the same fresh seeds. Escape: the "
                   f"first iteration whose {records[0]['curve']['metric']} reaches {ESCAPE_FACTOR:g}x its first-10 mean. "
@@ -125,18 +158,13 @@ def meta_seeds_part(recipes: list[Path], out: Path | None) -> list[str]:
                   "|---|---|---|---|---|---|---|---|"]
         learned = 0
         for r in records:
-            curve, results = r["curve"], r["results"]
-            trained, init = _learned_labels(results)
-            iqm = _iqm_entry(np.asarray(results[trained]["final_returns"], np.float64))
-            versus_init = _difference(results, trained, init)
-            ref = _recipe_reference(results)
-            versus_ref = _difference(results, trained, ref) if ref else None
-            learns = versus_init is not None and versus_init["ci"][0] > 0
-            learned += learns
+            curve, row = r["curve"], _meta_seed_row(r)
+            learned += row["learns"]
+            versus_ref = f"{fmt(row['versus_ref'], 3)} ({row['reference']})" if row["versus_ref"] else f"({row['reference']})"
             lines.append(f"| {r['meta_training_seed']} | {curve['iterations']} | "
                          f"{escape_iteration(curve['values']) or 'never'} | {curve['first_k_mean']:.2f} -> "
-                         f"{curve['last_k_mean']:.2f} | {fmt(iqm, 3)} | {fmt(versus_init, 3)} | "
-                         f"{'yes' if learns else 'no'} | {fmt(versus_ref, 3) if versus_ref else ''} ({ref}) |")
+                         f"{curve['last_k_mean']:.2f} | {fmt(row['iqm'], 3)} | {fmt(row['versus_init'], 3)} | "
+                         f"{'yes' if row['learns'] else 'no'} | {versus_ref} |")
         lines += ["", f"Learns on {learned} of {len(records)} meta-seeds."]
         if out is not None:
             lines += ["", _plot_meta_seeds(recipe, records, out)]
