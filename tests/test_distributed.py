@@ -12,7 +12,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from metaopt.distributed.cores import CAN_PIN, NODE_CORES  # noqa: E402
+from metaopt.distributed.claims import try_claim  # noqa: E402
+from metaopt.distributed.cores import CAN_PIN, LOCK_DIR_VARIABLE, NODE_CORES  # noqa: E402
 from metaopt.distributed.ray_meta import WorkerPool, ray_engine  # noqa: E402
 from metaopt.meta.run import meta_train  # noqa: E402
 from tests.distributed_helpers import SignalDuringSecondIteration, method_setup_for, sharing  # noqa: E402
@@ -67,3 +68,29 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
     assert shared.live() == [1] and result.history[-1]["worker_restarts"] >= 1
     assert_same_run(reference, result)
 
+
+
+def test_a_shut_down_pool_has_dropped_its_core_claims(method_setup):
+    """Last in the file (it shuts the module's pool down): `shutdown` returns only once its live
+    actors have dropped their core claims, so the next pool on the node finds those cores free.
+    Before, the claims lasted until the killed processes had exited, which could be after the
+    next pool's first actor looked for a free core: it then ran unpinned."""
+    _, _, _, pool = method_setup
+    held = []
+    for actor in pool.actors:  # one may have been killed by an earlier test
+        try:
+            held += ray.get(actor.cores.remote()) or []
+        except ray.exceptions.RayActorError:
+            pass
+    if not CAN_PIN:
+        assert held == []
+        return
+    assert held
+    pool.shutdown()
+    claims = [try_claim(Path(os.environ[LOCK_DIR_VARIABLE]) / f"{core}.lock") for core in held]
+    try:
+        assert None not in claims, dict(zip(held, claims, strict=True))
+    finally:
+        for fd in claims:
+            if fd is not None:
+                os.close(fd)

@@ -56,6 +56,13 @@ class MetaWorker:
         """
         return self._cores
 
+    def release(self) -> None:
+        """Drop the core claims now: the pool calls this just before it kills the actor, since the
+        kernel drops them only once the process has exited, which can be after the next pool's
+        actors on the node have looked for free cores."""
+        self._claim.close()
+        self._cores = None
+
     def es_shard(self, members: np.ndarray, keys: Any) -> tuple[np.ndarray, float]:
         """Raw returns of one ES population shard (`ESEngine.evaluate_shard`).
 

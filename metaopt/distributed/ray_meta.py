@@ -30,6 +30,10 @@ from metaopt.distributed.resources import ray_options
 from metaopt.distributed.retry import LOST_WORK, RetriesExhausted, RetryBudget
 from metaopt.meta.run import make_engine
 
+# How long `WorkerPool.shutdown` waits for its actors to drop their core claims before it kills
+# them: an idle actor answers in milliseconds; a busy or hung one is not waited for longer.
+RELEASE_WAIT_S = 10.0
+
 
 class ShardFailed(RetriesExhausted):
     """A piece was lost on every attempt, or no live worker is left to run it."""
@@ -151,10 +155,14 @@ class WorkerPool:
         return ray.get([a.cores.remote() for a in self.actors if a is not None])
 
     def shutdown(self) -> None:
-        """Kill every actor; the pool is empty afterwards."""
-        for a in self.actors:
-            if a is not None:
-                ray.kill(a, no_restart=True)
+        """Let every live actor drop its core claims (`MetaWorker.release`), then kill it; the
+        pool is empty afterwards. An idle actor answers at once; a dead one's call fails at once;
+        a busy or hung one is killed after RELEASE_WAIT_S, its claims dropped as its process ends."""
+        live = [a for a in self.actors if a is not None]
+        if live:
+            ray.wait([a.release.remote() for a in live], num_returns=len(live), timeout=RELEASE_WAIT_S)
+        for a in live:
+            ray.kill(a, no_restart=True)
         self.actors = []
 
 
