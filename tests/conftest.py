@@ -21,13 +21,17 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")  # the small programs repeat most
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# The two below are assigned, not set by default: pytest-xdist's workers inherit the environment
+# of the controller, which imports this file first, so a default would give every worker the
+# controller's folder (stop 47's CI: a worker's actors found both cores claimed by another
+# worker's tests).
 # Core claims (metaopt.distributed.cores) in a folder of this test process, its subprocesses
 # and its Ray workers: a test that pins never finds its cores held by another test file's
 # process (pytest-xdist) or by the user's own jobs on the machine.
-os.environ.setdefault("METAOPT_CORE_CLAIMS", tempfile.mkdtemp(prefix="metaopt-cores-"))
+os.environ["METAOPT_CORE_CLAIMS"] = tempfile.mkdtemp(prefix="metaopt-cores-")
 # `train` and `compare` record their runs: into a store of this test process (and its
 # subprocesses), never the user's default store. Tests of tracking name their own stores.
-os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db"
 
 import pytest  # noqa: E402
 

@@ -56,7 +56,7 @@ class WorkerPool:
         else:
             self.warm = set(range(len(self.actors)))
 
-    def _cores(self) -> int:
+    def _cores_to_claim(self) -> int:
         """How many cores each actor claims on its node and keeps to (`distributed.pin_cpus`):
         claims, not slots, so workers on a node never share a core, with each other or with the
         plan cells and trials of other jobs there, whatever the nodes' sizes. A worker of less
@@ -69,7 +69,7 @@ class WorkerPool:
                 "max_task_retries": 0}
 
     def _new_actor(self, index: int):
-        return MetaWorker.options(**self._actor_options(index)).remote(json.dumps(self.cfg.dump()), self._cores())
+        return MetaWorker.options(**self._actor_options(index)).remote(json.dumps(self.cfg.dump()), self._cores_to_claim())
 
     def _replace(self, index: int) -> bool:
         """Kill a hung or dead actor and start a fresh one in its slot, which (re)compiles
