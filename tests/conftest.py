@@ -28,7 +28,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 # Core claims (metaopt.distributed.cores) in a folder of this test process, its subprocesses
 # and its Ray workers: a test that pins never finds its cores held by another test file's
 # process (pytest-xdist) or by the user's own jobs on the machine.
-os.environ["METAOPT_CORE_CLAIMS"] = tempfile.mkdtemp(prefix="metaopt-cores-")
+os.environ["METAOPT_CORE_CLAIMS"] = tempfile.mkdtemp(prefix=f"metaopt-cores-of-{os.getpid()}-")
 # `train` and `compare` record their runs: into a store of this test process (and its
 # subprocesses), never the user's default store. Tests of tracking name their own stores.
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='metaopt-tests-')}/mlruns.db"

@@ -79,3 +79,10 @@ def test_a_process_keeps_to_its_claim_and_an_unpinned_task_after_it_gets_every_c
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, LOCK_DIR_VARIABLE: str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_each_test_process_claims_cores_in_a_folder_of_its_own():
+    """pytest-xdist's workers inherit the controller's environment: a folder set only by default
+    would be the controller's, shared by every worker, and one worker's cells would hold the
+    cores another worker's pinning test asks for (tests/conftest.py)."""
+    assert f"metaopt-cores-of-{os.getpid()}-" in os.environ[LOCK_DIR_VARIABLE]
