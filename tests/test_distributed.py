@@ -69,7 +69,6 @@ def test_lost_worker_without_a_free_slot_leaves_its_pieces_to_the_live_one(metho
     assert_same_run(reference, result)
 
 
-
 def test_a_shut_down_pool_has_dropped_its_core_claims(method_setup):
     """Last in the file (it shuts the module's pool down): `shutdown` returns only once its live
     actors have dropped their core claims, so the next pool on the node finds those cores free.
