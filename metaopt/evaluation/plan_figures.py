@@ -176,8 +176,8 @@ def plot_curves(path: Path, summary: dict[str, Any], cells) -> None:
         ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)  # on every panel: which optimizers ran, and n, differ between envs
     axes[0][0].set_ylabel("return of the latest finished episode")
-    axes[0][-1].legend(fontsize=7)
     title = (f"{summary['plan']}: line = mean over seeds of each seed's latest finished episode; "
              "band = ± 1 standard error over seeds (not the tables' IQM CI)")
     fig.suptitle(textwrap.fill(title, width=int(14 * 4.2 * len(envs))), fontsize=8)  # ~14 characters an inch fit
